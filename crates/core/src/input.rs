@@ -1,0 +1,261 @@
+//! The execution input GetUsername accepts, validated before any IAM call.
+
+use serde_json::{Map, Value};
+
+use crate::errors::OffboardError;
+
+/// Far above any legitimate input, far below Step Functions' 256 KB limit.
+pub const MAX_INPUT_BYTES: usize = 16 * 1024;
+
+/// How the caller named the user to offboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Name(String),
+    Id(String),
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(name) => write!(f, "user {name}"),
+            Self::Id(id) => write!(f, "user id {id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffboardRequest {
+    pub user: UserRef,
+    pub dry_run: bool,
+    /// The caller's free-form data, carried unchanged into the audit record.
+    pub context: Value,
+}
+
+const PLAIN_FIELDS: &[&str] = &["UserName", "IAMUserId", "DryRun", "Context"];
+const EVENT_FIELDS: &[&str] =
+    &["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
+const CONFIG_DETAIL_TYPE: &str = "Config Rules Compliance Change";
+
+fn invalid(message: impl Into<String>) -> OffboardError {
+    OffboardError::InvalidInput(message.into())
+}
+
+/// IAM user names: 1–64 characters of `[A-Za-z0-9_+=,.@-]`.
+pub fn validate_user_name(name: &str) -> Result<(), OffboardError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
+    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+        return Err(invalid(format!(
+            "UserName {name:?} is not an IAM user name: it must be 1-64 characters of letters, digits and _+=,.@-"
+        )));
+    }
+    Ok(())
+}
+
+/// IAM user ids: `AIDA` followed by upper-case letters and digits.
+pub fn validate_user_id(id: &str) -> Result<(), OffboardError> {
+    let rest = id.strip_prefix("AIDA").unwrap_or("");
+    if rest.is_empty() || id.len() > 128 || !rest.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "IAMUserId {id:?} is not an IAM user id: it must match ^AIDA[A-Z0-9]+$"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses the execution input: `{"UserName"}` or `{"IAMUserId"}` with
+/// optional `DryRun` and `Context`, or an AWS Config compliance-change event
+/// for an `AWS::IAM::User`. Anything else is `InvalidInput`.
+pub fn parse_execution_input(input: &Value) -> Result<OffboardRequest, OffboardError> {
+    let size = serde_json::to_vec(input).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+    if size > MAX_INPUT_BYTES {
+        return Err(invalid(format!("input is {size} bytes; at most {MAX_INPUT_BYTES} are accepted")));
+    }
+    let Value::Object(fields) = input else {
+        return Err(invalid(format!(
+            "input must be a JSON object such as {{\"UserName\": \"alice\"}}, got {}",
+            json_type(input)
+        )));
+    };
+    if fields.contains_key("detail") || fields.contains_key("detail-type") {
+        parse_config_event(fields)
+    } else {
+        parse_plain_input(fields)
+    }
+}
+
+fn parse_plain_input(fields: &Map<String, Value>) -> Result<OffboardRequest, OffboardError> {
+    reject_unknown_fields(fields, PLAIN_FIELDS, "input")?;
+    let user = match (fields.get("UserName"), fields.get("IAMUserId")) {
+        (Some(_), Some(_)) => return Err(invalid("input names both UserName and IAMUserId; give exactly one")),
+        (None, None) => return Err(invalid("input names no user; give UserName or IAMUserId")),
+        (Some(name), None) => {
+            let name = expect_str(name, "UserName")?;
+            validate_user_name(name)?;
+            UserRef::Name(name.to_string())
+        }
+        (None, Some(id)) => {
+            let id = expect_str(id, "IAMUserId")?;
+            validate_user_id(id)?;
+            UserRef::Id(id.to_string())
+        }
+    };
+    let dry_run = match fields.get("DryRun") {
+        None => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(other) => return Err(invalid(format!("DryRun must be true or false, got {}", json_type(other)))),
+    };
+    let context = match fields.get("Context") {
+        None => Value::Null,
+        Some(context @ Value::Object(_)) => context.clone(),
+        Some(other) => return Err(invalid(format!("Context must be a JSON object, got {}", json_type(other)))),
+    };
+    Ok(OffboardRequest { user, dry_run, context })
+}
+
+fn parse_config_event(fields: &Map<String, Value>) -> Result<OffboardRequest, OffboardError> {
+    reject_unknown_fields(fields, EVENT_FIELDS, "EventBridge event")?;
+    let detail_type = fields.get("detail-type").map(|v| expect_str(v, "detail-type")).transpose()?;
+    if detail_type != Some(CONFIG_DETAIL_TYPE) {
+        return Err(invalid(format!(
+            "EventBridge event detail-type must be {CONFIG_DETAIL_TYPE:?}, got {detail_type:?}"
+        )));
+    }
+    let Some(Value::Object(detail)) = fields.get("detail") else {
+        return Err(invalid("EventBridge event has no detail object"));
+    };
+    let resource_type = detail.get("resourceType").and_then(Value::as_str);
+    if resource_type != Some("AWS::IAM::User") {
+        return Err(invalid(format!(
+            "detail.resourceType must be \"AWS::IAM::User\", got {resource_type:?}; only IAM users are offboarded"
+        )));
+    }
+    let compliance = detail
+        .get("newEvaluationResult")
+        .and_then(|result| result.get("complianceType"))
+        .and_then(Value::as_str);
+    if compliance != Some("NON_COMPLIANT") {
+        return Err(invalid(format!(
+            "detail.newEvaluationResult.complianceType must be NON_COMPLIANT, got {compliance:?}; a compliant user is not offboarded"
+        )));
+    }
+    let id = detail
+        .get("resourceId")
+        .ok_or_else(|| invalid("detail.resourceId (the IAM user id) is missing"))
+        .and_then(|id| expect_str(id, "detail.resourceId"))?;
+    validate_user_id(id)?;
+    let mut context = Map::new();
+    context.insert("Source".into(), fields.get("source").cloned().unwrap_or(Value::Null));
+    context.insert("EventId".into(), fields.get("id").cloned().unwrap_or(Value::Null));
+    context.insert("ConfigRuleName".into(), detail.get("configRuleName").cloned().unwrap_or(Value::Null));
+    Ok(OffboardRequest { user: UserRef::Id(id.to_string()), dry_run: false, context: Value::Object(context) })
+}
+
+fn reject_unknown_fields(fields: &Map<String, Value>, known: &[&str], what: &str) -> Result<(), OffboardError> {
+    match fields.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(unknown) => Err(invalid(format!(
+            "{what} has unknown field {unknown:?}; accepted fields are {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn expect_str<'a>(value: &'a Value, field: &str) -> Result<&'a str, OffboardError> {
+    value.as_str().ok_or_else(|| invalid(format!("{field} must be a string, got {}", json_type(value))))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config_event(resource_id: &str) -> Value {
+        json!({
+            "version": "0",
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+            "detail-type": "Config Rules Compliance Change",
+            "source": "aws.config",
+            "account": "123456789012",
+            "time": "2026-11-01T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "resourceId": resource_id,
+                "awsRegion": "us-east-1",
+                "awsAccountId": "123456789012",
+                "configRuleName": "iam-user-unused-credentials-check",
+                "recordVersion": "1.0",
+                "configRuleARN": "arn:aws:config:us-east-1:123456789012:config-rule/config-rule-abc",
+                "messageType": "ComplianceChangeNotification",
+                "notificationCreationTime": "2026-11-01T12:00:00Z",
+                "resourceType": "AWS::IAM::User",
+                "newEvaluationResult": {"complianceType": "NON_COMPLIANT"}
+            }
+        })
+    }
+
+    #[test]
+    fn accepts_the_three_shapes() {
+        let by_name = parse_execution_input(&json!({"UserName": "alice.o'neil"}));
+        assert!(by_name.is_err(), "apostrophe is not an IAM name character");
+        let by_name = parse_execution_input(&json!({"UserName": "a+b=c,d.e@f-g_h"})).unwrap();
+        assert_eq!(by_name.user, UserRef::Name("a+b=c,d.e@f-g_h".into()));
+        assert!(!by_name.dry_run);
+
+        let by_id = parse_execution_input(&json!({"IAMUserId": "AIDAEXAMPLE1234567890", "DryRun": true, "Context": {"Ticket": "OPS-1"}})).unwrap();
+        assert_eq!(by_id.user, UserRef::Id("AIDAEXAMPLE1234567890".into()));
+        assert!(by_id.dry_run);
+        assert_eq!(by_id.context, json!({"Ticket": "OPS-1"}));
+
+        let from_event = parse_execution_input(&config_event("AIDAEXAMPLE1234567890")).unwrap();
+        assert_eq!(from_event.user, UserRef::Id("AIDAEXAMPLE1234567890".into()));
+        assert_eq!(from_event.context["ConfigRuleName"], "iam-user-unused-credentials-check");
+        assert!(!from_event.dry_run);
+    }
+
+    #[test]
+    fn sixty_four_character_names_are_the_limit() {
+        assert!(validate_user_name(&"a".repeat(64)).is_ok());
+        assert!(validate_user_name(&"a".repeat(65)).is_err());
+    }
+
+    /// The shared fixture (also run end to end) plus an oversized input.
+    pub(crate) fn malformed_inputs() -> Vec<Value> {
+        let cases: Vec<Value> =
+            serde_json::from_str(include_str!("../../../tests/fixtures/malformed-inputs.json")).unwrap();
+        let mut inputs: Vec<Value> = cases.into_iter().map(|case| case["Input"].clone()).collect();
+        inputs.push(json!({"UserName": "alice", "Context": {"Blob": "x".repeat(MAX_INPUT_BYTES)}}));
+        inputs
+    }
+
+    #[test]
+    fn malformed_inputs_are_invalid_input() {
+        let inputs = malformed_inputs();
+        assert!(inputs.len() >= 30);
+        for input in inputs {
+            match parse_execution_input(&input) {
+                Err(OffboardError::InvalidInput(message)) => assert!(!message.is_empty()),
+                other => panic!("{input} gave {other:?}, expected InvalidInput"),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_name_the_offending_field() {
+        let err = parse_execution_input(&json!({"UserName": "alice", "Dryrun": true})).unwrap_err();
+        assert!(err.to_string().contains("\"Dryrun\""), "{err}");
+        let err = parse_execution_input(&json!({"IAMUserId": "nope"})).unwrap_err();
+        assert!(err.to_string().contains("IAMUserId"), "{err}");
+    }
+}

@@ -1,0 +1,326 @@
+//! The removal stages. Every delete is idempotent (NoSuchEntity means the
+//! item is already gone) and a stage that fails part-way says in its error
+//! what it had already removed, so the record stays complete and a re-run
+//! finishes the job.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
+use crate::inventory::{CredentialInventory, Outcome, PermissionInventory, CONCURRENCY};
+use crate::mfa::{classify, remove_mfa_device};
+
+/// Maps a delete call's result: success is `Removed`, NoSuchEntity is
+/// `AlreadyAbsent`, anything else is the classified error.
+pub fn idempotent<O, E>(
+    result: Result<O, SdkError<E, HttpResponse>>,
+    action: &str,
+    resource: &str,
+) -> Result<Outcome, OffboardError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(Outcome::Removed),
+        Err(error) if is_no_such_entity(&error) => Ok(Outcome::AlreadyAbsent),
+        Err(error) => Err(classify_sdk_error(error, action, resource)),
+    }
+}
+
+/// What a stage removed so far, so that a failure can name it.
+#[derive(Default)]
+struct Progress {
+    removed: Vec<String>,
+}
+
+impl Progress {
+    /// Runs `remove` on every item, at most [`CONCURRENCY`] at a time, in
+    /// order. Every item is attempted even after a failure; the error then
+    /// names everything this stage did remove.
+    async fn remove_all<T, F, Fut>(
+        &mut self,
+        items: Vec<T>,
+        describe: impl Fn(&T) -> String,
+        remove: F,
+    ) -> Result<Vec<T>, OffboardError>
+    where
+        F: Fn(T) -> Fut,
+        Fut: Future<Output = Result<T, OffboardError>>,
+    {
+        let results: Vec<(String, Result<T, OffboardError>)> = futures_util::stream::iter(items)
+            .map(|item| {
+                let label = describe(&item);
+                let removal = remove(item);
+                async move { (label, removal.await) }
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut done = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for (label, result) in results {
+            match result {
+                Ok(item) => {
+                    self.removed.push(label);
+                    done.push(item);
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(self.annotate(error)),
+            None => Ok(done),
+        }
+    }
+
+    fn annotate(&self, error: OffboardError) -> OffboardError {
+        if self.removed.is_empty() {
+            error.with_note("Nothing was removed by this stage before the failure.")
+        } else {
+            error.with_note(&format!(
+                "Removed before the failure: {}. Re-run to finish; removed items count as done.",
+                self.removed.join(", ")
+            ))
+        }
+    }
+}
+
+/// DeleteKeysCertificatesMfaAndCredentials for a whole inventory. The login
+/// profile goes first so console access ends at once, access keys next.
+/// MFA devices in the request are handled by the MFA rule (the state machine
+/// sends them one by one instead and passes none here).
+pub async fn delete_credentials(
+    iam: &Client,
+    user_name: &str,
+    inventory: CredentialInventory,
+) -> Result<CredentialInventory, OffboardError> {
+    let mut progress = Progress::default();
+    let login_profile = match inventory.login_profile {
+        None => None,
+        Some(mut profile) => {
+            let outcome = idempotent(
+                iam.delete_login_profile().user_name(user_name).send().await,
+                "iam:DeleteLoginProfile",
+                &format!("login profile of user {user_name}"),
+            )
+            .map_err(|e| progress.annotate(e))?;
+            profile.outcome = Some(outcome);
+            progress.removed.push("login profile".into());
+            Some(profile)
+        }
+    };
+    let access_keys = progress
+        .remove_all(
+            inventory.access_keys,
+            |key| format!("access key {}", key.access_key_id),
+            |mut key| async move {
+                key.outcome = Some(idempotent(
+                    iam.delete_access_key().user_name(user_name).access_key_id(&key.access_key_id).send().await,
+                    "iam:DeleteAccessKey",
+                    &format!("access key {} of user {user_name}", key.access_key_id),
+                )?);
+                Ok(key)
+            },
+        )
+        .await?;
+    let ssh_public_keys = progress
+        .remove_all(
+            inventory.ssh_public_keys,
+            |key| format!("SSH key {}", key.ssh_public_key_id),
+            |mut key| async move {
+                key.outcome = Some(idempotent(
+                    iam.delete_ssh_public_key()
+                        .user_name(user_name)
+                        .ssh_public_key_id(&key.ssh_public_key_id)
+                        .send()
+                        .await,
+                    "iam:DeleteSSHPublicKey",
+                    &format!("SSH public key {} of user {user_name}", key.ssh_public_key_id),
+                )?);
+                Ok(key)
+            },
+        )
+        .await?;
+    let signing_certificates = progress
+        .remove_all(
+            inventory.signing_certificates,
+            |certificate| format!("signing certificate {}", certificate.certificate_id),
+            |mut certificate| async move {
+                certificate.outcome = Some(idempotent(
+                    iam.delete_signing_certificate()
+                        .user_name(user_name)
+                        .certificate_id(&certificate.certificate_id)
+                        .send()
+                        .await,
+                    "iam:DeleteSigningCertificate",
+                    &format!("signing certificate {} of user {user_name}", certificate.certificate_id),
+                )?);
+                Ok(certificate)
+            },
+        )
+        .await?;
+    let service_specific_credentials = progress
+        .remove_all(
+            inventory.service_specific_credentials,
+            |credential| {
+                format!("{} credential {}", credential.service_name, credential.service_specific_credential_id)
+            },
+            |mut credential| async move {
+                credential.outcome = Some(idempotent(
+                    iam.delete_service_specific_credential()
+                        .user_name(user_name)
+                        .service_specific_credential_id(&credential.service_specific_credential_id)
+                        .send()
+                        .await,
+                    "iam:DeleteServiceSpecificCredential",
+                    &format!(
+                        "{} credential {} of user {user_name}",
+                        credential.service_name, credential.service_specific_credential_id
+                    ),
+                )?);
+                Ok(credential)
+            },
+        )
+        .await?;
+    let mfa_devices = progress
+        .remove_all(
+            inventory.mfa_devices,
+            |device| format!("MFA device {}", device.serial_number),
+            |device| {
+                let handled_as = classify(&device.serial_number);
+                remove_mfa_device(iam, user_name, device, handled_as)
+            },
+        )
+        .await?;
+    Ok(CredentialInventory {
+        login_profile,
+        access_keys,
+        ssh_public_keys,
+        signing_certificates,
+        service_specific_credentials,
+        mfa_devices,
+        duration_ms: None,
+    })
+}
+
+/// DeleteGroupsAndPolicies: memberships, inline policies, attachments.
+pub async fn delete_permissions(
+    iam: &Client,
+    user_name: &str,
+    inventory: PermissionInventory,
+) -> Result<PermissionInventory, OffboardError> {
+    let mut progress = Progress::default();
+    let groups = progress
+        .remove_all(
+            inventory.groups,
+            |group| format!("membership of group {}", group.group_name),
+            |mut group| async move {
+                group.outcome = Some(idempotent(
+                    iam.remove_user_from_group().user_name(user_name).group_name(&group.group_name).send().await,
+                    "iam:RemoveUserFromGroup",
+                    &format!("membership of user {user_name} in group {}", group.group_name),
+                )?);
+                Ok(group)
+            },
+        )
+        .await?;
+    let inline_policies = progress
+        .remove_all(
+            inventory.inline_policies,
+            |policy| format!("inline policy {}", policy.policy_name),
+            |mut policy| async move {
+                policy.outcome = Some(idempotent(
+                    iam.delete_user_policy().user_name(user_name).policy_name(&policy.policy_name).send().await,
+                    "iam:DeleteUserPolicy",
+                    &format!("inline policy {} of user {user_name}", policy.policy_name),
+                )?);
+                Ok(policy)
+            },
+        )
+        .await?;
+    let attached_policies = progress
+        .remove_all(
+            inventory.attached_policies,
+            |policy| format!("attached policy {}", policy.policy_arn),
+            |mut policy| async move {
+                policy.outcome = Some(idempotent(
+                    iam.detach_user_policy().user_name(user_name).policy_arn(&policy.policy_arn).send().await,
+                    "iam:DetachUserPolicy",
+                    &format!("policy {} attached to user {user_name}", policy.policy_arn),
+                )?);
+                Ok(policy)
+            },
+        )
+        .await?;
+    Ok(PermissionInventory { groups, inline_policies, attached_policies, duration_ms: None })
+}
+
+/// How long DeleteIAMUserAndVerify waits for IAM to agree the user is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyPolicy {
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for VerifyPolicy {
+    /// About 20 s in all: IAM usually settles within a few seconds.
+    fn default() -> Self {
+        Self { max_attempts: 10, first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(4) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UserDeletion {
+    pub outcome: Outcome,
+    /// GetUser calls until IAM answered NoSuchEntity.
+    pub verification_attempts: u32,
+}
+
+/// DeleteUser, then poll GetUser until NoSuchEntity: IAM is eventually
+/// consistent, so a user can still be read for a moment after its deletion.
+pub async fn delete_user_and_verify(
+    iam: &Client,
+    user_name: &str,
+    policy: VerifyPolicy,
+) -> Result<UserDeletion, OffboardError> {
+    let resource = format!("user {user_name}");
+    let outcome = match iam.delete_user().user_name(user_name).send().await {
+        Ok(_) => Outcome::Removed,
+        Err(error) if is_no_such_entity(&error) => Outcome::AlreadyAbsent,
+        Err(error) if error.code() == Some("DeleteConflict") => {
+            return Err(OffboardError::DeleteConflict(format!(
+                "iam:DeleteUser on {resource} was refused: {} Something was added to the user after the inventory; the state machine re-inventories and removes what remains (or re-run `offboard delete`).",
+                error.message().unwrap_or("the user still has attached entities.")
+            )));
+        }
+        Err(error) => return Err(classify_sdk_error(error, "iam:DeleteUser", &resource)),
+    };
+    let mut delay = policy.first_delay;
+    for attempt in 1..=policy.max_attempts {
+        match iam.get_user().user_name(user_name).send().await {
+            Err(error) if is_no_such_entity(&error) => {
+                return Ok(UserDeletion { outcome, verification_attempts: attempt });
+            }
+            Err(error) => return Err(classify_sdk_error(error, "iam:GetUser", &resource)),
+            Ok(_) if attempt < policy.max_attempts => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(policy.max_delay);
+            }
+            Ok(_) => {}
+        }
+    }
+    Err(OffboardError::VerificationFailed(format!(
+        "iam:DeleteUser on {resource} succeeded but GetUser still returned the user after {} attempts. IAM may be slow to settle: re-run DeleteIAMUserAndVerify (deleting again is harmless) or check in the console.",
+        policy.max_attempts
+    )))
+}

@@ -1,0 +1,432 @@
+//! The six stages, each a request type, a response type and a `run`. The
+//! Lambda binaries and the CLI both drive them through [`invoke`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Instant;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tracing::Instrument;
+
+use crate::errors::OffboardError;
+use crate::input::{parse_execution_input, validate_user_name};
+use crate::inventory::{gather_credentials, gather_permissions, CredentialInventory, MfaDevice, PermissionInventory};
+use crate::mfa::{remove_mfa_device, MfaClass};
+use crate::record::{AuditRecord, Items};
+use crate::removal::{delete_credentials, delete_permissions, delete_user_and_verify, VerifyPolicy};
+use crate::target::{get_caller_identity, refuse_if_protected, resolve_user, CallerIdentity, ProtectionPolicy, TargetUser};
+
+/// Clients and settings, built once per process (Lambda init) and reused.
+pub struct StageContext {
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub protection: ProtectionPolicy,
+    pub verify: VerifyPolicy,
+    caller: OnceCell<CallerIdentity>,
+}
+
+impl StageContext {
+    pub fn new(config: &SdkConfig, protection: ProtectionPolicy) -> Self {
+        Self::from_clients(aws_sdk_iam::Client::new(config), aws_sdk_sts::Client::new(config), protection)
+    }
+
+    pub fn from_clients(iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client, protection: ProtectionPolicy) -> Self {
+        Self { iam, sts, protection, verify: VerifyPolicy::default(), caller: OnceCell::new() }
+    }
+
+    /// Standard AWS configuration (environment, profile, `AWS_ENDPOINT_URL_*`)
+    /// and the `OFFBOARD_PROTECTED_*` variables.
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Self::new(&config, ProtectionPolicy::from_env())
+    }
+
+    /// The identity this process runs as, asked of STS once and then cached.
+    pub async fn caller(&self) -> Result<&CallerIdentity, OffboardError> {
+        self.caller.get_or_try_init(|| get_caller_identity(&self.sts)).await
+    }
+}
+
+pub trait Stage {
+    /// The state's name in the state machine; also the key in `Timings`.
+    const NAME: &'static str;
+    type Request: DeserializeOwned;
+    type Response: Serialize + Timed;
+    fn user_name(request: &Self::Request) -> Option<&str>;
+    fn run(ctx: &StageContext, request: Self::Request) -> impl Future<Output = Result<Self::Response, OffboardError>>;
+}
+
+/// Responses record how long their stage took.
+pub trait Timed {
+    fn set_duration_ms(&mut self, duration_ms: u64);
+}
+
+/// Runs one stage inside a span carrying the stage and user name, and
+/// stamps the response with the stage's duration.
+pub async fn invoke<S: Stage>(ctx: &StageContext, request: S::Request) -> Result<S::Response, OffboardError> {
+    let span = tracing::info_span!("stage", stage = S::NAME, user_name = tracing::field::Empty);
+    if let Some(user_name) = S::user_name(&request) {
+        span.record("user_name", user_name);
+    }
+    let started = Instant::now();
+    let result = S::run(ctx, request).instrument(span.clone()).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let _entered = span.enter();
+    match result {
+        Ok(mut response) => {
+            response.set_duration_ms(duration_ms);
+            tracing::info!(duration_ms, "stage succeeded");
+            Ok(response)
+        }
+        Err(error) => {
+            tracing::error!(error_type = error.name(), error = %error, duration_ms, "stage failed");
+            Err(error)
+        }
+    }
+}
+
+/// Parses a stage's JSON payload; a malformed one is `InvalidInput`.
+pub fn parse_request<S: Stage>(payload: Value) -> Result<S::Request, OffboardError> {
+    serde_json::from_value(payload)
+        .map_err(|error| OffboardError::InvalidInput(format!("{} input is malformed: {error}", S::NAME)))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UserRequest {
+    pub user_name: String,
+}
+
+/// GetUsername's output: the user, and the execution's options carried along.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Resolution {
+    pub user: TargetUser,
+    pub dry_run: bool,
+    pub context: Value,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+impl Timed for Resolution {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        self.duration_ms = Some(duration_ms);
+    }
+}
+
+impl Timed for CredentialInventory {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        self.duration_ms = Some(duration_ms);
+    }
+}
+
+impl Timed for PermissionInventory {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        self.duration_ms = Some(duration_ms);
+    }
+}
+
+impl Timed for AuditRecord {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        self.timings.insert(DeleteIamUserAndVerify::NAME.into(), duration_ms);
+    }
+}
+
+fn checked_user_name(user_name: &str) -> Result<&str, OffboardError> {
+    validate_user_name(user_name).map(|()| user_name)
+}
+
+pub struct GetUsername;
+
+impl Stage for GetUsername {
+    const NAME: &'static str = "GetUsername";
+    type Request = Value;
+    type Response = Resolution;
+
+    fn user_name(request: &Value) -> Option<&str> {
+        request.get("UserName").and_then(Value::as_str)
+    }
+
+    async fn run(ctx: &StageContext, request: Value) -> Result<Resolution, OffboardError> {
+        let request = parse_execution_input(&request)?;
+        let user = resolve_user(&ctx.iam, &request.user).await?;
+        tracing::Span::current().record("user_name", user.user_name.as_str());
+        refuse_if_protected(&user, &ctx.protection, ctx.caller().await?)?;
+        tracing::info!(user_id = %user.user_id, dry_run = request.dry_run, "user resolved");
+        Ok(Resolution { user, dry_run: request.dry_run, context: request.context, duration_ms: None })
+    }
+}
+
+pub struct GetKeysCertificatesMfaAndCredentials;
+
+impl Stage for GetKeysCertificatesMfaAndCredentials {
+    const NAME: &'static str = "GetKeysCertificatesMfaAndCredentials";
+    type Request = UserRequest;
+    type Response = CredentialInventory;
+
+    fn user_name(request: &UserRequest) -> Option<&str> {
+        Some(&request.user_name)
+    }
+
+    async fn run(ctx: &StageContext, request: UserRequest) -> Result<CredentialInventory, OffboardError> {
+        let inventory = gather_credentials(&ctx.iam, checked_user_name(&request.user_name)?).await?;
+        tracing::info!(items = inventory.item_count(), mfa_devices = inventory.mfa_devices.len(), "credentials listed");
+        Ok(inventory)
+    }
+}
+
+pub struct GetGroupsAndPolicies;
+
+impl Stage for GetGroupsAndPolicies {
+    const NAME: &'static str = "GetGroupsAndPolicies";
+    type Request = UserRequest;
+    type Response = PermissionInventory;
+
+    fn user_name(request: &UserRequest) -> Option<&str> {
+        Some(&request.user_name)
+    }
+
+    async fn run(ctx: &StageContext, request: UserRequest) -> Result<PermissionInventory, OffboardError> {
+        let inventory = gather_permissions(&ctx.iam, checked_user_name(&request.user_name)?).await?;
+        tracing::info!(items = inventory.item_count(), "groups and policies listed");
+        Ok(inventory)
+    }
+}
+
+/// Either the whole credential inventory, or one MFA device as the state
+/// machine's Map sends it (with the route its Choice picked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CredentialRemovalRequest {
+    pub user_name: String,
+    #[serde(default)]
+    pub credentials: Option<CredentialInventory>,
+    #[serde(default, rename = "MFADevice")]
+    pub mfa_device: Option<MfaDevice>,
+    #[serde(default)]
+    pub handled_as: Option<MfaClass>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum CredentialRemoval {
+    Credentials(CredentialInventory),
+    MfaDevice(MfaDevice),
+}
+
+impl Timed for CredentialRemoval {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        match self {
+            Self::Credentials(inventory) => inventory.duration_ms = Some(duration_ms),
+            Self::MfaDevice(device) => device.duration_ms = Some(duration_ms),
+        }
+    }
+}
+
+pub struct DeleteKeysCertificatesMfaAndCredentials;
+
+impl Stage for DeleteKeysCertificatesMfaAndCredentials {
+    const NAME: &'static str = "DeleteKeysCertificatesMfaAndCredentials";
+    type Request = CredentialRemovalRequest;
+    type Response = CredentialRemoval;
+
+    fn user_name(request: &CredentialRemovalRequest) -> Option<&str> {
+        Some(&request.user_name)
+    }
+
+    async fn run(ctx: &StageContext, request: CredentialRemovalRequest) -> Result<CredentialRemoval, OffboardError> {
+        let user_name = checked_user_name(&request.user_name)?;
+        match (request.credentials, request.mfa_device, request.handled_as) {
+            (Some(credentials), None, None) => {
+                let removed = delete_credentials(&ctx.iam, user_name, credentials).await?;
+                tracing::info!(items = removed.item_count(), "credentials removed");
+                Ok(CredentialRemoval::Credentials(removed))
+            }
+            (None, Some(device), handled_as) => {
+                let handled_as = handled_as.unwrap_or(device.handled_as);
+                Ok(CredentialRemoval::MfaDevice(remove_mfa_device(&ctx.iam, user_name, device, handled_as).await?))
+            }
+            (Some(_), Some(_), _) => Err(OffboardError::InvalidInput(format!(
+                "{} input has both Credentials and MFADevice; send one",
+                Self::NAME
+            ))),
+            (None, None, _) => Err(OffboardError::InvalidInput(format!(
+                "{} input has neither Credentials nor MFADevice; send one",
+                Self::NAME
+            ))),
+            (Some(_), None, Some(_)) => Err(OffboardError::InvalidInput(format!(
+                "{} input: HandledAs goes with MFADevice, not with Credentials",
+                Self::NAME
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PermissionRemovalRequest {
+    pub user_name: String,
+    pub permissions: PermissionInventory,
+}
+
+pub struct DeleteGroupsAndPolicies;
+
+impl Stage for DeleteGroupsAndPolicies {
+    const NAME: &'static str = "DeleteGroupsAndPolicies";
+    type Request = PermissionRemovalRequest;
+    type Response = PermissionInventory;
+
+    fn user_name(request: &PermissionRemovalRequest) -> Option<&str> {
+        Some(&request.user_name)
+    }
+
+    async fn run(ctx: &StageContext, request: PermissionRemovalRequest) -> Result<PermissionInventory, OffboardError> {
+        let removed =
+            delete_permissions(&ctx.iam, checked_user_name(&request.user_name)?, request.permissions).await?;
+        tracing::info!(items = removed.item_count(), "groups and policies removed");
+        Ok(removed)
+    }
+}
+
+/// What one round of removal stages produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RoundRemoval {
+    pub credentials: CredentialInventory,
+    #[serde(rename = "MFADevices")]
+    pub mfa_devices: Vec<MfaDevice>,
+    pub permissions: PermissionInventory,
+}
+
+impl RoundRemoval {
+    fn into_items(self) -> Items {
+        let mut credentials = self.credentials;
+        credentials.mfa_devices.extend(self.mfa_devices);
+        Items::from_inventories(credentials, self.permissions)
+    }
+
+    /// Milliseconds in DeleteKeysCertificatesMfaAndCredentials (the
+    /// credentials call plus each MFA device's) and DeleteGroupsAndPolicies.
+    fn timings(&self) -> [(&'static str, u64); 2] {
+        let credential_ms = self.credentials.duration_ms.unwrap_or(0)
+            + self.mfa_devices.iter().filter_map(|device| device.duration_ms).sum::<u64>();
+        [
+            (DeleteKeysCertificatesMfaAndCredentials::NAME, credential_ms),
+            (DeleteGroupsAndPolicies::NAME, self.permissions.duration_ms.unwrap_or(0)),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct UserDeletionRequest {
+    pub target: Resolution,
+    pub removed: RoundRemoval,
+    /// Durations of the stages whose output is not part of this request.
+    #[serde(default)]
+    pub timings: BTreeMap<String, Option<u64>>,
+    /// The DeleteConflict round counter kept by the state machine.
+    #[serde(default)]
+    pub round: u32,
+    /// Earlier rounds' removals, nested as the state machine's
+    /// `States.Array($.EarlierRounds, $.Removed)` builds them.
+    #[serde(default)]
+    pub earlier_rounds: Value,
+}
+
+/// Flattens `EarlierRounds` (`[[[], r1], r2]`, or null) into the rounds in order.
+pub fn flatten_rounds(value: Value, into: &mut Vec<RoundRemoval>) -> Result<(), OffboardError> {
+    match value {
+        Value::Null => Ok(()),
+        Value::Array(values) => values.into_iter().try_for_each(|value| flatten_rounds(value, into)),
+        round @ Value::Object(_) => {
+            into.push(serde_json::from_value(round).map_err(|error| {
+                OffboardError::InvalidInput(format!("EarlierRounds holds a malformed round: {error}"))
+            })?);
+            Ok(())
+        }
+        other => Err(OffboardError::InvalidInput(format!("EarlierRounds must hold rounds, found {other}"))),
+    }
+}
+
+/// Assembles the audit record of a completed offboarding.
+pub fn build_record(request: UserDeletionRequest, user_deletion: crate::removal::UserDeletion) -> Result<AuditRecord, OffboardError> {
+    let mut timings: BTreeMap<String, u64> =
+        request.timings.into_iter().filter_map(|(stage, ms)| ms.map(|ms| (stage, ms))).collect();
+    timings.insert(GetUsername::NAME.into(), request.target.duration_ms.unwrap_or(0));
+    let mut earlier = Vec::new();
+    flatten_rounds(request.earlier_rounds, &mut earlier)?;
+    let mut items = Items::default();
+    for round in earlier.into_iter().chain([request.removed]) {
+        for (stage, ms) in round.timings() {
+            *timings.entry(stage.into()).or_default() += ms;
+        }
+        let mut round_items = round.into_items();
+        round_items.absorb(std::mem::take(&mut items));
+        items = round_items;
+    }
+    Ok(AuditRecord {
+        user: request.target.user,
+        dry_run: false,
+        context: request.target.context,
+        items,
+        user_deletion: Some(user_deletion),
+        rounds: request.round,
+        timings,
+    })
+}
+
+/// The record of a dry run: what would be removed. The state machine's
+/// dry-run Pass state builds the same document.
+pub fn build_plan(
+    target: Resolution,
+    credentials: CredentialInventory,
+    permissions: PermissionInventory,
+) -> AuditRecord {
+    let timings = [
+        (GetUsername::NAME, target.duration_ms),
+        (GetKeysCertificatesMfaAndCredentials::NAME, credentials.duration_ms),
+        (GetGroupsAndPolicies::NAME, permissions.duration_ms),
+    ]
+    .into_iter()
+    .filter_map(|(stage, ms)| ms.map(|ms| (stage.to_string(), ms)))
+    .collect();
+    AuditRecord {
+        user: target.user,
+        dry_run: true,
+        context: target.context,
+        items: Items::from_inventories(credentials, permissions),
+        user_deletion: None,
+        rounds: 0,
+        timings,
+    }
+}
+
+pub struct DeleteIamUserAndVerify;
+
+impl Stage for DeleteIamUserAndVerify {
+    const NAME: &'static str = "DeleteIAMUserAndVerify";
+    type Request = UserDeletionRequest;
+    type Response = AuditRecord;
+
+    fn user_name(request: &UserDeletionRequest) -> Option<&str> {
+        Some(&request.target.user.user_name)
+    }
+
+    async fn run(ctx: &StageContext, request: UserDeletionRequest) -> Result<AuditRecord, OffboardError> {
+        if request.target.dry_run {
+            return Err(OffboardError::InvalidInput(format!(
+                "{} was given a dry run's target; a dry run deletes nothing",
+                Self::NAME
+            )));
+        }
+        let user_name = checked_user_name(&request.target.user.user_name)?;
+        let deletion = delete_user_and_verify(&ctx.iam, user_name, ctx.verify).await?;
+        tracing::info!(attempts = deletion.verification_attempts, outcome = ?deletion.outcome, "user deleted and verified");
+        build_record(request, deletion)
+    }
+}

@@ -1,0 +1,589 @@
+//! Every stage against a mocked `aws_sdk_iam::Client`: final results, error
+//! names, and exactly which IAM calls were made.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_iam::operation::{
+    deactivate_mfa_device::DeactivateMfaDeviceOutput, delete_access_key::DeleteAccessKeyOutput,
+    delete_login_profile::DeleteLoginProfileOutput, delete_service_specific_credential::DeleteServiceSpecificCredentialOutput,
+    delete_signing_certificate::DeleteSigningCertificateOutput, delete_ssh_public_key::DeleteSshPublicKeyOutput,
+    delete_user::DeleteUserOutput, delete_user_policy::DeleteUserPolicyOutput,
+    delete_virtual_mfa_device::DeleteVirtualMfaDeviceOutput, detach_user_policy::DetachUserPolicyOutput,
+    remove_user_from_group::RemoveUserFromGroupOutput,
+};
+use aws_sdk_iam::Client;
+use aws_smithy_mocks::mock;
+use common::*;
+use iam_offboard_core::inventory::{CredentialInventory, Outcome, PermissionInventory};
+use iam_offboard_core::mfa::MfaClass;
+use iam_offboard_core::removal::VerifyPolicy;
+use iam_offboard_core::stages::{
+    invoke, parse_request, CredentialRemoval, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
+    DeleteKeysCertificatesMfaAndCredentials, GetGroupsAndPolicies, GetKeysCertificatesMfaAndCredentials, GetUsername,
+    StageContext,
+};
+use iam_offboard_core::target::ProtectionPolicy;
+use serde_json::{json, Value};
+
+fn context(iam: Client) -> StageContext {
+    let (sts, _) = sts_as_role!();
+    StageContext::from_clients(iam, sts, ProtectionPolicy::default())
+}
+
+fn credentials_rules() -> Vec<aws_smithy_mocks::Rule> {
+    vec![
+        mock!(Client::get_login_profile).then_http_response(|| {
+            ok_xml(
+                "GetLoginProfile",
+                "<LoginProfile><UserName>alice</UserName><CreateDate>2025-01-01T00:00:00Z</CreateDate><PasswordResetRequired>false</PasswordResetRequired></LoginProfile>",
+            )
+        }),
+        mock!(Client::list_access_keys).match_requests(|r| r.max_items() == Some(1000)).then_http_response(|| {
+            ok_xml(
+                "ListAccessKeys",
+                "<AccessKeyMetadata><member><UserName>alice</UserName><AccessKeyId>AKIAAAAAAAAAAAAAAAA1</AccessKeyId><Status>Active</Status><CreateDate>2025-02-01T00:00:00Z</CreateDate></member><member><UserName>alice</UserName><AccessKeyId>AKIAAAAAAAAAAAAAAAA2</AccessKeyId><Status>Inactive</Status><CreateDate>2025-03-01T00:00:00Z</CreateDate></member></AccessKeyMetadata><IsTruncated>false</IsTruncated>",
+            )
+        }),
+        mock!(Client::list_ssh_public_keys).then_http_response(|| {
+            ok_xml(
+                "ListSSHPublicKeys",
+                "<SSHPublicKeys><member><UserName>alice</UserName><SSHPublicKeyId>APKAAAAAAAAAAAAAAAA1</SSHPublicKeyId><Status>Active</Status><UploadDate>2025-04-01T00:00:00Z</UploadDate></member></SSHPublicKeys><IsTruncated>false</IsTruncated>",
+            )
+        }),
+        mock!(Client::list_signing_certificates).then_http_response(|| {
+            ok_xml(
+                "ListSigningCertificates",
+                "<Certificates><member><UserName>alice</UserName><CertificateId>CERTAAAAAAAAAAAAAAAAAAAAAAAAAAA1</CertificateId><CertificateBody>-----BEGIN CERTIFICATE-----</CertificateBody><Status>Active</Status><UploadDate>2025-04-02T00:00:00Z</UploadDate></member></Certificates><IsTruncated>false</IsTruncated>",
+            )
+        }),
+        // Two pages: a CodeCommit password, then a Bedrock API key on page two.
+        mock!(Client::list_service_specific_credentials)
+            .match_requests(|r| r.marker().is_none() && r.service_name().is_none())
+            .then_http_response(|| {
+                ok_xml(
+                    "ListServiceSpecificCredentials",
+                    "<ServiceSpecificCredentials><member><UserName>alice</UserName><Status>Active</Status><ServiceUserName>alice-at-123456789012</ServiceUserName><CreateDate>2025-06-01T00:00:00Z</CreateDate><ServiceSpecificCredentialId>ACCACODECOMMIT000001</ServiceSpecificCredentialId><ServiceName>codecommit.amazonaws.com</ServiceName></member></ServiceSpecificCredentials><Marker>page-2</Marker><IsTruncated>true</IsTruncated>",
+                )
+            }),
+        mock!(Client::list_service_specific_credentials)
+            .match_requests(|r| r.marker() == Some("page-2") && r.service_name().is_none())
+            .then_http_response(|| {
+                ok_xml(
+                    "ListServiceSpecificCredentials",
+                    "<ServiceSpecificCredentials><member><UserName>alice</UserName><Status>Active</Status><ServiceUserName>BedrockAPIKey-abcd</ServiceUserName><CreateDate>2025-07-01T00:00:00Z</CreateDate><ServiceSpecificCredentialId>ACCABEDROCK000000001</ServiceSpecificCredentialId><ServiceName>bedrock.amazonaws.com</ServiceName></member></ServiceSpecificCredentials><IsTruncated>false</IsTruncated>",
+                )
+            }),
+        mock!(Client::list_mfa_devices)
+            .then_http_response(|| mfa_devices_xml(&[VIRTUAL_SERIAL, PASSKEY_SERIAL, HARDWARE_SERIAL])),
+    ]
+}
+
+#[tokio::test]
+async fn inventory_lists_every_credential_type_including_bedrock_keys() {
+    let rules = credentials_rules();
+    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, &rules);
+    let ctx = context(iam);
+    let inventory =
+        invoke::<GetKeysCertificatesMfaAndCredentials>(&ctx, parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap())
+            .await
+            .unwrap();
+    assert!(inventory.login_profile.is_some());
+    assert_eq!(inventory.access_keys.len(), 2);
+    assert_eq!(inventory.access_keys[1].status, "Inactive");
+    assert_eq!(inventory.ssh_public_keys[0].ssh_public_key_id, "APKAAAAAAAAAAAAAAAA1");
+    assert_eq!(inventory.signing_certificates[0].certificate_id, "CERTAAAAAAAAAAAAAAAAAAAAAAAAAAA1");
+    let services: Vec<_> = inventory.service_specific_credentials.iter().map(|c| c.service_name.as_str()).collect();
+    assert_eq!(services, ["codecommit.amazonaws.com", "bedrock.amazonaws.com"]);
+    let classes: Vec<_> = inventory.mfa_devices.iter().map(|d| d.handled_as).collect();
+    assert_eq!(classes, [MfaClass::Virtual, MfaClass::NonVirtual, MfaClass::NonVirtual]);
+    assert!(inventory.duration_ms.is_some());
+    // Nothing secret leaks into the inventory: no certificate body, no key material.
+    let text = serde_json::to_string(&inventory).unwrap();
+    assert!(!text.contains("BEGIN CERTIFICATE"), "{text}");
+    for rule in &rules[..5] {
+        assert_eq!(rule.num_calls(), 1);
+    }
+}
+
+fn deletion_rules() -> (Vec<aws_smithy_mocks::Rule>, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+    let deactivate = mock!(Client::deactivate_mfa_device)
+        .match_requests(|r| r.user_name() == Some("alice"))
+        .then_output(|| DeactivateMfaDeviceOutput::builder().build());
+    let delete_virtual = mock!(Client::delete_virtual_mfa_device)
+        .match_requests(|r| r.serial_number() == Some(VIRTUAL_SERIAL))
+        .then_output(|| DeleteVirtualMfaDeviceOutput::builder().build());
+    let others = vec![
+        mock!(Client::delete_login_profile).then_output(|| DeleteLoginProfileOutput::builder().build()),
+        mock!(Client::delete_access_key).then_output(|| DeleteAccessKeyOutput::builder().build()),
+        mock!(Client::delete_ssh_public_key).then_output(|| DeleteSshPublicKeyOutput::builder().build()),
+        mock!(Client::delete_signing_certificate).then_output(|| DeleteSigningCertificateOutput::builder().build()),
+        mock!(Client::delete_service_specific_credential)
+            .then_output(|| DeleteServiceSpecificCredentialOutput::builder().build()),
+    ];
+    (others, deactivate, delete_virtual)
+}
+
+async fn alice_inventory() -> CredentialInventory {
+    let rules = credentials_rules();
+    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, &rules);
+    iam_offboard_core::inventory::gather_credentials(&iam, "alice").await.unwrap()
+}
+
+#[tokio::test]
+async fn virtual_passkey_and_hardware_devices_go_in_one_pass() {
+    let inventory = alice_inventory().await;
+    let (others, deactivate, delete_virtual) = deletion_rules();
+    let iam = aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        others.iter().chain([&deactivate, &delete_virtual])
+    );
+    let ctx = context(iam);
+    let request = json!({"UserName": "alice", "Credentials": serde_json::to_value(&inventory).unwrap()});
+    let removed = invoke::<DeleteKeysCertificatesMfaAndCredentials>(
+        &ctx,
+        parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
+    )
+    .await
+    .unwrap();
+    let CredentialRemoval::Credentials(removed) = removed else { panic!("expected the whole-credentials answer") };
+    assert_eq!(deactivate.num_calls(), 3, "every device is deactivated");
+    assert_eq!(delete_virtual.num_calls(), 1, "DeleteVirtualMFADevice only for the virtual device");
+    for device in &removed.mfa_devices {
+        assert_eq!(device.deactivation, Some(Outcome::Removed));
+        let expected = (device.serial_number == VIRTUAL_SERIAL).then_some(Outcome::Removed);
+        assert_eq!(device.virtual_device_deletion, expected, "{}", device.serial_number);
+    }
+    assert_eq!(removed.login_profile.unwrap().outcome, Some(Outcome::Removed));
+    assert!(removed.access_keys.iter().all(|k| k.outcome == Some(Outcome::Removed)));
+    assert!(removed.service_specific_credentials.iter().all(|c| c.outcome == Some(Outcome::Removed)));
+    assert_eq!(others.iter().map(|r| r.num_calls()).collect::<Vec<_>>(), [1, 2, 1, 1, 2]);
+}
+
+#[tokio::test]
+async fn the_state_machine_route_decides_per_device() {
+    let (_, deactivate, delete_virtual) = deletion_rules();
+    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, [&deactivate, &delete_virtual]);
+    let ctx = context(iam);
+    for (serial, route) in [(VIRTUAL_SERIAL, "Virtual"), (PASSKEY_SERIAL, "NonVirtual"), (HARDWARE_SERIAL, "NonVirtual")] {
+        let request = json!({
+            "UserName": "alice",
+            "MFADevice": {"SerialNumber": serial, "EnableDate": null, "HandledAs": "NonVirtual"},
+            "HandledAs": route,
+        });
+        let answer = invoke::<DeleteKeysCertificatesMfaAndCredentials>(
+            &ctx,
+            parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
+        )
+        .await
+        .unwrap();
+        let CredentialRemoval::MfaDevice(device) = answer else { panic!("expected one device") };
+        assert_eq!(serde_json::to_value(device.handled_as).unwrap(), route);
+        assert!(device.duration_ms.is_some());
+    }
+    assert_eq!(deactivate.num_calls(), 3);
+    assert_eq!(delete_virtual.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn no_such_entity_on_every_delete_means_already_done() {
+    let rules = [
+        mock!(Client::delete_login_profile).then_http_response(|| no_such_entity("login profile")),
+        mock!(Client::delete_access_key).then_http_response(|| no_such_entity("access key")),
+        mock!(Client::delete_ssh_public_key).then_http_response(|| no_such_entity("SSH key")),
+        mock!(Client::delete_signing_certificate).then_http_response(|| no_such_entity("certificate")),
+        mock!(Client::delete_service_specific_credential).then_http_response(|| no_such_entity("credential")),
+        mock!(Client::deactivate_mfa_device).then_http_response(|| no_such_entity("MFA device")),
+        mock!(Client::delete_virtual_mfa_device).then_http_response(|| no_such_entity("virtual MFA device")),
+        mock!(Client::remove_user_from_group).then_http_response(|| no_such_entity("group")),
+        mock!(Client::delete_user_policy).then_http_response(|| no_such_entity("policy")),
+        mock!(Client::detach_user_policy).then_http_response(|| no_such_entity("attachment")),
+        mock!(Client::delete_user).then_http_response(|| no_such_entity("user")),
+        mock!(Client::get_user).then_http_response(|| no_such_entity("user")),
+    ];
+    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, &rules);
+    let ctx = context(iam);
+    let credentials = alice_inventory().await;
+    let removed = iam_offboard_core::removal::delete_credentials(&ctx.iam, "alice", credentials).await.unwrap();
+    assert_eq!(removed.login_profile.unwrap().outcome, Some(Outcome::AlreadyAbsent));
+    assert!(removed.access_keys.iter().all(|k| k.outcome == Some(Outcome::AlreadyAbsent)));
+    assert!(removed.ssh_public_keys.iter().all(|k| k.outcome == Some(Outcome::AlreadyAbsent)));
+    assert!(removed.signing_certificates.iter().all(|c| c.outcome == Some(Outcome::AlreadyAbsent)));
+    assert!(removed.service_specific_credentials.iter().all(|c| c.outcome == Some(Outcome::AlreadyAbsent)));
+    assert!(removed.mfa_devices.iter().all(|d| d.deactivation == Some(Outcome::AlreadyAbsent)));
+
+    let permissions: PermissionInventory = serde_json::from_value(json!({
+        "Groups": [{"GroupName": "developers", "GroupArn": null}],
+        "InlinePolicies": [{"PolicyName": "s3", "PolicyDocument": {}}],
+        "AttachedPolicies": [{"PolicyName": "ReadOnlyAccess", "PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}],
+    }))
+    .unwrap();
+    let removed = invoke::<DeleteGroupsAndPolicies>(
+        &ctx,
+        parse_request::<DeleteGroupsAndPolicies>(json!({"UserName": "alice", "Permissions": permissions})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed.groups[0].outcome, Some(Outcome::AlreadyAbsent));
+    assert_eq!(removed.inline_policies[0].outcome, Some(Outcome::AlreadyAbsent));
+    assert_eq!(removed.attached_policies[0].outcome, Some(Outcome::AlreadyAbsent));
+
+    let deletion = iam_offboard_core::removal::delete_user_and_verify(&ctx.iam, "alice", VerifyPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(deletion.outcome, Outcome::AlreadyAbsent);
+    assert_eq!(deletion.verification_attempts, 1);
+}
+
+async fn error_name_for(response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse) -> (String, String) {
+    let rule = mock!(Client::delete_access_key).then_http_response(response);
+    let iam = iam_client!(&rule);
+    let error = iam_offboard_core::removal::delete_credentials(
+        &iam,
+        "alice",
+        serde_json::from_value(json!({
+            "LoginProfile": null, "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null}],
+            "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": []
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(rule.num_calls(), 1, "errors are not retried inside the stage when retries are off");
+    (error.name().to_string(), error.to_string())
+}
+
+#[tokio::test]
+async fn iam_error_codes_map_to_the_state_machine_names() {
+    let (name, message) = error_name_for(|| error_xml(400, "Throttling", "Rate exceeded")).await;
+    assert_eq!(name, "Throttled", "{message}");
+    assert!(message.contains("iam:DeleteAccessKey") && message.contains("AKIAAAAAAAAAAAAAAAA1"), "{message}");
+
+    let (name, _) = error_xml_case(|| error_xml(500, "ServiceFailure", "Internal")).await;
+    assert_eq!(name, "ServiceUnavailable");
+    let (name, _) = error_xml_case(|| error_xml(503, "ServiceUnavailable", "Try later")).await;
+    assert_eq!(name, "ServiceUnavailable");
+    let (name, message) = error_xml_case(|| {
+        error_xml(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeleteAccessKey on resource: user alice")
+    })
+    .await;
+    assert_eq!(name, "AccessDenied");
+    assert!(message.contains("Grant iam:DeleteAccessKey"), "{message}");
+    let (name, _) = error_xml_case(|| error_xml(409, "DeleteConflict", "Cannot delete entity")).await;
+    assert_eq!(name, "DeleteConflict");
+    let (name, _) = error_xml_case(|| error_xml(400, "ValidationError", "bad")).await;
+    assert_eq!(name, "InvalidInput");
+}
+
+async fn error_xml_case(response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse) -> (String, String) {
+    error_name_for(response).await
+}
+
+#[tokio::test]
+async fn mfa_required_access_denied_is_its_own_error_and_names_the_sts_path() {
+    let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
+        error_xml(
+            403,
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeactivateMFADevice on resource: user alice with an explicit deny in an identity-based policy: MFA authentication required (aws:MultiFactorAuthPresent)",
+        )
+    });
+    let iam = iam_client!(&deactivate);
+    let ctx = context(iam);
+    let request = json!({"UserName": "alice", "MFADevice": {"SerialNumber": PASSKEY_SERIAL, "EnableDate": null, "HandledAs": "NonVirtual"}});
+    let error = invoke::<DeleteKeysCertificatesMfaAndCredentials>(
+        &ctx,
+        parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.name(), "MfaAuthenticationRequired");
+    assert!(!error.is_transient(), "never retried");
+    assert!(error.to_string().contains("--mfa-serial"), "{error}");
+    assert_eq!(deactivate.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_part_way_names_what_was_already_removed() {
+    let delete_key = mock!(Client::delete_access_key)
+        .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA1"))
+        .then_output(|| DeleteAccessKeyOutput::builder().build());
+    let denied = mock!(Client::delete_access_key)
+        .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA2"))
+        .then_http_response(|| error_xml(403, "AccessDenied", "not authorized to perform: iam:DeleteAccessKey"));
+    let login = mock!(Client::delete_login_profile).then_output(|| DeleteLoginProfileOutput::builder().build());
+    let iam = iam_client!(&delete_key, &denied, &login);
+    let mut inventory = alice_inventory().await;
+    inventory.ssh_public_keys.clear();
+    inventory.signing_certificates.clear();
+    inventory.service_specific_credentials.clear();
+    inventory.mfa_devices.clear();
+    let error = iam_offboard_core::removal::delete_credentials(&iam, "alice", inventory).await.unwrap_err();
+    assert_eq!(error.name(), "AccessDenied");
+    let message = error.to_string();
+    assert!(message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"), "{message}");
+    assert!(!message.contains("access key AKIAAAAAAAAAAAAAAAA2."), "{message}");
+}
+
+#[tokio::test]
+async fn get_username_by_name_records_tags_and_boundary() {
+    let get_user = mock!(Client::get_user).match_requests(|r| r.user_name() == Some("alice")).then_http_response(|| {
+        get_user_xml("alice", "AIDAALICE000000000001", "/engineering/", Some("arn:aws:iam::123456789012:policy/Boundary"))
+    });
+    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[("team", "payments")]));
+    let iam = iam_client!(&get_user, &tags);
+    let ctx = context(iam);
+    let resolution = invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "Context": {"Ticket": "OPS-7"}})).await.unwrap();
+    assert_eq!(resolution.user.user_id, "AIDAALICE000000000001");
+    assert_eq!(resolution.user.path, "/engineering/");
+    assert_eq!(resolution.user.permissions_boundary.as_deref(), Some("arn:aws:iam::123456789012:policy/Boundary"));
+    assert_eq!(resolution.user.tags[0].key, "team");
+    assert_eq!(resolution.context, json!({"Ticket": "OPS-7"}));
+    assert!(!resolution.dry_run);
+}
+
+fn list_users_page(page: usize, pages: usize) -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
+    let members: String = (0..1000)
+        .map(|i| format!("<member>{}</member>", user_xml(&format!("user{page:02}{i:04}"), &format!("AIDA{page:02}{i:015}"), "/")))
+        .collect();
+    let more = if page + 1 < pages { format!("<Marker>page-{}</Marker><IsTruncated>true</IsTruncated>", page + 1) } else { "<IsTruncated>false</IsTruncated>".into() };
+    ok_xml("ListUsers", &format!("<Users>{members}</Users>{more}"))
+}
+
+#[tokio::test]
+async fn id_lookup_among_5000_users_takes_at_most_5_list_calls_and_stops_at_the_match() {
+    let pages: Vec<_> = (0..5)
+        .map(|page| {
+            let marker = (page > 0).then(|| format!("page-{page}"));
+            mock!(Client::list_users)
+                .match_requests(move |r| r.max_items() == Some(1000) && r.marker().map(String::from) == marker)
+                .then_http_response(move || list_users_page(page, 5))
+        })
+        .collect();
+    let get_user = mock!(Client::get_user)
+        .then_http_response(|| get_user_xml("user040999", "AIDA04000000000000999", "/", None));
+    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[]));
+    let iam = aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        pages.iter().chain([&get_user, &tags])
+    );
+    let ctx = context(iam);
+    let found = invoke::<GetUsername>(&ctx, json!({"IAMUserId": "AIDA04000000000000999"})).await.unwrap();
+    assert_eq!(found.user.user_name, "user040999");
+    assert_eq!(pages.iter().map(|p| p.num_calls()).sum::<usize>(), 5);
+
+    // A match on page 2 stops paging there.
+    let found = invoke::<GetUsername>(&ctx, json!({"IAMUserId": "AIDA01000000000000005"})).await;
+    assert!(found.is_ok());
+    assert_eq!(pages.iter().map(|p| p.num_calls()).sum::<usize>(), 7);
+
+    // An id nobody has reads every page, then says UserNotFound.
+    let missing = invoke::<GetUsername>(&ctx, json!({"IAMUserId": "AIDAZZZZZZZZZZZZZZZZZ"})).await.unwrap_err();
+    assert_eq!(missing.name(), "UserNotFound");
+    assert_eq!(pages.iter().map(|p| p.num_calls()).sum::<usize>(), 12);
+}
+
+#[tokio::test]
+async fn protected_users_are_refused_before_any_change() {
+    let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("alice", "AIDAALICE000000000001", "/", None));
+    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[("offboard:protected", "true")]));
+    // No mutating rule exists: any delete would panic the test.
+    let iam = iam_client!(&get_user, &tags);
+    let ctx = context(iam);
+    let error = invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.unwrap_err();
+    assert_eq!(error.name(), "ProtectedUser");
+    assert!(error.to_string().contains("offboard:protected=true"), "{error}");
+
+    let untagged = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[]));
+    let iam = iam_client!(&get_user, &untagged);
+    let (sts, _) = sts_as_role!();
+    let by_list = StageContext::from_clients(
+        iam,
+        sts,
+        ProtectionPolicy { user_names: vec!["ALICE".into()], ..ProtectionPolicy::default() },
+    );
+    let error = invoke::<GetUsername>(&by_list, json!({"UserName": "alice"})).await.unwrap_err();
+    assert_eq!(error.name(), "ProtectedUser");
+}
+
+#[tokio::test]
+async fn the_identity_running_the_function_is_refused() {
+    let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("ops-bot", "AIDAOPSBOT0000000001", "/", None));
+    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[]));
+    let iam = iam_client!(&get_user, &tags);
+    let me = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+            .arn("arn:aws:iam::123456789012:user/ops-bot")
+            .user_id("AIDAOPSBOT0000000001")
+            .account("123456789012")
+            .build()
+    });
+    let sts = aws_smithy_mocks::mock_client!(aws_sdk_sts, [&me]);
+    let ctx = StageContext::from_clients(iam, sts, ProtectionPolicy::default());
+    let error = invoke::<GetUsername>(&ctx, json!({"UserName": "ops-bot"})).await.unwrap_err();
+    assert_eq!(error.name(), "ProtectedUser");
+    // The caller identity is asked once and cached for the process.
+    let _ = invoke::<GetUsername>(&ctx, json!({"UserName": "ops-bot"})).await;
+    assert_eq!(me.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn malformed_execution_input_makes_no_iam_call() {
+    // No rules: any IAM or STS call panics.
+    let iam = iam_client!();
+    let sts = aws_smithy_mocks::mock_client!(aws_sdk_sts, Vec::<&aws_smithy_mocks::Rule>::new());
+    let ctx = StageContext::from_clients(iam, sts, ProtectionPolicy::default());
+    let cases: Vec<Value> = serde_json::from_str(include_str!("../../../tests/fixtures/malformed-inputs.json")).unwrap();
+    assert!(cases.len() >= 30, "{}", cases.len());
+    for input in cases.into_iter().map(|case| case["Input"].clone()) {
+        let error = invoke::<GetUsername>(&ctx, input.clone()).await.unwrap_err();
+        assert_eq!(error.name(), "InvalidInput", "{input}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_stage_requests_are_invalid_input() {
+    for (payload, _why) in [
+        (json!({"UserName": "alice", "Extra": 1}), "unknown field"),
+        (json!({}), "no user"),
+        (json!({"UserName": 5}), "wrong type"),
+    ] {
+        assert_eq!(parse_request::<GetKeysCertificatesMfaAndCredentials>(payload).unwrap_err().name(), "InvalidInput");
+    }
+    let iam = iam_client!();
+    let ctx = context(iam);
+    for payload in [
+        json!({"UserName": "alice"}),
+        json!({"UserName": "alice", "Credentials": serde_json::to_value(CredentialInventory::default()).unwrap(), "HandledAs": "Virtual"}),
+        json!({"UserName": "bad name", "MFADevice": {"SerialNumber": "GAKT12345678", "EnableDate": null, "HandledAs": "NonVirtual"}}),
+    ] {
+        let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(payload.clone()).unwrap();
+        let error = invoke::<DeleteKeysCertificatesMfaAndCredentials>(&ctx, request).await.unwrap_err();
+        assert_eq!(error.name(), "InvalidInput", "{payload}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_is_verified_by_polling_until_iam_agrees() {
+    let delete = mock!(Client::delete_user).then_output(|| DeleteUserOutput::builder().build());
+    let still_there = mock!(Client::get_user)
+        .sequence()
+        .http_response(|| get_user_xml("alice", "AIDAALICE000000000001", "/", None))
+        .times(2)
+        .http_response(|| no_such_entity("user"))
+        .build();
+    let iam = iam_client!(&delete, &still_there);
+    let clock = tokio::time::Instant::now();
+    let deletion = iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", VerifyPolicy::default()).await.unwrap();
+    // Paused (virtual) clock: backs off 200 ms then 400 ms between polls.
+    assert_eq!(clock.elapsed(), Duration::from_millis(600));
+    assert_eq!(deletion.outcome, Outcome::Removed);
+    assert_eq!(deletion.verification_attempts, 3);
+    assert_eq!(still_there.num_calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn verification_is_bounded() {
+    let delete = mock!(Client::delete_user).then_output(|| DeleteUserOutput::builder().build());
+    let forever = mock!(Client::get_user).then_http_response(|| get_user_xml("alice", "AIDAALICE000000000001", "/", None));
+    let iam = iam_client!(&delete, &forever);
+    let policy = VerifyPolicy { max_attempts: 4, first_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+    let error = iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", policy).await.unwrap_err();
+    assert_eq!(error.name(), "VerificationFailed");
+    assert_eq!(forever.num_calls(), 4);
+}
+
+#[tokio::test]
+async fn delete_conflict_names_what_remains() {
+    let delete = mock!(Client::delete_user)
+        .then_http_response(|| error_xml(409, "DeleteConflict", "Cannot delete entity, must delete access keys first."));
+    let iam = iam_client!(&delete);
+    let error = iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", VerifyPolicy::default()).await.unwrap_err();
+    assert_eq!(error.name(), "DeleteConflict");
+    assert!(error.to_string().contains("must delete access keys first"), "{error}");
+}
+
+#[tokio::test]
+async fn the_final_stage_returns_the_audit_record() {
+    let delete = mock!(Client::delete_user).then_output(|| DeleteUserOutput::builder().build());
+    let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+    let iam = iam_client!(&delete, &gone);
+    let ctx = context(iam);
+    let earlier_round = json!({
+        "Credentials": {"LoginProfile": null, "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null, "Outcome": "Removed"}],
+                        "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": [], "DurationMs": 5},
+        "MFADevices": [{"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual", "Deactivation": "Removed", "VirtualDeviceDeletion": "Removed", "DurationMs": 3}],
+        "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": [], "DurationMs": 1}
+    });
+    let request = json!({
+        "Target": {"User": {"UserName": "alice", "UserId": "AIDAALICE000000000001", "Arn": "arn:aws:iam::123456789012:user/alice", "Path": "/",
+                            "CreateDate": null, "PasswordLastUsed": null, "Tags": [], "PermissionsBoundary": null},
+                   "DryRun": false, "Context": {"Ticket": "OPS-9"}, "DurationMs": 7},
+        "Removed": {
+            "Credentials": {"LoginProfile": null, "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA2", "Status": "Active", "CreateDate": null, "Outcome": "Removed"}],
+                            "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": [], "DurationMs": 4},
+            "MFADevices": [],
+            "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": [], "DurationMs": 2}
+        },
+        "Timings": {"GetKeysCertificatesMfaAndCredentials": 11, "GetGroupsAndPolicies": 12},
+        "Round": 1,
+        "EarlierRounds": [null, earlier_round]
+    });
+    let record = invoke::<DeleteIamUserAndVerify>(&ctx, parse_request::<DeleteIamUserAndVerify>(request).unwrap()).await.unwrap();
+    let keys: Vec<_> = record.items.access_keys.iter().map(|k| k.access_key_id.as_str()).collect();
+    assert_eq!(keys, ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2"], "earlier rounds come first");
+    assert_eq!(record.items.mfa_devices[0].handled_as, MfaClass::Virtual);
+    assert_eq!(record.items.mfa_devices[0].duration_ms, None);
+    assert_eq!(record.context, json!({"Ticket": "OPS-9"}));
+    assert_eq!(record.rounds, 1);
+    assert!(!record.dry_run);
+    assert_eq!(record.timings["GetUsername"], 7);
+    assert_eq!(record.timings["DeleteKeysCertificatesMfaAndCredentials"], 5 + 3 + 4);
+    assert_eq!(record.timings["DeleteGroupsAndPolicies"], 3);
+    assert!(record.timings.contains_key("DeleteIAMUserAndVerify"));
+    assert_eq!(record.user_deletion.unwrap().outcome, Outcome::Removed);
+    assert_eq!(delete.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn groups_and_policies_round_trip_with_decoded_documents() {
+    let rules = [
+        mock!(Client::list_groups_for_user).then_http_response(|| {
+            ok_xml("ListGroupsForUser", "<Groups><member><Path>/</Path><GroupName>developers</GroupName><GroupId>AGPAAAAAAAAAAAAAAAAA1</GroupId><Arn>arn:aws:iam::123456789012:group/developers</Arn><CreateDate>2024-01-01T00:00:00Z</CreateDate></member></Groups><IsTruncated>false</IsTruncated>")
+        }),
+        mock!(Client::list_user_policies).then_http_response(|| {
+            ok_xml("ListUserPolicies", "<PolicyNames><member>s3-read</member></PolicyNames><IsTruncated>false</IsTruncated>")
+        }),
+        mock!(Client::get_user_policy).match_requests(|r| r.policy_name() == Some("s3-read")).then_http_response(|| {
+            ok_xml("GetUserPolicy", "<UserName>alice</UserName><PolicyName>s3-read</PolicyName><PolicyDocument>%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D</PolicyDocument>")
+        }),
+        mock!(Client::list_attached_user_policies).then_http_response(|| {
+            ok_xml("ListAttachedUserPolicies", "<AttachedPolicies><member><PolicyName>ReadOnlyAccess</PolicyName><PolicyArn>arn:aws:iam::aws:policy/ReadOnlyAccess</PolicyArn></member></AttachedPolicies><IsTruncated>false</IsTruncated>")
+        }),
+    ];
+    let removals = [
+        mock!(Client::remove_user_from_group).match_requests(|r| r.group_name() == Some("developers")).then_output(|| RemoveUserFromGroupOutput::builder().build()),
+        mock!(Client::delete_user_policy).match_requests(|r| r.policy_name() == Some("s3-read")).then_output(|| DeleteUserPolicyOutput::builder().build()),
+        mock!(Client::detach_user_policy).match_requests(|r| r.policy_arn() == Some("arn:aws:iam::aws:policy/ReadOnlyAccess")).then_output(|| DetachUserPolicyOutput::builder().build()),
+    ];
+    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, rules.iter().chain(&removals));
+    let ctx = context(iam);
+    let inventory = invoke::<GetGroupsAndPolicies>(&ctx, parse_request::<GetGroupsAndPolicies>(json!({"UserName": "alice"})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(inventory.groups[0].group_name, "developers");
+    assert_eq!(inventory.inline_policies[0].policy_document["Statement"][0]["Action"], "s3:GetObject");
+    assert_eq!(inventory.attached_policies[0].policy_name.as_deref(), Some("ReadOnlyAccess"));
+    let removed = invoke::<DeleteGroupsAndPolicies>(
+        &ctx,
+        parse_request::<DeleteGroupsAndPolicies>(json!({"UserName": "alice", "Permissions": inventory})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed.item_count(), 3);
+    assert!(removed.groups.iter().all(|g| g.outcome == Some(Outcome::Removed)));
+    assert_eq!(removals.iter().map(|r| r.num_calls()).collect::<Vec<_>>(), [1, 1, 1]);
+}
