@@ -1,10 +1,18 @@
 //! Wires a stage into the Lambda Runtime API. Clients are built once, at
 //! init, and reused by every invocation.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+use crate::errors::OffboardError;
 use crate::stages::{invoke, parse_request, Stage, StageContext};
+
+/// One invocation, type-erased: the stages' nested SDK futures are too deep
+/// for rustc to lay out inside the runtime's own future types.
+type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> + 'a>>;
 
 /// Serves stage `S` until the runtime stops. Payloads are parsed here rather
 /// than by the runtime so that a malformed one fails as `InvalidInput`.
@@ -12,8 +20,8 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let ctx = StageContext::from_env().await;
     let ctx = &ctx;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        invoke::<S>(ctx, parse_request::<S>(event.payload)?).await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| -> Invocation<'_, S::Response> {
+        Box::pin(async move { invoke::<S>(ctx, parse_request::<S>(event.payload)?).await })
     }))
     .await
 }

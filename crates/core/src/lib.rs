@@ -5,6 +5,7 @@ pub mod errors;
 pub mod input;
 pub mod inventory;
 pub mod lambda;
+pub mod pipeline;
 pub mod mfa;
 pub mod record;
 pub mod removal;

@@ -1,0 +1,178 @@
+"""`offboard` (the release binary) against the strict emulator: final IAM
+state, error names, and the IAM calls the call log saw."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+from seed import leftovers, seed_user  # noqa: E402
+from server import start  # noqa: E402
+
+OFFBOARD = Path(os.environ.get("OFFBOARD_BIN", ROOT / "target" / "release" / "offboard"))
+MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Enable", "Tag", "Untag")
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    server = start(0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def iam(emulator):
+    control(emulator, "faults", {})
+    return boto3.client(
+        "iam",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIASEEDSEEDSEEDSEED",
+        aws_secret_access_key="seed",
+    )
+
+
+def control(emulator, what: str, body=None, method: str | None = None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{emulator.url}/_offboard/{what}", data=data, method=method or ("POST" if data else "GET"))
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
+def offboard(emulator, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    assert OFFBOARD.exists(), f"build the CLI first: {OFFBOARD}"
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_ACCESS_KEY_ID": "AKIAOPERATOROPERATOR",
+        "AWS_SECRET_ACCESS_KEY": "operator",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        **(env or {}),
+    }
+    command = [str(OFFBOARD), "--endpoint-url", emulator.url, "--region", "us-east-1", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL, timeout=120)
+
+
+def operator_calls(emulator) -> list[dict]:
+    return [c for c in control(emulator, "calls") if c["AccessKeyId"] == "AKIAOPERATOROPERATOR"]
+
+
+def mutating(calls: list[dict]) -> list[str]:
+    return [c["Action"] for c in calls if c["Action"].startswith(MUTATING_PREFIXES)]
+
+
+def test_delete_removes_passkey_hardware_virtual_and_every_credential_in_one_run(emulator, iam):
+    made = seed_user(iam, "alice")
+    bystander = seed_user(iam, "bob-stays", virtual_devices=1, passkeys=1)
+    control(emulator, "calls", method="DELETE")
+
+    result = offboard(emulator, "delete", "--user-name", "alice", "--yes", "--output", "json", "--context", '{"Ticket": "OPS-1"}')
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+
+    assert leftovers(iam, "alice") == {}
+    items = record["Items"]
+    assert sorted(k["AccessKeyId"] for k in items["AccessKeys"]) == sorted(made["AccessKeys"])
+    assert {c["ServiceName"] for c in items["ServiceSpecificCredentials"]} == {"codecommit.amazonaws.com", "bedrock.amazonaws.com"}
+    handled = {d["SerialNumber"]: d["HandledAs"] for d in items["MFADevices"]}
+    assert handled == {made["MFADevices"][0]: "Virtual", made["MFADevices"][1]: "NonVirtual", made["MFADevices"][2]: "NonVirtual"}
+    assert items["LoginProfile"]["Outcome"] == "Removed"
+    assert items["InlinePolicies"][0]["PolicyDocument"]["Statement"][0]["Action"] == "s3:GetObject"
+    assert record["User"]["PermissionsBoundary"] == made["Boundary"]
+    assert record["Context"] == {"Ticket": "OPS-1"}
+    assert record["UserDeletion"]["Outcome"] == "Removed"
+    assert record["DryRun"] is False and record["Rounds"] == 0
+
+    actions = [c["Action"] for c in operator_calls(emulator)]
+    assert actions.count("DeleteVirtualMFADevice") == 1, "only the virtual device is deleted as a virtual device"
+    assert actions.count("DeactivateMFADevice") == 3
+    assert actions.count("DeleteUser") == 1, "one run, no DeleteConflict"
+    # Nothing outside the target user is touched.
+    assert leftovers(iam, "bob-stays") == {"User": "bob-stays", "VirtualMFADevices": [bystander["MFADevices"][0]]}
+    assert len(iam.list_mfa_devices(UserName="bob-stays")["MFADevices"]) == 3
+
+
+def test_plan_changes_nothing(emulator, iam):
+    seed_user(iam, "carol")
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "plan", "--user-name", "carol", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["DryRun"] is True and record["UserDeletion"] is None
+    assert len(record["Items"]["MFADevices"]) == 3
+    assert all("Outcome" not in key for key in record["Items"]["AccessKeys"])
+    assert mutating(operator_calls(emulator)) == []
+    assert iam.get_user(UserName="carol")["User"]["UserName"] == "carol"
+
+
+def test_lookup_by_user_id(emulator, iam):
+    user_id = iam.create_user(UserName="dave")["User"]["UserId"]
+    assert user_id.startswith("AIDA") and len(user_id) == 21
+    result = offboard(emulator, "delete", "--user-id", user_id, "--yes", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["User"]["UserName"] == "dave"
+    assert leftovers(iam, "dave") == {}
+
+
+def test_protected_user_is_refused_with_no_mutating_call(emulator, iam):
+    seed_user(iam, "erin", tags={"offboard:protected": "true"})
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "delete", "--user-name", "erin", "--yes")
+    assert result.returncode == 1
+    assert "ProtectedUser" in result.stderr
+    assert mutating(operator_calls(emulator)) == []
+
+    seed_user(iam, "frank", path="/breakglass/", tags={"team": "sre"})
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "delete", "--user-name", "frank", "--yes", env={"OFFBOARD_PROTECTED_PATH_PREFIXES": "/breakglass/"})
+    assert result.returncode == 1 and "ProtectedUser" in result.stderr
+    assert mutating(operator_calls(emulator)) == []
+
+
+def test_delete_without_yes_and_without_a_terminal_is_refused(emulator, iam):
+    iam.create_user(UserName="gina")
+    result = offboard(emulator, "delete", "--user-name", "gina")
+    assert result.returncode == 2 and "--yes" in result.stderr
+    assert iam.get_user(UserName="gina")["User"]["UserName"] == "gina"
+
+
+def test_mfa_required_is_named_not_retried_and_a_rerun_finishes(emulator, iam):
+    seed_user(iam, "hank")
+    control(emulator, "faults", {"MfaRequiredForDeactivate": True})
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "delete", "--user-name", "hank", "--yes")
+    assert result.returncode == 1
+    assert "MfaAuthenticationRequired" in result.stderr and "--mfa-serial" in result.stderr
+    actions = [c["Action"] for c in operator_calls(emulator)]
+    assert actions.count("DeactivateMFADevice") == 1, "the first denial stops the run; it is not retried"
+    # Part-way: the credentials stage finished before the MFA devices.
+    assert iam.list_access_keys(UserName="hank")["AccessKeyMetadata"] == []
+    assert len(iam.list_mfa_devices(UserName="hank")["MFADevices"]) == 3
+
+    control(emulator, "faults", {})
+    result = offboard(emulator, "delete", "--user-name", "hank", "--yes", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert leftovers(iam, "hank") == {}
+
+
+def test_unknown_user_is_user_not_found(emulator, iam):
+    result = offboard(emulator, "delete", "--user-name", "nobody-here", "--yes")
+    assert result.returncode == 1 and "UserNotFound" in result.stderr
+
+
+@pytest.mark.parametrize("bad_name", ["", "alice smith", "a" * 65, "al*ce", "\u00e5lice", "alice/ops"])
+def test_bad_user_names_are_invalid_input_with_no_call(emulator, iam, bad_name):
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "delete", "--user-name", bad_name, "--yes")
+    assert result.returncode == 1 and "InvalidInput" in result.stderr, result.stderr
+    assert operator_calls(emulator) == []

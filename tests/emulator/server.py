@@ -1,0 +1,37 @@
+"""Starts moto's server on loopback with the strict-IAM extensions and the
+EmulatorApp middleware in front of it."""
+
+from __future__ import annotations
+
+import logging
+
+from threading import Thread
+
+from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+from emulator import EmulatorApp, extend_moto
+
+
+# One line per request drowns the demo and test output; errors still show.
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+class EmulatorServer:
+    def __init__(self, port: int = 0):
+        extend_moto()
+        self.app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
+        self.server = make_server("127.0.0.1", port, self.app, threaded=True, request_handler=MotoRequestHandler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = Thread(target=self.server.serve_forever, daemon=True)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+
+
+def start(port: int = 0) -> EmulatorServer:
+    server = EmulatorServer(port)
+    server.thread.start()
+    return server
