@@ -27,35 +27,69 @@ pub const ERROR_NAMES: [&str; 9] = [
     "VerificationFailed",
 ];
 
-/// The IAM (and STS) actions each stage's code calls: the least-privilege
-/// policy of its function role, checked against infra/template.yaml and
-/// against the calls observed end to end.
+/// The IAM actions each stage's code calls: the least-privilege policy of
+/// its function role. `infra/stage-actions.json` holds the same sets; the
+/// template and the calls observed end to end are checked against it.
+/// (GetUsername also calls sts:GetCallerIdentity, which needs no permission.)
 pub const STAGE_ACTIONS: [(&str, &[&str]); 6] = [
-    ("GetUsername", &["iam:ListUsers", "iam:GetUser", "iam:ListUserTags", "sts:GetCallerIdentity"]),
+    ("GetUsername", &["iam:GetUser", "iam:ListUserTags", "iam:ListUsers"]),
     (
         "GetKeysCertificatesMfaAndCredentials",
         &[
             "iam:GetLoginProfile",
             "iam:ListAccessKeys",
-            "iam:ListSSHPublicKeys",
-            "iam:ListSigningCertificates",
-            "iam:ListServiceSpecificCredentials",
             "iam:ListMFADevices",
+            "iam:ListSSHPublicKeys",
+            "iam:ListServiceSpecificCredentials",
+            "iam:ListSigningCertificates",
         ],
     ),
-    ("GetGroupsAndPolicies", &["iam:ListGroupsForUser", "iam:ListUserPolicies", "iam:GetUserPolicy", "iam:ListAttachedUserPolicies"]),
+    ("GetGroupsAndPolicies", &["iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:ListUserPolicies"]),
     (
         "DeleteKeysCertificatesMfaAndCredentials",
         &[
-            "iam:DeleteLoginProfile",
-            "iam:DeleteAccessKey",
-            "iam:DeleteSSHPublicKey",
-            "iam:DeleteSigningCertificate",
-            "iam:DeleteServiceSpecificCredential",
             "iam:DeactivateMFADevice",
+            "iam:DeleteAccessKey",
+            "iam:DeleteLoginProfile",
+            "iam:DeleteSSHPublicKey",
+            "iam:DeleteServiceSpecificCredential",
+            "iam:DeleteSigningCertificate",
             "iam:DeleteVirtualMFADevice",
         ],
     ),
-    ("DeleteGroupsAndPolicies", &["iam:RemoveUserFromGroup", "iam:DeleteUserPolicy", "iam:DetachUserPolicy"]),
+    ("DeleteGroupsAndPolicies", &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:RemoveUserFromGroup"]),
     ("DeleteIAMUserAndVerify", &["iam:DeleteUser", "iam:GetUser"]),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_actions_match_the_infra_manifest() {
+        let manifest: std::collections::BTreeMap<String, Vec<String>> =
+            serde_json::from_str(include_str!("../../../infra/stage-actions.json")).unwrap();
+        let declared: std::collections::BTreeMap<String, Vec<String>> = STAGE_ACTIONS
+            .iter()
+            .map(|(stage, actions)| (stage.to_string(), actions.iter().map(|a| a.to_string()).collect()))
+            .collect();
+        assert_eq!(declared, manifest);
+    }
+
+    #[test]
+    fn every_iam_action_the_code_names_is_declared_for_some_stage() {
+        let declared: Vec<&str> = STAGE_ACTIONS.iter().flat_map(|(_, actions)| actions.iter().copied()).collect();
+        let sources = [
+            include_str!("inventory.rs"),
+            include_str!("removal.rs"),
+            include_str!("mfa.rs"),
+            include_str!("target.rs"),
+        ];
+        for source in sources {
+            for (at, _) in source.match_indices("\"iam:") {
+                let action: String = source[at + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == ':').collect();
+                assert!(declared.contains(&action.as_str()), "{action} is called but not declared");
+            }
+        }
+    }
+}
