@@ -18,7 +18,7 @@ unit:
 	$(CARGO) test --workspace --locked
 
 e2e: $(VENV)/.installed node_modules/.installed build
-	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
+	$(PY) -m pytest tests/e2e -q -p no:cacheprovider -p no:logging
 
 demo: $(VENV)/.installed build
 	$(PY) tests/demo.py

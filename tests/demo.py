@@ -1,55 +1,59 @@
-"""`make demo`: the local stack, a user holding every credential type
-(passkey, hardware token and virtual MFA device included), offboarded stage by
-stage, and the audit record printed."""
+"""`make demo`: the local stack (moto's Step Functions interpreter running
+statemachine/offboard.asl.json, the six release binaries under the Lambda
+Runtime API, the strict IAM emulator), a user holding every credential type
+(passkey, hardware token and virtual MFA device included), the execution shown
+stage by stage as it completes, the audit record and the final status."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
+import time
 from pathlib import Path
-
-import boto3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 from seed import leftovers, seed_user  # noqa: E402
-from server import start  # noqa: E402
+from stack import TERMINAL, Stack  # noqa: E402
 
-OFFBOARD = ROOT / "target" / "release" / "offboard"
+
+def show_progress(stack: Stack, execution_arn: str) -> dict:
+    shown, started = 0, time.monotonic()
+    while True:
+        events = stack.history(execution_arn)
+        for event in events[shown:]:
+            exited = event.get("stateExitedEventDetails")
+            if exited:
+                print(f"  ✓ {time.monotonic() - started:6.2f}s  {exited['name']}")
+        shown = len(events)
+        execution = stack.sfn.describe_execution(executionArn=execution_arn)
+        if execution["status"] in TERMINAL:
+            return execution
+        time.sleep(0.05)
 
 
 def main() -> int:
-    server = start(0)
-    print(f"local IAM emulator on {server.url}")
-    try:
-        iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1",
-                           aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
-        made = seed_user(iam, "alice", ssh_keys=1, certificates=1)
-        print("seeded user alice with:")
+    print("starting the local stack (IAM emulator, Step Functions interpreter, six Lambda functions)...")
+    with Stack() as stack:
+        made = seed_user(stack.iam, "alice", access_keys=2, ssh_keys=2, certificates=2, virtual_devices=1,
+                         passkeys=1, hardware_tokens=1, groups=2, inline_policies=1, attached_policies=2)
+        print("\nseeded IAM user alice with:")
         for kind in ("AccessKeys", "SSHPublicKeys", "Certificates", "ServiceCredentials", "MFADevices", "Groups",
                      "InlinePolicies", "AttachedPolicies"):
             print(f"  {kind:<20} {', '.join(made[kind])}")
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAOPERATOROPERATOR", "AWS_SECRET_ACCESS_KEY": "operator",
-               "AWS_EC2_METADATA_DISABLED": "true"}
-        common = [str(OFFBOARD), "--endpoint-url", server.url, "--region", "us-east-1"]
-        print("\n$ offboard delete --user-name alice --yes   (stage by stage)")
-        result = subprocess.run([*common, "delete", "--user-name", "alice", "--yes", "--output", "json",
-                                 "--context", '{"Ticket": "DEMO-1", "Requester": "make demo"}'],
-                                env=env, text=True, capture_output=True, stdin=subprocess.DEVNULL)
-        sys.stderr.write(result.stderr)
-        if result.returncode != 0:
-            print(f"offboarding FAILED (exit {result.returncode})")
-            return 1
-        print("\naudit record:")
-        print(json.dumps(json.loads(result.stdout), indent=2))
-        left = leftovers(iam, "alice")
-        print(f"\nfinal status: {'SUCCEEDED' if not left else 'INCOMPLETE ' + json.dumps(left)}")
-        return 0 if not left else 1
-    finally:
-        server.stop()
+        print("  login profile, tags, permissions boundary")
+        print(f"\nStartExecution on {stack.state_machine_arn} (name: alice)")
+        arn = stack.start({"UserName": "alice", "Context": {"Ticket": "DEMO-1", "Requester": "make demo"}}, name="alice")
+        execution = show_progress(stack, arn)
+        if execution["status"] == "SUCCEEDED":
+            print("\naudit record:")
+            print(json.dumps(json.loads(execution["output"]), indent=2))
+        else:
+            print(f"\n{execution.get('error')}: {execution.get('cause')}")
+        left = leftovers(stack.iam, "alice")
+        print(f"\nexecution status: {execution['status']}; left behind in IAM: {left or 'nothing'}")
+        return 0 if execution["status"] == "SUCCEEDED" and not left else 1
 
 
 if __name__ == "__main__":

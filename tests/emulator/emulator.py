@@ -261,6 +261,19 @@ class EmulatorApp:
         self.calls: list[dict] = []
         self.faults = Faults()
         self.bucket: TokenBucket | None = None
+        self.hooks: list[tuple[str, object]] = []
+
+    def on_next(self, action: str, callback) -> None:  # type: ignore[no-untyped-def]
+        """Runs ``callback()`` once, just before the next ``action`` call is served."""
+        with self.lock:
+            self.hooks.append((action, callback))
+
+    def run_hooks(self, action: str) -> None:
+        with self.lock:
+            due = [hook for hook in self.hooks if hook[0] == action]
+            self.hooks = [hook for hook in self.hooks if hook[0] != action]
+        for _, callback in due:
+            callback()
 
     def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
         path = environ.get("PATH_INFO", "")
@@ -275,6 +288,8 @@ class EmulatorApp:
                 {"Service": service, "Action": action, "AccessKeyId": access_key, "Time": time.time(),
                  "Injected": injected[1][:40] if injected else None}
             )
+        if not injected:
+            self.run_hooks(action)
         if injected:
             status, text = injected
             start_response(f"{status} Injected", [("Content-Type", "text/xml"), ("Content-Length", str(len(text)))])

@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Standard AWS configuration, then an MFA session if asked for.
 async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(iam_offboard_core::stages::retry_policy());
     if let Some(region) = &cli.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -41,7 +41,7 @@ impl StageContext {
     /// Standard AWS configuration (environment, profile, `AWS_ENDPOINT_URL_*`)
     /// and the `OFFBOARD_PROTECTED_*` variables.
     pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let config = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_policy()).load().await;
         Self::new(&config, ProtectionPolicy::from_env())
     }
 
@@ -49,6 +49,15 @@ impl StageContext {
     pub async fn caller(&self) -> Result<&CallerIdentity, OffboardError> {
         self.caller.get_or_try_init(|| get_caller_identity(&self.sts)).await
     }
+}
+
+/// IAM throttles per account: five attempts with exponential backoff and
+/// jitter from 100 ms ride out bursts inside one invocation; the state
+/// machine's own retries cover longer outages.
+pub fn retry_policy() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(5)
+        .with_initial_backoff(std::time::Duration::from_millis(100))
 }
 
 pub trait Stage {

@@ -1,0 +1,295 @@
+"""The real statemachine/offboard.asl.json, executed by moto's interpreter,
+invoking the six real release binaries through the Lambda Runtime API,
+against the strict IAM emulator. Each scenario asserts the final IAM state,
+the execution status, the error name and which calls were made."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+from lambda_host import FUNCTIONS, access_key_for  # noqa: E402
+from seed import ACCOUNT, hardware_serial, leftovers, passkey_serial, seed_user  # noqa: E402
+from stack import Stack  # noqa: E402
+
+STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
+STAGE_BY_KEY = {access_key_for(stage): stage for stage in FUNCTIONS}
+MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Enable")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with Stack(instances=2) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(stack):
+    stack.faults()
+    stack.clear_calls()
+    yield
+    stack.faults()
+
+
+def function_calls(stack, stage: str | None = None) -> list[str]:
+    return [c["Action"] for c in stack.calls()
+            if c["AccessKeyId"] in STAGE_BY_KEY and (stage is None or STAGE_BY_KEY[c["AccessKeyId"]] == stage)]
+
+
+def mutating(actions: list[str]) -> list[str]:
+    return [a for a in actions if a.startswith(MUTATING_PREFIXES)]
+
+
+def entered_states(stack, execution_arn: str) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in stack.history(execution_arn) if "stateEnteredEventDetails" in e]
+
+
+def snapshot(iam, name: str) -> dict:
+    """Everything a user holds, to prove bystanders are untouched."""
+    return {
+        "user": iam.get_user(UserName=name)["User"]["UserId"],
+        "keys": sorted(k["AccessKeyId"] for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]),
+        "ssh": sorted(k["SSHPublicKeyId"] for k in iam.list_ssh_public_keys(UserName=name)["SSHPublicKeys"]),
+        "certs": sorted(c["CertificateId"] for c in iam.list_signing_certificates(UserName=name)["Certificates"]),
+        "creds": sorted(c["ServiceSpecificCredentialId"] for c in iam.list_service_specific_credentials(UserName=name)["ServiceSpecificCredentials"]),
+        "mfa": sorted(d["SerialNumber"] for d in iam.list_mfa_devices(UserName=name)["MFADevices"]),
+        "groups": sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]),
+        "inline": sorted(iam.list_user_policies(UserName=name)["PolicyNames"]),
+        "attached": sorted(p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]),
+        "login": bool(_login(iam, name)),
+    }
+
+
+def _login(iam, name):
+    try:
+        return iam.get_login_profile(UserName=name)
+    except iam.exceptions.NoSuchEntityException:
+        return None
+
+
+def test_passkey_hardware_and_virtual_devices_succeed_in_one_execution(stack):
+    made = seed_user(stack.iam, "alice")
+    bystander = seed_user(stack.iam, "bob")
+    before = snapshot(stack.iam, "bob")
+    execution = stack.run({"UserName": "alice", "Context": {"Ticket": "OPS-1"}}, name="alice")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    record = json.loads(execution["output"])
+    assert leftovers(stack.iam, "alice") == {}
+    virtual = [d["SerialNumber"] for d in stack.iam.list_virtual_mfa_devices()["VirtualMFADevices"]]
+    assert made["MFADevices"][0] not in virtual and bystander["MFADevices"][0] in virtual
+    actions = function_calls(stack, "DeleteKeysCertificatesMfaAndCredentials")
+    assert actions.count("DeleteVirtualMFADevice") == 1
+    assert actions.count("DeactivateMFADevice") == 3
+    states = entered_states(stack, execution["executionArn"])
+    assert states.count("DeactivateAndDeleteVirtualDevice") == 1 and states.count("DeactivateOnly") == 2
+    assert states.count("DeleteIAMUserAndVerify") == 1, "one round"
+    assert {d["SerialNumber"]: d["HandledAs"] for d in record["Items"]["MFADevices"]} == {
+        made["MFADevices"][0]: "Virtual", made["MFADevices"][1]: "NonVirtual", made["MFADevices"][2]: "NonVirtual"}
+    assert record["Context"] == {"Ticket": "OPS-1"} and record["Rounds"] == 0
+    assert set(record["Timings"]) == set(FUNCTIONS)
+    assert snapshot(stack.iam, "bob") == before, "nothing outside the target user is touched"
+
+
+def test_every_credential_type_at_the_per_user_limits(stack):
+    made = seed_user(
+        stack.iam, "limits", access_keys=2, ssh_keys=5, certificates=2,
+        services=("codecommit.amazonaws.com", "cassandra.amazonaws.com", "bedrock.amazonaws.com"),
+        credentials_per_service=2, virtual_devices=3, passkeys=3, hardware_tokens=2,
+        groups=10, inline_policies=5, attached_policies=20)
+    execution = stack.run({"UserName": "limits"}, name="limits")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    items = json.loads(execution["output"])["Items"]
+    assert leftovers(stack.iam, "limits") == {}
+    counts = {kind: len(items[kind]) for kind in items if isinstance(items[kind], list)}
+    assert counts == {"AccessKeys": 2, "SSHPublicKeys": 5, "SigningCertificates": 2, "ServiceSpecificCredentials": 6,
+                      "MFADevices": 8, "Groups": 10, "InlinePolicies": 5, "AttachedPolicies": 20}
+    assert sorted(c["ServiceName"] for c in items["ServiceSpecificCredentials"]).count("bedrock.amazonaws.com") == 2
+    assert function_calls(stack).count("DeleteVirtualMFADevice") == 3
+    assert all(item.get("Outcome") == "Removed" for kind in counts for item in items[kind] if kind != "MFADevices")
+    assert set(made["AccessKeys"]) == {k["AccessKeyId"] for k in items["AccessKeys"]}
+
+
+def test_id_lookup_among_5000_users(stack):
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[ACCOUNT]["global"]
+    for i in range(5000):
+        backend.create_user(region_name="us-east-1", user_name=f"crowd{i:04d}")
+    target = stack.iam.get_user(UserName="crowd4999")["User"]["UserId"]
+    execution = stack.run({"IAMUserId": target, "DryRun": True}, name="crowd4999-lookup")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert json.loads(execution["output"])["User"]["UserName"] == "crowd4999"
+    list_users = function_calls(stack, "GetUsername").count("ListUsers")
+    assert 1 <= list_users <= 6, list_users  # ≥ 5,000 users in 1,000-user pages
+    for i in range(5000):
+        backend.delete_user(f"crowd{i:04d}")
+
+
+def test_dry_run_changes_nothing(stack):
+    seed_user(stack.iam, "carol")
+    before = snapshot(stack.iam, "carol")
+    execution = stack.run({"UserName": "carol", "DryRun": True}, name="carol-plan")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    plan = json.loads(execution["output"])
+    assert plan["DryRun"] is True and plan["UserDeletion"] is None
+    assert len(plan["Items"]["MFADevices"]) == 3 and plan["Items"]["LoginProfile"] is not None
+    assert set(plan["Timings"]) == {"GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGroupsAndPolicies"}
+    assert mutating(function_calls(stack)) == []
+    assert snapshot(stack.iam, "carol") == before
+
+
+def test_protected_by_tag_is_refused_with_zero_mutating_calls(stack):
+    seed_user(stack.iam, "erin", tags={"offboard:protected": "true"})
+    execution = stack.run({"UserName": "erin"}, name="erin")
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "ProtectedUser" and "offboard:protected" in execution["cause"]
+    assert mutating(function_calls(stack)) == []
+    assert leftovers(stack.iam, "erin") == {"User": "erin", "VirtualMFADevices": [f"arn:aws:iam::{ACCOUNT}:mfa/erin-phone-0"]}
+
+
+def test_malformed_inputs_are_invalid_input_with_zero_iam_calls(stack):
+    cases = json.loads((ROOT / "tests" / "fixtures" / "malformed-inputs.json").read_text())
+    assert len(cases) >= 30
+    for number, case in enumerate(cases):
+        execution = stack.run(case["Input"], name=f"malformed-{number}")
+        assert execution["status"] == "FAILED", case["Why"]
+        assert execution["error"] == "InvalidInput", (case["Why"], execution.get("error"), execution.get("cause"))
+        states = entered_states(stack, execution["executionArn"])
+        assert "GetKeysCertificatesMfaAndCredentials" not in states
+    assert function_calls(stack) == []
+
+
+def test_access_key_created_mid_run_is_caught_by_the_delete_conflict_loop(stack):
+    seed_user(stack.iam, "frank")
+    late_key = {}
+
+    def create_key():
+        late_key["id"] = stack.iam.create_access_key(UserName="frank")["AccessKey"]["AccessKeyId"]
+
+    stack.emulator.app.on_next("DetachUserPolicy", create_key)
+    execution = stack.run({"UserName": "frank"}, name="frank")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    record = json.loads(execution["output"])
+    assert record["Rounds"] == 1
+    assert late_key["id"] in [k["AccessKeyId"] for k in record["Items"]["AccessKeys"]]
+    assert len(record["Items"]["AccessKeys"]) == 3, "both rounds are in the record"
+    assert function_calls(stack, "DeleteIAMUserAndVerify").count("DeleteUser") == 2
+    assert leftovers(stack.iam, "frank") == {}
+
+
+def test_throttling_server_errors_and_latency_still_succeed(stack):
+    names = [f"storm{i}" for i in range(4)]
+    for name in names:
+        seed_user(stack.iam, name)
+    stack.faults(ThrottleRate=0.3, ServerErrorRate=0.1, LatencyMs=5, Seed=11)
+    arns = [stack.start({"UserName": name}, name=name) for name in names]
+    results = [stack.wait(arn, timeout=600) for arn in arns]
+    stack.faults()
+    assert [r["status"] for r in results] == ["SUCCEEDED"] * len(names), [r.get("cause") for r in results]
+    injected = [c for c in stack.calls() if c["Injected"]]
+    assert len(injected) > 20, "the faults were really injected"
+    for name in names:
+        assert leftovers(stack.iam, name) == {}
+
+
+def test_a_run_stopped_part_way_is_finished_by_a_rerun(stack):
+    seed_user(stack.iam, "gina")
+    holder = {}
+
+    def stop_execution():
+        stack.sfn.stop_execution(executionArn=holder["arn"], error="Killed", cause="operator stopped it")
+
+    # Stopped inside DeleteGroupsAndPolicies. (moto's interpreter crashes when
+    # an execution is stopped inside a Map state, so not there.)
+    stack.emulator.app.on_next("RemoveUserFromGroup", stop_execution)
+    holder["arn"] = stack.start({"UserName": "gina"}, name="gina")
+    first = stack.wait(holder["arn"])
+    assert first["status"] == "ABORTED"
+    assert stack.iam.list_access_keys(UserName="gina")["AccessKeyMetadata"] == [], "credentials were removed before the stop"
+    assert stack.iam.list_mfa_devices(UserName="gina")["MFADevices"] == []
+    # A stop does not kill the Lambda in flight; the user itself was never deleted.
+    assert "DeleteUser" not in function_calls(stack)
+    assert stack.iam.get_user(UserName="gina")
+    second = stack.run({"UserName": "gina"}, name="gina-rerun")
+    assert second["status"] == "SUCCEEDED", second.get("cause")
+    assert leftovers(stack.iam, "gina") == {}
+
+
+def test_mfa_required_denial_is_named_and_not_retried(stack):
+    seed_user(stack.iam, "hank", virtual_devices=0, passkeys=1, hardware_tokens=0)
+    stack.faults(MfaRequiredForDeactivate=True)
+    execution = stack.run({"UserName": "hank"}, name="hank")
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "MfaAuthenticationRequired"
+    assert "--mfa-serial" in execution["cause"]
+    assert function_calls(stack).count("DeactivateMFADevice") == 1, "neither the SDK nor the state machine retried it"
+    assert stack.iam.list_access_keys(UserName="hank")["AccessKeyMetadata"] == []
+    assert [d["SerialNumber"] for d in stack.iam.list_mfa_devices(UserName="hank")["MFADevices"]] == [passkey_serial("hank")]
+
+
+def test_config_compliance_event_input(stack):
+    user_id = seed_user(stack.iam, "ivan", virtual_devices=0, passkeys=0)["UserName"] and \
+        stack.iam.get_user(UserName="ivan")["User"]["UserId"]
+    cases = json.loads((ROOT / "tests" / "fixtures" / "malformed-inputs.json").read_text())
+    event = next(case["Input"] for case in cases if case["Why"] == "COMPLIANT Config event")
+    event["detail"]["newEvaluationResult"]["complianceType"] = "NON_COMPLIANT"
+    event["detail"]["resourceId"] = user_id
+    execution = stack.run(event, name="ivan-config")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    record = json.loads(execution["output"])
+    assert record["User"]["UserName"] == "ivan"
+    assert record["Context"]["ConfigRuleName"] == "iam-user-unused-credentials-check"
+    assert leftovers(stack.iam, "ivan") == {}
+
+
+def test_the_same_user_started_twice_is_refused_by_name(stack):
+    """Step Functions (Standard) is idempotent for the same name and input
+    while running, and refuses the name otherwise: one offboarding per user."""
+    seed_user(stack.iam, "judy", virtual_devices=0, passkeys=0)
+    first = stack.start({"UserName": "judy"}, name="judy")
+    assert stack.start({"UserName": "judy"}, name="judy") == first, "no second execution is started"
+    with pytest.raises(stack.sfn.exceptions.ExecutionAlreadyExists):
+        stack.start({"UserName": "judy", "Context": {"Ticket": "other"}}, name="judy")
+    assert stack.wait(first)["status"] == "SUCCEEDED"
+    with pytest.raises(stack.sfn.exceptions.ExecutionAlreadyExists):
+        stack.start({"UserName": "judy"}, name="judy")
+    assert function_calls(stack, "DeleteIAMUserAndVerify").count("DeleteUser") == 1
+
+
+def test_protected_by_list_and_the_functions_own_identity_are_refused(stack):
+    stack.iam.create_user(UserName="breakglass")
+    runner = stack.iam.create_user(UserName="offboard-runner")["User"]["UserName"]
+    key = stack.iam.create_access_key(UserName=runner)["AccessKey"]
+    stack.restart_lambdas(env={"OFFBOARD_PROTECTED_USER_NAMES": "BreakGlass"},
+                          credentials={"GetUsername": (key["AccessKeyId"], key["SecretAccessKey"])})
+    try:
+        listed = stack.run({"UserName": "breakglass"}, name="breakglass")
+        assert (listed["status"], listed["error"]) == ("FAILED", "ProtectedUser")
+        itself = stack.run({"UserName": "offboard-runner"}, name="offboard-runner")
+        assert (itself["status"], itself["error"]) == ("FAILED", "ProtectedUser")
+        assert "will not delete itself" in itself["cause"]
+        assert mutating(function_calls(stack)) == []
+    finally:
+        stack.restart_lambdas(env={}, credentials=None)
+    assert stack.iam.get_user(UserName="offboard-runner")
+
+
+def test_zz_each_function_called_only_what_its_role_allows(stack):
+    """Runs last: every call of the session, by the function that made it."""
+    observed: dict[str, set[str]] = {}
+    for call in stack.all_calls():
+        stage = STAGE_BY_KEY.get(call["AccessKeyId"])
+        if stage and call["Service"] == "iam" and not call["Injected"]:
+            observed.setdefault(stage, set()).add(f"iam:{call['Action']}")
+    assert set(observed) == set(STAGE_ACTIONS)
+    for stage, actions in observed.items():
+        assert actions <= set(STAGE_ACTIONS[stage]), f"{stage} called {sorted(actions - set(STAGE_ACTIONS[stage]))}"
+    # Every declared action was exercised somewhere in the suite.
+    assert {a for actions in observed.values() for a in actions} == {a for v in STAGE_ACTIONS.values() for a in v}

@@ -1,0 +1,246 @@
+"""Runs the six release binaries as Lambda functions on 127.0.0.1.
+
+Each function gets its own Lambda Runtime API endpoint (the one a real
+function polls: GET .../invocation/next, POST .../response|error), served
+here, and one or more instance processes of the real binary polling it, with
+the function's own access key id so the emulator's call log shows which
+function made which call. In front sits the Lambda Invoke API
+(POST /2015-03-31/functions/{name}/invocations), which Step Functions'
+interpreter reaches through AWS_ENDPOINT_URL_LAMBDA; a function error comes
+back as 200 with X-Amz-Function-Error, as from Lambda itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+RUNTIME_PREFIX = "/2018-06-01/runtime/"
+
+#: Stage name -> release binary name.
+FUNCTIONS = {
+    "GetUsername": "get-username",
+    "GetKeysCertificatesMfaAndCredentials": "get-keys-certificates-mfa-and-credentials",
+    "GetGroupsAndPolicies": "get-groups-and-policies",
+    "DeleteKeysCertificatesMfaAndCredentials": "delete-keys-certificates-mfa-and-credentials",
+    "DeleteGroupsAndPolicies": "delete-groups-and-policies",
+    "DeleteIAMUserAndVerify": "delete-iam-user-and-verify",
+}
+
+
+def access_key_for(stage: str) -> str:
+    """A stable, distinct access key id per function (20 characters, AKIA...)."""
+    digest = "".join(c for c in stage.upper() if c.isalpha())
+    return ("AKIA" + digest + "X" * 16)[:20]
+
+
+def function_arn(stage: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:offboard-{stage}"
+
+
+@dataclass
+class Invocation:
+    request_id: str
+    payload: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    body: bytes = b""
+    error: bool = False
+
+
+class Function:
+    def __init__(self, stage: str, binary: Path, env: dict[str, str], instances: int, log_dir: Path):
+        self.stage, self.binary, self.env, self.instances = stage, binary, env, instances
+        self.pending: "queue.Queue[Invocation]" = queue.Queue()
+        self.in_flight: dict[str, Invocation] = {}
+        self.lock = threading.Lock()
+        self.processes: list[subprocess.Popen] = []
+        self.first_next: list[float] = []
+        self.started_at: list[float] = []
+        self.log_dir = log_dir
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.runtime_api = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        for index in range(self.instances):
+            self.spawn(index)
+
+    def spawn(self, index: int) -> None:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_LAMBDA_RUNTIME_API": self.runtime_api,
+            "AWS_LAMBDA_FUNCTION_NAME": f"offboard-{self.stage}",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/offboard-{self.stage}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{index}",
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": access_key_for(self.stage),
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **self.env,
+        }
+        log = open(self.log_dir / f"{self.stage}.{index}.log", "ab")
+        self.started_at.append(time.monotonic())
+        self.processes.append(subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=log))
+
+    def invoke(self, payload: bytes, timeout: float = 120.0) -> Invocation:
+        invocation = Invocation(str(uuid.uuid4()), payload)
+        self.pending.put(invocation)
+        if not invocation.done.wait(timeout):
+            invocation.error = True
+            invocation.body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}).encode()
+        return invocation
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.server.shutdown()
+
+    def _handler(self):
+        function = self
+
+        class RuntimeApi(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # noqa: D401 - quiet
+                pass
+
+            def reply(self, status: int, body: bytes = b"{}", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):  # noqa: N802
+                if not self.path.startswith(RUNTIME_PREFIX + "invocation/next"):
+                    return self.reply(404)
+                with function.lock:
+                    function.first_next.append(time.monotonic())
+                invocation = function.pending.get()
+                with function.lock:
+                    function.in_flight[invocation.request_id] = invocation
+                deadline = int((time.time() + 60) * 1000)
+                self.reply(200, invocation.payload, {
+                    "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                    "Lambda-Runtime-Deadline-Ms": str(deadline),
+                    "Lambda-Runtime-Invoked-Function-Arn": function_arn(function.stage),
+                    "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
+                })
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = self.path[len(RUNTIME_PREFIX):].split("/")
+                if parts[:1] == ["invocation"] and len(parts) == 3 and parts[2] in ("response", "error"):
+                    with function.lock:
+                        invocation = function.in_flight.pop(parts[1], None)
+                    if invocation is None:
+                        return self.reply(400, b'{"errorMessage": "unknown request id"}')
+                    invocation.body, invocation.error = body, parts[2] == "error"
+                    invocation.done.set()
+                    return self.reply(202)
+                self.reply(202 if parts[:2] == ["init", "error"] else 404)
+
+        return RuntimeApi
+
+
+class LambdaHost:
+    """The six functions plus the Lambda Invoke API in front of them."""
+
+    def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
+                 bin_dir: Path = ROOT / "target" / "release", log_dir: Path | None = None,
+                 credentials: dict[str, tuple[str, str]] | None = None):
+        self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint, **(env or {})}
+        self.functions: dict[str, Function] = {}
+        for stage, binary in FUNCTIONS.items():
+            function_env = dict(base_env)
+            if credentials and stage in credentials:
+                function_env["AWS_ACCESS_KEY_ID"], function_env["AWS_SECRET_ACCESS_KEY"] = credentials[stage]
+            self.functions[stage] = Function(stage, bin_dir / binary, function_env, instances, self.log_dir)
+        self.invocations: list[tuple[str, bool]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "LambdaHost":
+        for function in self.functions.values():
+            function.start()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        for function in self.functions.values():
+            function.stop()
+
+    def arns(self) -> dict[str, str]:
+        return {f"{stage}FunctionArn": function_arn(stage) for stage in FUNCTIONS}
+
+    def function_for(self, name: str) -> Function | None:
+        stage = name.rsplit(":function:", 1)[-1].split(":")[0].removeprefix("offboard-")
+        return self.functions.get(stage)
+
+    def _handler(self):
+        host = self
+
+        class InvokeApi(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = self.path.split("?")[0].split("/")
+                # /2015-03-31/functions/{name}/invocations
+                function = host.function_for(urllib_unquote(parts[3])) if len(parts) == 5 else None
+                if function is None or parts[4] != "invocations":
+                    payload = json.dumps({"Type": "User", "message": f"Function not found: {self.path}"}).encode()
+                    self.send_response(404)
+                    self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                invocation = function.invoke(body or b"{}")
+                host.invocations.append((function.stage, invocation.error))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Amz-Executed-Version", "$LATEST")
+                if invocation.error:
+                    self.send_header("X-Amz-Function-Error", "Unhandled")
+                self.send_header("Content-Length", str(len(invocation.body)))
+                self.end_headers()
+                self.wfile.write(invocation.body)
+
+        return InvokeApi
+
+
+def urllib_unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)

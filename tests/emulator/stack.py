@@ -1,0 +1,135 @@
+"""The whole local stack on 127.0.0.1, started and stopped together:
+
+- moto in-process (``mock_aws`` with Step Functions execution on), so its ASL
+  interpreter runs statemachine/offboard.asl.json for real;
+- the strict IAM emulator (moto's server plus this project's extensions,
+  fault injection and call log) that the Rust functions call over HTTP;
+- the Lambda host running the six release binaries under the Runtime API,
+  reached by the interpreter through AWS_ENDPOINT_URL_LAMBDA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import boto3
+from moto import mock_aws
+
+from emulator import extend_moto
+from lambda_host import ACCOUNT, REGION, LambdaHost
+from server import EmulatorServer
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFINITION = ROOT / "statemachine" / "offboard.asl.json"
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+class Stack:
+    def __init__(self, *, instances: int = 1, env: dict[str, str] | None = None,
+                 credentials: dict[str, tuple[str, str]] | None = None):
+        self.instances, self.env, self.credentials = instances, env or {}, credentials
+        self.saved_env: dict[str, str | None] = {}
+        self.archived_calls: list[dict] = []
+
+    def __enter__(self) -> "Stack":
+        self.mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self.mock.start()
+        extend_moto()
+        self.emulator = EmulatorServer(0)
+        self.emulator.thread.start()
+        self.iam = boto3.client("iam", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.lambdas = self.start_lambdas()
+        self.state_machine_arn = self.create_state_machine()
+        return self
+
+    def start_lambdas(self) -> LambdaHost:
+        host = LambdaHost(self.emulator.url, instances=self.instances, env=self.env, credentials=self.credentials)
+        host.start()
+        self.saved_env.setdefault("AWS_ENDPOINT_URL_LAMBDA", os.environ.get("AWS_ENDPOINT_URL_LAMBDA"))
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = host.url
+        return host
+
+    def restart_lambdas(self, **changes) -> None:
+        """New function processes (e.g. other credentials or environment)."""
+        self.lambdas.stop()
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.lambdas = self.start_lambdas()
+
+    def create_state_machine(self, name: str = "offboard") -> str:
+        text = DEFINITION.read_text()
+        for placeholder, arn in self.lambdas.arns().items():
+            text = text.replace("${%s}" % placeholder, arn)
+        role = self.iam.create_role(RoleName=f"{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        return self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
+
+    def __exit__(self, *exc) -> None:
+        self.lambdas.stop()
+        self.emulator.stop()
+        self.mock.stop()
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    # --- driving executions ------------------------------------------------
+
+    def start(self, execution_input: object, name: str | None = None) -> str:
+        kwargs = {"name": name} if name else {}
+        return self.sfn.start_execution(stateMachineArn=self.state_machine_arn, input=json.dumps(execution_input),
+                                        **kwargs)["executionArn"]
+
+    def wait(self, execution_arn: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            execution = self.sfn.describe_execution(executionArn=execution_arn)
+            if execution["status"] in TERMINAL:
+                return execution
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still {execution['status']} after {timeout} s")
+            time.sleep(0.05)
+
+    def run(self, execution_input: object, name: str | None = None, timeout: float = 300) -> dict:
+        return self.wait(self.start(execution_input, name), timeout)
+
+    def history(self, execution_arn: str) -> list[dict]:
+        events, token = [], None
+        while True:
+            page = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000,
+                                                  **({"nextToken": token} if token else {}))
+            events += page["events"]
+            token = page.get("nextToken")
+            if not token:
+                return events
+
+    # --- the emulator's control endpoint -------------------------------------
+
+    def faults(self, **settings) -> None:
+        from emulator import Faults, TokenBucket
+
+        app = self.emulator.app
+        with app.lock:
+            app.faults = Faults.from_json(settings)
+            rate = app.faults.requests_per_second
+            app.bucket = TokenBucket(rate) if rate else None
+
+    def calls(self) -> list[dict]:
+        with self.emulator.app.lock:
+            return list(self.emulator.app.calls)
+
+    def clear_calls(self) -> None:
+        with self.emulator.app.lock:
+            self.archived_calls += self.emulator.app.calls
+            self.emulator.app.calls.clear()
+
+    def all_calls(self) -> list[dict]:
+        return self.archived_calls + self.calls()
+
+
+def account() -> str:
+    return ACCOUNT
