@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 RELEASE_BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
-	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify offboard
+	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify offboard bench-floor
 
-.PHONY: test demo build unit e2e lint clean-stack
+.PHONY: test demo build unit e2e bench
 
 test: build unit e2e
 
@@ -47,3 +47,7 @@ $(eval $(call lambda_build,GetGroupsAndPoliciesFunction,get-groups-and-policies)
 $(eval $(call lambda_build,DeleteKeysCertificatesMfaAndCredentialsFunction,delete-keys-certificates-mfa-and-credentials))
 $(eval $(call lambda_build,DeleteGroupsAndPoliciesFunction,delete-groups-and-policies))
 $(eval $(call lambda_build,DeleteIAMUserAndVerifyFunction,delete-iam-user-and-verify))
+
+# Benchmarks (not part of `make test`): writes bench/results/latest.{json,md}.
+bench: $(VENV)/.installed build
+	$(PY) bench/bench.py

@@ -59,8 +59,8 @@ class Invocation:
 
 
 class Function:
-    def __init__(self, stage: str, binary: Path, env: dict[str, str], instances: int, log_dir: Path):
-        self.stage, self.binary, self.env, self.instances = stage, binary, env, instances
+    def __init__(self, stage: str, command: list[str], env: dict[str, str], instances: int, log_dir: Path):
+        self.stage, self.command, self.env, self.instances = stage, command, env, instances
         self.pending: "queue.Queue[Invocation]" = queue.Queue()
         self.in_flight: dict[str, Invocation] = {}
         self.lock = threading.Lock()
@@ -96,7 +96,7 @@ class Function:
         }
         log = open(self.log_dir / f"{self.stage}.{index}.log", "ab")
         self.started_at.append(time.monotonic())
-        self.processes.append(subprocess.Popen([str(self.binary)], env=env, stdout=log, stderr=log))
+        self.processes.append(subprocess.Popen(self.command, env=env, stdout=log, stderr=log))
 
     def invoke(self, payload: bytes, timeout: float = 120.0) -> Invocation:
         invocation = Invocation(str(uuid.uuid4()), payload)
@@ -180,7 +180,7 @@ class LambdaHost:
             function_env = dict(base_env)
             if credentials and stage in credentials:
                 function_env["AWS_ACCESS_KEY_ID"], function_env["AWS_SECRET_ACCESS_KEY"] = credentials[stage]
-            self.functions[stage] = Function(stage, bin_dir / binary, function_env, instances, self.log_dir)
+            self.functions[stage] = Function(stage, [str(bin_dir / binary)], function_env, instances, self.log_dir)
         self.invocations: list[tuple[str, bool]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True

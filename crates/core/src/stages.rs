@@ -38,10 +38,15 @@ impl StageContext {
         Self { iam, sts, protection, verify: VerifyPolicy::default(), caller: OnceCell::new() }
     }
 
-    /// Standard AWS configuration (environment, profile, `AWS_ENDPOINT_URL_*`)
-    /// and the `OFFBOARD_PROTECTED_*` variables.
+    /// A Lambda function's context: standard AWS configuration (environment,
+    /// `AWS_ENDPOINT_URL_*`), the `OFFBOARD_PROTECTED_*` variables, and an
+    /// HTTPS client that trusts the Amazon roots only (see [`amazon_trust_http_client`]).
     pub async fn from_env() -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_policy()).load().await;
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(retry_policy())
+            .http_client(amazon_trust_http_client(native_roots_wanted()))
+            .load()
+            .await;
         Self::new(&config, ProtectionPolicy::from_env())
     }
 
@@ -49,6 +54,33 @@ impl StageContext {
     pub async fn caller(&self) -> Result<&CallerIdentity, OffboardError> {
         self.caller.get_or_try_init(|| get_caller_identity(&self.sts)).await
     }
+}
+
+/// The roots IAM and STS certificates chain to (Amazon Trust Services),
+/// public regional and VPC endpoints alike.
+pub const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("amazon-trust-services-roots.pem");
+
+/// Set `OFFBOARD_TRUST_NATIVE_ROOTS=true` to also trust the system store
+/// (a TLS-inspecting proxy with its own CA).
+pub const ENV_TRUST_NATIVE_ROOTS: &str = "OFFBOARD_TRUST_NATIVE_ROOTS";
+
+fn native_roots_wanted() -> bool {
+    std::env::var(ENV_TRUST_NATIVE_ROOTS).is_ok_and(|value| value.eq_ignore_ascii_case("true"))
+}
+
+/// The default HTTPS client reads every file of the system trust store
+/// (~280 on Debian) before the first invocation; AWS endpoints need only the
+/// five Amazon Trust Services roots, compiled in.
+pub fn amazon_trust_http_client(with_native_roots: bool) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust_store = TrustStore::empty()
+        .with_native_roots(with_native_roots)
+        .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
+    let context = TlsContext::builder().with_trust_store(trust_store).build().expect("a static TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
 }
 
 /// IAM throttles per account: five attempts with exponential backoff and

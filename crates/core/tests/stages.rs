@@ -587,3 +587,13 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
     assert!(removed.groups.iter().all(|g| g.outcome == Some(Outcome::Removed)));
     assert_eq!(removals.iter().map(|r| r.num_calls()).collect::<Vec<_>>(), [1, 1, 1]);
 }
+
+#[test]
+fn lambda_https_client_trusts_the_five_amazon_roots() {
+    use iam_offboard_core::stages::{amazon_trust_http_client, AMAZON_TRUST_SERVICES_ROOTS};
+    assert_eq!(AMAZON_TRUST_SERVICES_ROOTS.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+    assert_eq!(AMAZON_TRUST_SERVICES_ROOTS.matches("-----END CERTIFICATE-----").count(), 5);
+    // Building the client parses nothing from disk; both variants construct.
+    let _amazon_only = amazon_trust_http_client(false);
+    let _with_system = amazon_trust_http_client(true);
+}

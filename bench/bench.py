@@ -1,0 +1,363 @@
+"""`make bench`: what an operator pays for, measured on this machine, side by
+side with a Python + boto3 handler and a bare lambda_runtime binary (the
+floor). Ratios measured in one run are what count; absolute numbers on a
+2-core machine are noisy, so medians and spreads are reported.
+
+Writes bench/results/latest.json and bench/results/latest.md.
+Environment: BENCH_RUNS (cold-init runs, default 20), BENCH_WARM (warm
+invocations, default 20), BENCH_SCALE (offboardings started at once, default
+"10,50,200"), BENCH_RATE (token-bucket requests/s, default 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+import boto3  # noqa: E402
+
+from lambda_host import FUNCTIONS, LambdaHost, access_key_for  # noqa: E402
+from seed import leftovers, seed_user  # noqa: E402
+
+RELEASE = ROOT / "target" / "release"
+RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+WARM = int(os.environ.get("BENCH_WARM", "20"))
+SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "10,50,200").split(",") if n]
+RATE = float(os.environ.get("BENCH_RATE", "10"))
+PYTHON = ROOT / ".venv" / "bin" / "python"
+BASE_ENV = {
+    "PATH": os.environ.get("PATH", ""),
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "AKIABENCHBENCHBENCH1",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+    "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench",
+    "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+}
+
+
+def summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3), "min": round(ordered[0], 3),
+            "max": round(ordered[-1], 3), "n": len(ordered)}
+
+
+# --- 1. cold init: exec -> first GET /next --------------------------------
+
+class FirstNext:
+    """A Runtime API stub that notes when /next is first asked for."""
+
+    def __init__(self):
+        self.arrived = threading.Event()
+        self.at = 0.0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                if "/invocation/next" in self.path and not stub.arrived.is_set():
+                    stub.at = time.perf_counter()
+                    stub.arrived.set()
+                self.send_response(410)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.api = f"127.0.0.1:{self.server.server_address[1]}"
+
+
+def cold_init_ms(command: list[str], env: dict[str, str], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        stub = FirstNext()
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env={**env, "AWS_LAMBDA_RUNTIME_API": stub.api},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not stub.arrived.wait(30):
+            process.kill()
+            raise RuntimeError(f"{command} never asked for an invocation")
+        samples.append((stub.at - started) * 1000)
+        process.kill()
+        process.wait()
+        stub.server.shutdown()
+    return samples
+
+
+def bench_cold_init(iam_url: str) -> dict:
+    env = {**BASE_ENV, "AWS_ENDPOINT_URL_IAM": iam_url, "AWS_ENDPOINT_URL_STS": iam_url}
+    results = {"floor (lambda_runtime, no SDK)": summary(cold_init_ms([str(RELEASE / "bench-floor")], env, RUNS))}
+    for stage, binary in FUNCTIONS.items():
+        rust = summary(cold_init_ms([str(RELEASE / binary)], env, RUNS))
+        python = summary(cold_init_ms([str(PYTHON), str(ROOT / "bench" / "python_stage.py")],
+                                      {**env, "STAGE": stage}, max(5, RUNS // 2)))
+        results[stage] = {"rust": rust, "python_boto3": python}
+        print(f"  cold init {stage:<42} rust p50 {rust['p50']:7.2f} ms   python+boto3 p50 {python['p50']:8.1f} ms", flush=True)
+    return results
+
+
+# --- 2/3. first and warm invocation latency, peak RSS ----------------------
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def stage_requests(account: str) -> dict[str, dict]:
+    """One representative request per stage, repeatable against the same
+    state (removals take the NoSuchEntity path, which is the same code)."""
+    return {
+        "GetUsername": {"UserName": "bench", "DryRun": True},
+        "GetKeysCertificatesMfaAndCredentials": {"UserName": "bench"},
+        "GetGroupsAndPolicies": {"UserName": "bench"},
+        "DeleteKeysCertificatesMfaAndCredentials": {
+            "UserName": "bench", "HandledAs": "Virtual",
+            "MFADevice": {"SerialNumber": f"arn:aws:iam::{account}:mfa/no-such-device", "EnableDate": None, "HandledAs": "Virtual"}},
+        "DeleteGroupsAndPolicies": {"UserName": "bench", "Permissions": {
+            "Groups": [], "AttachedPolicies": [], "InlinePolicies": [{"PolicyName": "no-such-policy", "PolicyDocument": {}}]}},
+        "DeleteIAMUserAndVerify": {
+            "Target": {"User": {"UserName": "nobody-bench", "UserId": "AIDABENCH00000000000", "Arn": "arn:aws:iam::123456789012:user/nobody-bench",
+                                "Path": "/", "CreateDate": None, "PasswordLastUsed": None, "Tags": [], "PermissionsBoundary": None},
+                       "DryRun": False, "Context": None, "DurationMs": 1},
+            "Removed": {"Credentials": {"LoginProfile": None, "AccessKeys": [], "SSHPublicKeys": [], "SigningCertificates": [],
+                                        "ServiceSpecificCredentials": [], "MFADevices": []}, "MFADevices": [],
+                        "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}}},
+    }
+
+
+def bench_invocations(iam_url: str) -> dict:
+    from lambda_host import ACCOUNT
+
+    results = {}
+    requests = stage_requests(ACCOUNT)
+    host = LambdaHost(iam_url, log_dir=Path(tempfile.mkdtemp()))
+    host.start()
+    try:
+        for stage, function in host.functions.items():
+            payload = json.dumps(requests[stage]).encode()
+            started = time.perf_counter()
+            first = function.invoke(payload)
+            first_ms = (time.perf_counter() - started) * 1000
+            assert not first.error, (stage, first.body)
+            warm = []
+            for _ in range(WARM):
+                started = time.perf_counter()
+                answer = function.invoke(payload)
+                warm.append((time.perf_counter() - started) * 1000)
+                assert not answer.error, (stage, answer.body)
+            results[stage] = {"first_ms": round(first_ms, 2), "warm_ms": summary(warm),
+                              "peak_rss_mib": round(peak_rss_kib(function.processes[0].pid) / 1024, 2)}
+            print(f"  invoke {stage:<45} first {first_ms:6.1f} ms  warm p50 {results[stage]['warm_ms']['p50']:5.1f} ms  "
+                  f"RSS {results[stage]['peak_rss_mib']} MiB", flush=True)
+    finally:
+        host.stop()
+    for stage in ("GetUsername", "GetKeysCertificatesMfaAndCredentials"):
+        results[stage]["python_boto3_peak_rss_mib"] = python_rss(iam_url, stage)
+    return results
+
+
+def python_rss(iam_url: str, stage: str) -> float:
+    """Peak RSS of the Python + boto3 handler over the same invocation."""
+    from lambda_host import Function
+
+    env = {"AWS_ENDPOINT_URL_IAM": iam_url, "AWS_ENDPOINT_URL_STS": iam_url, "STAGE": stage}
+    command = [str(PYTHON), str(ROOT / "bench" / "python_stage.py")]
+    function = Function(stage, command, env, 1, Path(tempfile.mkdtemp()))
+    function.start()
+    try:
+        for _ in range(3):
+            answer = function.invoke(json.dumps({"UserName": "bench"}).encode())
+            assert not answer.error, answer.body
+        return round(peak_rss_kib(function.processes[0].pid) / 1024, 2)
+    finally:
+        function.stop()
+
+
+# --- 4. package size -------------------------------------------------------
+
+def bench_package_sizes() -> dict:
+    sizes = {}
+    for stage, binary in {**FUNCTIONS, "floor": "bench-floor"}.items():
+        archive = Path(tempfile.mkdtemp()) / f"{binary}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zipped:
+            zipped.write(RELEASE / binary, "bootstrap")
+        sizes[stage] = {"binary_mib": round((RELEASE / binary).stat().st_size / 2**20, 2),
+                        "zip_mib": round(archive.stat().st_size / 2**20, 2)}
+    return sizes
+
+
+# --- 5/6/7. calls, wall time, scale through the state machine --------------
+
+REFERENCE = dict(access_keys=2, ssh_keys=5, certificates=2,
+                 services=("codecommit.amazonaws.com", "cassandra.amazonaws.com", "bedrock.amazonaws.com"),
+                 credentials_per_service=2, virtual_devices=3, passkeys=3, hardware_tokens=2,
+                 groups=10, inline_policies=5, attached_policies=20)
+
+
+def lower_bound(made: dict) -> dict:
+    virtual = sum(1 for s in made["MFADevices"] if ":mfa/" in s)
+    items = (len(made["AccessKeys"]) + len(made["SSHPublicKeys"]) + len(made["Certificates"])
+             + len(made["ServiceCredentials"]) + len(made["MFADevices"]) + len(made["Groups"])
+             + len(made["InlinePolicies"]) + len(made["AttachedPolicies"]) + 1)  # + login profile
+    return {
+        "resolve (GetUser, ListUserTags)": 2,
+        "list one page per type (6 credential + 3 permission lists)": 9,
+        "GetUserPolicy per inline policy (documents for the record)": len(made["InlinePolicies"]),
+        "one mutation per item (+ DeleteVirtualMFADevice per virtual device)": items + virtual,
+        "DeleteUser + one GetUser to verify": 2,
+    }
+
+
+def bench_through_state_machine() -> dict:
+    from stack import Stack
+
+    results: dict = {}
+    with Stack(instances=4) as stack:
+        by_key = {access_key_for(stage): stage for stage in FUNCTIONS}
+        walls, calls_per_run = [], None
+        for run in range(3):
+            made = seed_user(stack.iam, f"reference{run}", **REFERENCE)
+            stack.clear_calls()
+            started = time.perf_counter()
+            execution = stack.run({"UserName": f"reference{run}"}, name=f"reference{run}")
+            walls.append((time.perf_counter() - started) * 1000)
+            assert execution["status"] == "SUCCEEDED", execution.get("cause")
+            calls = [c for c in stack.calls() if c["AccessKeyId"] in by_key and c["Service"] == "iam"]
+            calls_per_run = {"total": len(calls), "by_action": {}}
+            for call in calls:
+                calls_per_run["by_action"][call["Action"]] = calls_per_run["by_action"].get(call["Action"], 0) + 1
+            bound = lower_bound(made)
+        results["reference_user"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in REFERENCE.items()}
+        results["iam_calls"] = {"observed": calls_per_run, "lower_bound": bound, "lower_bound_total": sum(bound.values())}
+        results["state_machine_wall_ms"] = summary(walls)
+        print(f"  reference offboarding via the state machine: p50 {results['state_machine_wall_ms']['p50']:.0f} ms, "
+              f"{calls_per_run['total']} IAM calls (lower bound {sum(bound.values()) })", flush=True)
+
+        from moto.iam.models import iam_backends
+        backend = iam_backends["123456789012"]["global"]
+        for i in range(5000):
+            backend.create_user(region_name="us-east-1", user_name=f"crowd{i:04d}")
+        target = stack.iam.get_user(UserName="crowd4999")["User"]["UserId"]
+        stack.clear_calls()
+        execution = stack.run({"IAMUserId": target, "DryRun": True}, name="crowd-lookup")
+        assert execution["status"] == "SUCCEEDED"
+        results["id_lookup_5000_users_list_calls"] = sum(
+            1 for c in stack.calls() if c["Action"] == "ListUsers" and by_key.get(c["AccessKeyId"]) == "GetUsername")
+        for i in range(5000):
+            backend.delete_user(f"crowd{i:04d}")
+
+        results["scale"] = []
+        for size in SCALE:
+            names = [f"scale{size}-{i}" for i in range(size)]
+            for name in names:
+                seed_user(stack.iam, name, access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",),
+                          virtual_devices=1, passkeys=1, hardware_tokens=0, groups=1, inline_policies=1,
+                          attached_policies=1, boundary=False)
+            stack.clear_calls()
+            stack.faults(RequestsPerSecond=RATE)
+            started = time.perf_counter()
+            arns = [stack.start({"UserName": name}, name=name) for name in names]
+            outcomes = [stack.wait(arn, timeout=3600)["status"] for arn in arns]
+            elapsed = time.perf_counter() - started
+            stack.faults()
+            calls = stack.calls()
+            served = sum(1 for c in calls if not c["Injected"] and c["Service"] == "iam")
+            throttled = sum(1 for c in calls if c["Injected"])
+            left = sum(1 for name in names if leftovers(stack.iam, name))
+            row = {"offboardings": size, "succeeded": outcomes.count("SUCCEEDED"), "left_behind": left,
+                   "seconds": round(elapsed, 1), "iam_calls_served": served, "throttled": throttled,
+                   "achieved_rate_per_s": round(served / elapsed, 2), "bucket_rate_per_s": RATE}
+            results["scale"].append(row)
+            print(f"  scale {size:>4}: {row['succeeded']}/{size} SUCCEEDED in {row['seconds']} s, "
+                  f"{row['achieved_rate_per_s']} calls/s served vs bucket {RATE}, {throttled} throttled", flush=True)
+    return results
+
+
+def bench_cli_wall(iam_url: str) -> dict:
+    iam = boto3.client("iam", endpoint_url=iam_url, region_name="us-east-1",
+                       aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
+    walls = []
+    for run in range(3):
+        seed_user(iam, f"cliref{run}", **REFERENCE)
+        started = time.perf_counter()
+        result = subprocess.run([str(RELEASE / "offboard"), "--endpoint-url", iam_url, "--region", "us-east-1", "delete",
+                                 "--user-name", f"cliref{run}", "--yes", "--output", "json"],
+                                env={**BASE_ENV, "AWS_ACCESS_KEY_ID": "AKIAOPERATOROPERATOR"},
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        walls.append((time.perf_counter() - started) * 1000)
+        assert result.returncode == 0, result.stderr
+    return summary(walls)
+
+
+def markdown(results: dict) -> str:
+    cold = results["cold_init_ms"]
+    floor = cold["floor (lambda_runtime, no SDK)"]["p50"]
+    lines = ["| function | cold init p50 (p95) | × floor | Python+boto3 p50 | Python ÷ Rust | first / warm p50 invoke | peak RSS | zip |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stage in FUNCTIONS:
+        rust, python = cold[stage]["rust"], cold[stage]["python_boto3"]
+        inv = results["invocations"][stage]
+        lines.append(f"| {stage} | {rust['p50']:.2f} ms ({rust['p95']:.2f}) | {rust['p50'] / floor:.2f} | {python['p50']:.0f} ms | "
+                     f"{python['p50'] / rust['p50']:.0f}× | {inv['first_ms']:.1f} / {inv['warm_ms']['p50']:.1f} ms | "
+                     f"{inv['peak_rss_mib']} MiB | {results['package_sizes'][stage]['zip_mib']} MiB |")
+    lines.append(f"\nFloor (bare lambda_runtime binary): cold init p50 {floor:.2f} ms. "
+                 + "Python+boto3 peak RSS: " + ", ".join(
+                     f"{s} {results['invocations'][s]['python_boto3_peak_rss_mib']} MiB" for s in ("GetUsername", "GetKeysCertificatesMfaAndCredentials")))
+    sm = results["state_machine"]
+    lines.append(f"\nReference offboarding (every credential type at its limit): {sm['iam_calls']['observed']['total']} IAM calls "
+                 f"(lower bound {sm['iam_calls']['lower_bound_total']}); wall time p50 {sm['state_machine_wall_ms']['p50']:.0f} ms "
+                 f"through the state machine, {results['cli_wall_ms']['p50']:.0f} ms through `offboard delete`. "
+                 f"Id lookup among 5,000 users: {sm['id_lookup_5000_users_list_calls']} ListUsers calls.")
+    lines.append("\n| offboardings at once | SUCCEEDED | left behind | seconds | IAM calls/s served (bucket) | throttled |\n|---|---|---|---|---|---|")
+    for row in sm["scale"]:
+        lines.append(f"| {row['offboardings']} | {row['succeeded']} | {row['left_behind']} | {row['seconds']} | "
+                     f"{row['achieved_rate_per_s']} ({row['bucket_rate_per_s']}) | {row['throttled']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    from server import start
+
+    server = start(0)
+    iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1",
+                       aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
+    seed_user(iam, "bench", virtual_devices=1, passkeys=1, hardware_tokens=1)
+    print(f"machine: {os.cpu_count()} cores; cold-init runs {RUNS}, warm invocations {WARM}", flush=True)
+    results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+    results["package_sizes"] = bench_package_sizes()
+    results["cold_init_ms"] = bench_cold_init(server.url)
+    results["invocations"] = bench_invocations(server.url)
+    results["cli_wall_ms"] = bench_cli_wall(server.url)
+    server.stop()
+    results["state_machine"] = bench_through_state_machine()
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "latest.md").write_text(markdown(results))
+    print("\n" + markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
