@@ -176,3 +176,17 @@ def test_bad_user_names_are_invalid_input_with_no_call(emulator, iam, bad_name):
     result = offboard(emulator, "delete", "--user-name", bad_name, "--yes")
     assert result.returncode == 1 and "InvalidInput" in result.stderr, result.stderr
     assert operator_calls(emulator) == []
+
+
+def test_mfa_session_path_uses_sts_get_session_token_credentials(emulator, iam):
+    seed_user(iam, "kim", virtual_devices=0)
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "--mfa-serial", "arn:aws:iam::123456789012:mfa/operator", "--mfa-token-code", "123456",
+                      "delete", "--user-name", "kim", "--yes", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert leftovers(iam, "kim") == {}
+    calls = control(emulator, "calls")
+    session = [c for c in calls if c["Action"] == "GetSessionToken"]
+    assert len(session) == 1 and session[0]["AccessKeyId"] == "AKIAOPERATOROPERATOR"
+    iam_keys = {c["AccessKeyId"] for c in calls if c["Service"] == "iam"}
+    assert iam_keys and "AKIAOPERATOROPERATOR" not in iam_keys, "IAM calls are made with the MFA session's credentials"

@@ -281,6 +281,26 @@ def test_protected_by_list_and_the_functions_own_identity_are_refused(stack):
     assert stack.iam.get_user(UserName="offboard-runner")
 
 
+def test_offboard_start_names_the_execution_after_the_user_and_follows_it(stack):
+    import os
+    import subprocess
+
+    seed_user(stack.iam, "lena")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+           "AWS_ACCESS_KEY_ID": "AKIAOPERATOROPERATOR", "AWS_SECRET_ACCESS_KEY": "operator", "AWS_EC2_METADATA_DISABLED": "true"}
+    command = [str(ROOT / "target" / "release" / "offboard"), "--endpoint-url", stack.emulator.url, "--region", "us-east-1",
+               "start", "--state-machine-arn", stack.state_machine_arn, "--user-name", "lena", "--wait", "--output", "json"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["User"]["UserName"] == "lena" and record["UserDeletion"]["Outcome"] == "Removed"
+    assert "DeleteIAMUserAndVerify" in result.stderr, "progress is shown per stage"
+    assert stack.sfn.describe_execution(executionArn=f"{stack.state_machine_arn.replace(':stateMachine:', ':execution:')}:lena")["status"] == "SUCCEEDED"
+    again = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert leftovers(stack.iam, "lena") == {}
+
+
 def test_zz_each_function_called_only_what_its_role_allows(stack):
     """Runs last: every call of the session, by the function that made it."""
     observed: dict[str, set[str]] = {}

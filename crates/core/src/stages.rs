@@ -31,7 +31,8 @@ pub struct StageContext {
 
 impl StageContext {
     pub fn new(config: &SdkConfig, protection: ProtectionPolicy) -> Self {
-        Self::from_clients(aws_sdk_iam::Client::new(config), aws_sdk_sts::Client::new(config), protection)
+        let iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition()).build();
+        Self::from_clients(aws_sdk_iam::Client::from_conf(iam), aws_sdk_sts::Client::new(config), protection)
     }
 
     pub fn from_clients(iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client, protection: ProtectionPolicy) -> Self {
@@ -83,13 +84,24 @@ pub fn amazon_trust_http_client(with_native_roots: bool) -> aws_smithy_runtime_a
         .build_https()
 }
 
-/// IAM throttles per account: five attempts with exponential backoff and
-/// jitter from 100 ms ride out bursts inside one invocation; the state
-/// machine's own retries cover longer outages.
+/// IAM throttles per account, so many offboardings at once queue behind one
+/// rate. Each call waits its turn (8 attempts, full-jitter backoff from
+/// 100 ms up to 10 s, inside the function's 60 s timeout) rather than failing
+/// its whole stage; the state machine's retries cover longer outages.
 pub fn retry_policy() -> aws_config::retry::RetryConfig {
     aws_config::retry::RetryConfig::standard()
-        .with_max_attempts(5)
+        .with_max_attempts(8)
         .with_initial_backoff(std::time::Duration::from_millis(100))
+        .with_max_backoff(std::time::Duration::from_secs(10))
+}
+
+/// IAM calls get a retry partition without the SDK's client-side retry
+/// quota: the quota (shared by every invocation of a warm function) empties
+/// under sustained throttling and then fails calls on their first throttle,
+/// which turns an account-wide slowdown into failed stages.
+pub fn patient_retry_partition() -> aws_smithy_runtime::client::retries::RetryPartition {
+    use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
+    RetryPartition::custom("iam-offboard").token_bucket(TokenBucket::unlimited()).build()
 }
 
 pub trait Stage {

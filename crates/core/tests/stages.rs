@@ -597,3 +597,26 @@ fn lambda_https_client_trusts_the_five_amazon_roots() {
     let _amazon_only = amazon_trust_http_client(false);
     let _with_system = amazon_trust_http_client(true);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
+    use iam_offboard_core::stages::{patient_retry_partition, retry_policy};
+    let throttled_then_ok = mock!(Client::list_mfa_devices)
+        .sequence()
+        .http_response(|| error_xml(400, "Throttling", "Rate exceeded"))
+        .times(7)
+        .http_response(|| mfa_devices_xml(&[HARDWARE_SERIAL]))
+        .build();
+    let iam = aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        [&throttled_then_ok],
+        |config: aws_sdk_iam::config::Builder| config
+            .retry_config(retry_policy())
+            .retry_partition(patient_retry_partition())
+            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
+    );
+    let devices = iam.list_mfa_devices().user_name("alice").send().await.unwrap();
+    assert_eq!(devices.mfa_devices().len(), 1);
+    assert_eq!(throttled_then_ok.num_calls(), 8, "seven throttles, then the eighth attempt succeeds");
+}

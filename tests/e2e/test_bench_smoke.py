@@ -1,0 +1,34 @@
+"""A smoke run of the benchmark harness: it measures, on tiny counts. No
+timing is asserted here; the numbers live in bench/results and the README."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+import bench  # noqa: E402
+
+
+def test_cold_init_probe_sees_the_first_next_of_the_real_binaries():
+    env = {**bench.BASE_ENV, "AWS_ENDPOINT_URL_IAM": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9"}
+    for binary in ("bench-floor", "get-username"):
+        samples = bench.cold_init_ms([str(bench.RELEASE / binary)], env, 2)
+        assert len(samples) == 2 and all(sample > 0 for sample in samples)
+
+
+def test_package_sizes_are_measured_for_every_function():
+    sizes = bench.bench_package_sizes()
+    assert set(sizes) == set(bench.FUNCTIONS) | {"floor"}
+    assert all(0 < entry["zip_mib"] <= entry["binary_mib"] for entry in sizes.values())
+
+
+def test_lower_bound_counts_one_mutation_per_item():
+    made = {"AccessKeys": ["a", "b"], "SSHPublicKeys": [], "Certificates": [], "ServiceCredentials": ["c"],
+            "MFADevices": ["arn:aws:iam::1:mfa/x", "GAKT00000001"], "Groups": [], "InlinePolicies": ["p"],
+            "AttachedPolicies": []}
+    bound = bench.lower_bound(made)
+    # 2 keys + 1 credential + 2 devices + 1 policy + login profile, + 1 virtual delete
+    assert bound["one mutation per item (+ DeleteVirtualMFADevice per virtual device)"] == 8
+    assert sum(bound.values()) == 2 + 9 + 1 + 8 + 2
