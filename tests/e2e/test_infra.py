@@ -18,7 +18,9 @@ ASL = ROOT / "statemachine" / "offboard.asl.json"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
 RETRIED = {"Throttled", "ServiceUnavailable", "Lambda.ServiceException", "Lambda.AWSLambdaException",
-           "Lambda.SdkClientException", "Lambda.TooManyRequestsException"}
+           "Lambda.SdkClientException", "Lambda.TooManyRequestsException",
+           # A stage timed out while queued behind IAM's rate: every stage is idempotent.
+           "Sandbox.Timedout"}
 NEVER_RETRIED = {"InvalidInput", "UserNotFound", "ProtectedUser", "AccessDenied", "MfaAuthenticationRequired",
                  "DeleteConflict", "VerificationFailed"}
 MUTATING = ("Delete", "Deactivate", "Detach", "Remove")
@@ -157,8 +159,8 @@ def test_every_task_retries_transient_errors_with_jitter_and_never_the_others():
         retried = set()
         for retrier in state["Retry"]:
             retried |= set(retrier["ErrorEquals"])
-            assert retrier["JitterStrategy"] == "FULL" and retrier["MaxDelaySeconds"] <= 60, name
-            assert 1 < retrier["MaxAttempts"] <= 10 and retrier["BackoffRate"] >= 1.5, name
+            assert retrier["JitterStrategy"] == "FULL" and retrier["MaxDelaySeconds"] <= 120, name
+            assert 1 < retrier["MaxAttempts"] <= 20 and retrier["BackoffRate"] >= 1.5, name
         assert retried == RETRIED, f"{name}: {retried ^ RETRIED}"
         assert not retried & NEVER_RETRIED
 

@@ -53,14 +53,23 @@ def function_arn(stage: str) -> str:
 class Invocation:
     request_id: str
     payload: bytes
+    taken: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     body: bytes = b""
     error: bool = False
 
 
 class Function:
-    def __init__(self, stage: str, command: list[str], env: dict[str, str], instances: int, log_dir: Path):
+    """One function: its Runtime API endpoint and its instance processes.
+    Like Lambda, it starts another instance when every one is busy (up to
+    ``max_concurrency``, beyond which Invoke answers 429), and its timeout
+    counts from the moment an instance takes the invocation."""
+
+    def __init__(self, stage: str, command: list[str], env: dict[str, str], instances: int, log_dir: Path,
+                 max_concurrency: int = 1000, timeout_seconds: float = 60.0):
         self.stage, self.command, self.env, self.instances = stage, command, env, instances
+        self.max_concurrency, self.timeout_seconds = max_concurrency, timeout_seconds
+        self.outstanding = 0
         self.pending: "queue.Queue[Invocation]" = queue.Queue()
         self.in_flight: dict[str, Invocation] = {}
         self.lock = threading.Lock()
@@ -98,13 +107,26 @@ class Function:
         self.started_at.append(time.monotonic())
         self.processes.append(subprocess.Popen(self.command, env=env, stdout=log, stderr=log))
 
-    def invoke(self, payload: bytes, timeout: float = 120.0) -> Invocation:
+    def invoke(self, payload: bytes) -> Invocation | None:
+        """Runs one invocation; None when the concurrency limit is reached."""
+        with self.lock:
+            if self.outstanding >= self.max_concurrency:
+                return None
+            self.outstanding += 1
+            if self.outstanding > len(self.processes):
+                self.spawn(len(self.processes))
         invocation = Invocation(str(uuid.uuid4()), payload)
         self.pending.put(invocation)
-        if not invocation.done.wait(timeout):
+        invocation.taken.wait()
+        if not invocation.done.wait(self.timeout_seconds):
             invocation.error = True
-            invocation.body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}).encode()
+            invocation.body = json.dumps({"errorType": "Sandbox.Timedout",
+                                          "errorMessage": f"Task timed out after {self.timeout_seconds:.2f} seconds"}).encode()
         return invocation
+
+    def finished(self) -> None:
+        with self.lock:
+            self.outstanding -= 1
 
     def stop(self) -> None:
         for process in self.processes:
@@ -142,7 +164,8 @@ class Function:
                 invocation = function.pending.get()
                 with function.lock:
                     function.in_flight[invocation.request_id] = invocation
-                deadline = int((time.time() + 60) * 1000)
+                invocation.taken.set()
+                deadline = int((time.time() + function.timeout_seconds) * 1000)
                 self.reply(200, invocation.payload, {
                     "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
                     "Lambda-Runtime-Deadline-Ms": str(deadline),
@@ -158,8 +181,10 @@ class Function:
                         invocation = function.in_flight.pop(parts[1], None)
                     if invocation is None:
                         return self.reply(400, b'{"errorMessage": "unknown request id"}')
-                    invocation.body, invocation.error = body, parts[2] == "error"
-                    invocation.done.set()
+                    function.finished()  # the instance is free again, even after a timeout
+                    if not invocation.done.is_set():
+                        invocation.body, invocation.error = body, parts[2] == "error"
+                        invocation.done.set()
                     return self.reply(202)
                 self.reply(202 if parts[:2] == ["init", "error"] else 404)
 
@@ -171,7 +196,7 @@ class LambdaHost:
 
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
                  bin_dir: Path = ROOT / "target" / "release", log_dir: Path | None = None,
-                 credentials: dict[str, tuple[str, str]] | None = None):
+                 credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000):
         self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint, **(env or {})}
@@ -180,7 +205,8 @@ class LambdaHost:
             function_env = dict(base_env)
             if credentials and stage in credentials:
                 function_env["AWS_ACCESS_KEY_ID"], function_env["AWS_SECRET_ACCESS_KEY"] = credentials[stage]
-            self.functions[stage] = Function(stage, [str(bin_dir / binary)], function_env, instances, self.log_dir)
+            self.functions[stage] = Function(stage, [str(bin_dir / binary)], function_env, instances, self.log_dir,
+                                             max_concurrency=max_concurrency)
         self.invocations: list[tuple[str, bool]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -227,6 +253,15 @@ class LambdaHost:
                     self.wfile.write(payload)
                     return
                 invocation = function.invoke(body or b"{}")
+                if invocation is None:
+                    payload = json.dumps({"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"}).encode()
+                    self.send_response(429)
+                    self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 host.invocations.append((function.stage, invocation.error))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -29,8 +29,9 @@ TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 class Stack:
     def __init__(self, *, instances: int = 1, env: dict[str, str] | None = None,
-                 credentials: dict[str, tuple[str, str]] | None = None):
+                 credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000):
         self.instances, self.env, self.credentials = instances, env or {}, credentials
+        self.max_concurrency = max_concurrency
         self.saved_env: dict[str, str | None] = {}
         self.archived_calls: list[dict] = []
 
@@ -47,7 +48,8 @@ class Stack:
         return self
 
     def start_lambdas(self) -> LambdaHost:
-        host = LambdaHost(self.emulator.url, instances=self.instances, env=self.env, credentials=self.credentials)
+        host = LambdaHost(self.emulator.url, instances=self.instances, env=self.env, credentials=self.credentials,
+                          max_concurrency=self.max_concurrency)
         host.start()
         self.saved_env.setdefault("AWS_ENDPOINT_URL_LAMBDA", os.environ.get("AWS_ENDPOINT_URL_LAMBDA"))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = host.url
