@@ -235,8 +235,8 @@ def test_mfa_required_denial_is_named_and_not_retried(stack):
 
 
 def test_config_compliance_event_input(stack):
-    user_id = seed_user(stack.iam, "ivan", virtual_devices=0, passkeys=0)["UserName"] and \
-        stack.iam.get_user(UserName="ivan")["User"]["UserId"]
+    seed_user(stack.iam, "ivan", virtual_devices=0, passkeys=0)
+    user_id = stack.iam.get_user(UserName="ivan")["User"]["UserId"]
     cases = json.loads((ROOT / "tests" / "fixtures" / "malformed-inputs.json").read_text())
     event = next(case["Input"] for case in cases if case["Why"] == "COMPLIANT Config event")
     event["detail"]["newEvaluationResult"]["complianceType"] = "NON_COMPLIANT"

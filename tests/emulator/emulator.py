@@ -268,6 +268,13 @@ class EmulatorApp:
         with self.lock:
             self.hooks.append((action, callback))
 
+    def set_faults(self, settings: dict) -> None:
+        """Replaces the fault settings (omitted keys are off) and the token bucket."""
+        with self.lock:
+            self.faults = Faults.from_json(settings)
+            rate = self.faults.requests_per_second
+            self.bucket = TokenBucket(rate) if rate else None
+
     def run_hooks(self, action: str) -> None:
         with self.lock:
             due = [hook for hook in self.hooks if hook[0] == action]
@@ -337,11 +344,7 @@ class EmulatorApp:
     def control(self, environ, start_response, what: str):  # type: ignore[no-untyped-def]
         method = environ["REQUEST_METHOD"]
         if what == "faults" and method == "POST":
-            body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
-            with self.lock:
-                self.faults = Faults.from_json(body)
-                rate = self.faults.requests_per_second
-                self.bucket = TokenBucket(rate) if rate else None
+            self.set_faults(json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}"))
             payload: object = {"ok": True}
         elif what == "calls" and method == "DELETE":
             with self.lock:

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -81,8 +82,6 @@ class Function:
         self.in_flight: dict[str, Invocation] = {}
         self.lock = threading.Lock()
         self.processes: list[subprocess.Popen] = []
-        self.first_next: list[float] = []
-        self.started_at: list[float] = []
         self.log_dir = log_dir
         self.server = Server(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -110,7 +109,6 @@ class Function:
             **self.env,
         }
         log = open(self.log_dir / f"{self.stage}.{index}.log", "ab")
-        self.started_at.append(time.monotonic())
         self.processes.append(subprocess.Popen(self.command, env=env, stdout=log, stderr=log))
 
     def invoke(self, payload: bytes) -> Invocation | None:
@@ -165,8 +163,6 @@ class Function:
             def do_GET(self):  # noqa: N802
                 if not self.path.startswith(RUNTIME_PREFIX + "invocation/next"):
                     return self.reply(404)
-                with function.lock:
-                    function.first_next.append(time.monotonic())
                 invocation = function.pending.get()
                 with function.lock:
                     function.in_flight[invocation.request_id] = invocation
@@ -248,7 +244,7 @@ class LambdaHost:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 parts = self.path.split("?")[0].split("/")
                 # /2015-03-31/functions/{name}/invocations
-                function = host.function_for(urllib_unquote(parts[3])) if len(parts) == 5 else None
+                function = host.function_for(unquote(parts[3])) if len(parts) == 5 else None
                 if function is None or parts[4] != "invocations":
                     payload = json.dumps({"Type": "User", "message": f"Function not found: {self.path}"}).encode()
                     self.send_response(404)
@@ -279,8 +275,3 @@ class LambdaHost:
 
         return InvokeApi
 
-
-def urllib_unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)

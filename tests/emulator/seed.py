@@ -152,7 +152,7 @@ def leftovers(iam, name: str) -> dict:
     virtual = [
         d["SerialNumber"]
         for d in iam.list_virtual_mfa_devices()["VirtualMFADevices"]
-        if d["SerialNumber"].endswith(f":mfa/{name}-phone-0") or f":mfa/{name}-phone-" in d["SerialNumber"]
+        if f":mfa/{name}-phone-" in d["SerialNumber"]
     ]
     if virtual:
         found["VirtualMFADevices"] = virtual

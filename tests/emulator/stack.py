@@ -19,7 +19,7 @@ import boto3
 from moto import mock_aws
 
 from emulator import extend_moto
-from lambda_host import ACCOUNT, REGION, LambdaHost
+from lambda_host import REGION, LambdaHost
 from server import EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,13 +112,7 @@ class Stack:
     # --- the emulator's control endpoint -------------------------------------
 
     def faults(self, **settings) -> None:
-        from emulator import Faults, TokenBucket
-
-        app = self.emulator.app
-        with app.lock:
-            app.faults = Faults.from_json(settings)
-            rate = app.faults.requests_per_second
-            app.bucket = TokenBucket(rate) if rate else None
+        self.emulator.app.set_faults(settings)
 
     def calls(self) -> list[dict]:
         with self.emulator.app.lock:
@@ -132,6 +126,3 @@ class Stack:
     def all_calls(self) -> list[dict]:
         return self.archived_calls + self.calls()
 
-
-def account() -> str:
-    return ACCOUNT

@@ -57,6 +57,13 @@ struct Target {
     user_id: Option<String>,
 }
 
+impl Target {
+    /// The name or id the operator gave (clap guarantees exactly one).
+    fn identifier(&self) -> &str {
+        self.user_name.as_deref().or(self.user_id.as_deref()).unwrap_or_default()
+    }
+}
+
 #[derive(Args, Clone)]
 struct Common {
     #[command(flatten)]
@@ -204,12 +211,11 @@ fn execution_input(common: &Common, dry_run: bool) -> Result<Value, Failure> {
 
 /// Step Functions execution names refuse `,` (IAM names allow it).
 fn execution_name_for(target: &Target) -> String {
-    let name = target.user_name.as_ref().or(target.user_id.as_ref()).cloned().unwrap_or_default();
-    name.replace(',', "_")
+    target.identifier().replace(',', "_")
 }
 
 fn confirm(common: &Common) -> Result<(), Failure> {
-    let expected = common.target.user_name.as_ref().or(common.target.user_id.as_ref()).cloned().unwrap_or_default();
+    let expected = common.target.identifier();
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Local(format!(
             "refusing to delete {expected} without confirmation: standard input is not a terminal; pass --yes"
