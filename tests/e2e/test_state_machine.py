@@ -199,6 +199,35 @@ def test_throttling_server_errors_and_latency_still_succeed(stack):
         assert leftovers(stack.iam, name) == {}
 
 
+def test_throttling_that_outlasts_the_function_timeout_stops_the_stage_in_time(stack):
+    """The stage stops waiting on IAM before the Lambda deadline (from the
+    Runtime API) and says what it removed, rather than being killed; the
+    state machine's retry finishes once IAM lets calls through again."""
+    seed_user(stack.iam, "tina")
+    stack.restart_lambdas(timeout_seconds=8.0)
+
+    def throttle_everything_for_ten_seconds():
+        stack.faults(ThrottleRate=1.0)
+        threading.Timer(10, stack.faults).start()
+
+    # The first access key is removed; every IAM call after it is throttled.
+    stack.emulator.app.on_next("DeleteAccessKey", throttle_everything_for_ten_seconds)
+    try:
+        execution = stack.run({"UserName": "tina"}, name="tina")
+        history = stack.history(execution["executionArn"])
+    finally:
+        stack.faults()
+        stack.restart_lambdas(timeout_seconds=60.0)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    failures = [event["lambdaFunctionFailedEventDetails"] for event in history
+                if event["type"] == "LambdaFunctionFailed"]
+    assert failures, "the throttling really outlasted an invocation"
+    assert {failure["error"] for failure in failures} == {"Throttled"}, "never Sandbox.Timedout"
+    first = failures[0]["cause"]
+    assert "was still waiting for IAM" in first and "Removed before the failure: login profile, access key" in first, first
+    assert leftovers(stack.iam, "tina") == {}
+
+
 def test_a_run_stopped_part_way_is_finished_by_a_rerun(stack):
     seed_user(stack.iam, "gina")
     holder = {}

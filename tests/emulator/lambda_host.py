@@ -198,7 +198,8 @@ class LambdaHost:
 
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
                  bin_dir: Path = ROOT / "target" / "release", log_dir: Path | None = None,
-                 credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000):
+                 credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
+                 timeout_seconds: float = 60.0):
         self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint, **(env or {})}
@@ -208,7 +209,7 @@ class LambdaHost:
             if credentials and stage in credentials:
                 function_env["AWS_ACCESS_KEY_ID"], function_env["AWS_SECRET_ACCESS_KEY"] = credentials[stage]
             self.functions[stage] = Function(stage, [str(bin_dir / binary)], function_env, instances, self.log_dir,
-                                             max_concurrency=max_concurrency)
+                                             max_concurrency=max_concurrency, timeout_seconds=timeout_seconds)
         self.invocations: list[tuple[str, bool]] = []
         self.server = Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -29,9 +29,10 @@ TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 class Stack:
     def __init__(self, *, instances: int = 1, env: dict[str, str] | None = None,
-                 credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000):
+                 credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
+                 timeout_seconds: float = 60.0):
         self.instances, self.env, self.credentials = instances, env or {}, credentials
-        self.max_concurrency = max_concurrency
+        self.max_concurrency, self.timeout_seconds = max_concurrency, timeout_seconds
         self.saved_env: dict[str, str | None] = {}
         self.archived_calls: list[dict] = []
 
@@ -49,7 +50,7 @@ class Stack:
 
     def start_lambdas(self) -> LambdaHost:
         host = LambdaHost(self.emulator.url, instances=self.instances, env=self.env, credentials=self.credentials,
-                          max_concurrency=self.max_concurrency)
+                          max_concurrency=self.max_concurrency, timeout_seconds=self.timeout_seconds)
         host.start()
         self.saved_env.setdefault("AWS_ENDPOINT_URL_LAMBDA", os.environ.get("AWS_ENDPOINT_URL_LAMBDA"))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = host.url

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+use crate::deadline;
 use crate::errors::OffboardError;
 use crate::stages::{invoke, parse_request, Stage, StageContext};
 
@@ -21,7 +22,8 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     let ctx = StageContext::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| -> Invocation<'_, S::Response> {
-        Box::pin(async move { invoke::<S>(ctx, parse_request::<S>(event.payload)?).await })
+        let stop_at = deadline::stop_calls_at(event.context.deadline());
+        Box::pin(async move { deadline::scope(stop_at, invoke::<S>(ctx, parse_request::<S>(event.payload)?)).await })
     }))
     .await
 }

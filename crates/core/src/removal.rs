@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::deadline;
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
 use crate::inventory::{CredentialInventory, Outcome, PermissionInventory, CONCURRENCY};
 use crate::mfa::{classify, remove_mfa_device};
@@ -57,7 +58,10 @@ impl Progress {
             .map(|item| {
                 let label = describe(&item);
                 let removal = remove(item);
-                async move { (label, removal.await) }
+                async move {
+                    let result = deadline::before_stop(removal, || label.clone()).await;
+                    (label, result)
+                }
             })
             .buffered(CONCURRENCY)
             .collect()
@@ -106,12 +110,11 @@ pub async fn delete_credentials(
     let login_profile = match inventory.login_profile {
         None => None,
         Some(mut profile) => {
-            let outcome = idempotent(
-                iam.delete_login_profile().user_name(user_name).send().await,
-                "iam:DeleteLoginProfile",
-                &format!("login profile of user {user_name}"),
-            )
-            .map_err(|e| progress.annotate(e))?;
+            let resource = format!("login profile of user {user_name}");
+            let delete = async {
+                idempotent(iam.delete_login_profile().user_name(user_name).send().await, "iam:DeleteLoginProfile", &resource)
+            };
+            let outcome = deadline::before_stop(delete, || resource.clone()).await.map_err(|e| progress.annotate(e))?;
             profile.outcome = Some(outcome);
             progress.removed.push("login profile".into());
             Some(profile)

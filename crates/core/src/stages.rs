@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
+use crate::deadline;
 use crate::errors::OffboardError;
 use crate::input::{parse_execution_input, validate_user_name};
 use crate::inventory::{gather_credentials, gather_permissions, CredentialInventory, MfaDevice, PermissionInventory};
@@ -85,12 +86,17 @@ pub fn amazon_trust_http_client(with_native_roots: bool) -> aws_smithy_runtime_a
 }
 
 /// IAM throttles per account, so many offboardings at once queue behind one
-/// rate. Each call waits its turn (8 attempts, full-jitter backoff from
-/// 100 ms up to 10 s, inside the function's 60 s timeout) rather than failing
-/// its whole stage; the state machine's retries cover longer outages.
+/// rate. Each call waits its turn (up to 20 attempts, full-jitter backoff
+/// from 100 ms to 10 s, about a minute in all) rather than failing its stage
+/// after a few seconds and making the state machine redo the stage's earlier
+/// calls. Inside a Lambda the invocation's deadline comes first
+/// ([`crate::deadline`]); the state machine's retries cover longer throttling.
+/// (Adaptive retry mode was measured and rejected: its per-process rate
+/// limiter does not coordinate hundreds of Lambda instances, and after
+/// sporadic throttles it paced a single offboarding down to 0.5 calls/s.)
 pub fn retry_policy() -> aws_config::retry::RetryConfig {
     aws_config::retry::RetryConfig::standard()
-        .with_max_attempts(8)
+        .with_max_attempts(20)
         .with_initial_backoff(std::time::Duration::from_millis(100))
         .with_max_backoff(std::time::Duration::from_secs(10))
 }
@@ -126,7 +132,15 @@ pub async fn invoke<S: Stage>(ctx: &StageContext, request: S::Request) -> Result
         span.record("user_name", user_name);
     }
     let started = Instant::now();
-    let result = S::run(ctx, request).instrument(span.clone()).await;
+    let run = S::run(ctx, request).instrument(span.clone());
+    // Backstop for calls not guarded by `deadline::before_stop`, a second
+    // later so that a removal stage's own itemised error comes first.
+    let result = match deadline::current() {
+        Some(at) => tokio::time::timeout_at(at + std::time::Duration::from_secs(1), run)
+            .await
+            .unwrap_or_else(|_| Err(deadline::out_of_time(S::NAME))),
+        None => run.await,
+    };
     let duration_ms = started.elapsed().as_millis() as u64;
     let _entered = span.enter();
     match result {

@@ -620,3 +620,45 @@ async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
     assert_eq!(devices.mfa_devices().len(), 1);
     assert_eq!(throttled_then_ok.num_calls(), 8, "seven throttles, then the eighth attempt succeeds");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
+    use iam_offboard_core::deadline;
+    use iam_offboard_core::stages::{patient_retry_partition, retry_policy};
+    let delete_key = mock!(Client::delete_access_key)
+        .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA1"))
+        .then_output(|| DeleteAccessKeyOutput::builder().build());
+    let throttled = mock!(Client::delete_access_key)
+        .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA2"))
+        .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
+    let login = mock!(Client::delete_login_profile).then_output(|| DeleteLoginProfileOutput::builder().build());
+    let ssh = mock!(Client::delete_ssh_public_key).then_output(|| DeleteSshPublicKeyOutput::builder().build());
+    let iam = aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        [&delete_key, &throttled, &login, &ssh],
+        |config: aws_sdk_iam::config::Builder| config
+            .retry_config(retry_policy().with_max_attempts(1000))
+            .retry_partition(patient_retry_partition())
+            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
+    );
+    let ctx = context(iam);
+    let mut inventory = alice_inventory().await;
+    inventory.mfa_devices.clear();
+    let request = json!({"UserName": "alice", "Credentials": inventory});
+    let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap();
+    let started = tokio::time::Instant::now();
+    let stop_at = started + Duration::from_secs(30);
+    let error = deadline::scope(stop_at, invoke::<DeleteKeysCertificatesMfaAndCredentials>(&ctx, request))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name(), "Throttled", "{error}");
+    assert!(error.is_transient());
+    let message = error.to_string();
+    assert!(message.contains("access key AKIAAAAAAAAAAAAAAAA2 was still waiting for IAM"), "{message}");
+    assert!(message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"), "{message}");
+    assert!(tokio::time::Instant::now() < stop_at + Duration::from_secs(1), "returned at the stop time, not later");
+    assert!(throttled.num_calls() > 1, "the throttled call was retried until the stop time");
+    assert_eq!(ssh.num_calls(), 0, "nothing is started after the stop time");
+    assert_eq!((delete_key.num_calls(), login.num_calls()), (1, 1));
+}
