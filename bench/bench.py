@@ -283,9 +283,10 @@ def bench_through_state_machine() -> dict:
             names = [f"scale{size}-{i}" for i in range(size)]
             needed = 0
             for name in names:
-                needed += sum(lower_bound(seed_user(stack.iam, name, access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",),
-                          virtual_devices=1, passkeys=1, hardware_tokens=0, groups=1, inline_policies=1,
-                          attached_policies=1, boundary=False)).values())
+                made = seed_user(stack.iam, name, access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",),
+                                 virtual_devices=1, passkeys=1, hardware_tokens=0, groups=1, inline_policies=1,
+                                 attached_policies=1, boundary=False)
+                needed += sum(lower_bound(made).values())
             stack.clear_calls()
             stack.faults(RequestsPerSecond=RATE)
             started = time.perf_counter()

@@ -41,13 +41,13 @@ pub fn current() -> Option<Instant> {
 /// `Throttled`, naming `what` was still waiting.
 pub async fn before_stop<T>(
     call: impl Future<Output = Result<T, OffboardError>>,
-    what: impl FnOnce() -> String,
+    what: &str,
 ) -> Result<T, OffboardError> {
     match current() {
         None => call.await,
         Some(at) => tokio::time::timeout_at(at, call)
             .await
-            .unwrap_or_else(|_| Err(out_of_time(&what()))),
+            .unwrap_or_else(|_| Err(out_of_time(what))),
     }
 }
 

@@ -59,7 +59,7 @@ impl Progress {
                 let label = describe(&item);
                 let removal = remove(item);
                 async move {
-                    let result = deadline::before_stop(removal, || label.clone()).await;
+                    let result = deadline::before_stop(removal, &label).await;
                     (label, result)
                 }
             })
@@ -114,7 +114,7 @@ pub async fn delete_credentials(
             let delete = async {
                 idempotent(iam.delete_login_profile().user_name(user_name).send().await, "iam:DeleteLoginProfile", &resource)
             };
-            let outcome = deadline::before_stop(delete, || resource.clone()).await.map_err(|e| progress.annotate(e))?;
+            let outcome = deadline::before_stop(delete, &resource).await.map_err(|e| progress.annotate(e))?;
             profile.outcome = Some(outcome);
             progress.removed.push("login profile".into());
             Some(profile)
