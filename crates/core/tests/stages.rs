@@ -32,6 +32,24 @@ fn context(iam: Client) -> StageContext {
     StageContext::from_clients(iam, sts, ProtectionPolicy::default())
 }
 
+/// A client with the functions' retry behaviour: `retry`, the partition
+/// without a retry quota, and a sleep that follows tokio's (paused) clock.
+fn client_with_retry_policy<'a>(
+    retry: aws_config::retry::RetryConfig,
+    rules: impl IntoIterator<Item = &'a aws_smithy_mocks::Rule>,
+) -> Client {
+    use iam_offboard_core::stages::patient_retry_partition;
+    aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        rules,
+        move |config: aws_sdk_iam::config::Builder| config
+            .retry_config(retry.clone())
+            .retry_partition(patient_retry_partition())
+            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
+    )
+}
+
 fn credentials_rules() -> Vec<aws_smithy_mocks::Rule> {
     vec![
         mock!(Client::get_login_profile).then_http_response(|| {
@@ -600,22 +618,14 @@ fn lambda_https_client_trusts_the_five_amazon_roots() {
 
 #[tokio::test(start_paused = true)]
 async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
-    use iam_offboard_core::stages::{patient_retry_partition, retry_policy};
+    use iam_offboard_core::stages::retry_policy;
     let throttled_then_ok = mock!(Client::list_mfa_devices)
         .sequence()
         .http_response(|| error_xml(400, "Throttling", "Rate exceeded"))
         .times(7)
         .http_response(|| mfa_devices_xml(&[HARDWARE_SERIAL]))
         .build();
-    let iam = aws_smithy_mocks::mock_client!(
-        aws_sdk_iam,
-        aws_smithy_mocks::RuleMode::MatchAny,
-        [&throttled_then_ok],
-        |config: aws_sdk_iam::config::Builder| config
-            .retry_config(retry_policy())
-            .retry_partition(patient_retry_partition())
-            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
-    );
+    let iam = client_with_retry_policy(retry_policy(), [&throttled_then_ok]);
     let devices = iam.list_mfa_devices().user_name("alice").send().await.unwrap();
     assert_eq!(devices.mfa_devices().len(), 1);
     assert_eq!(throttled_then_ok.num_calls(), 8, "seven throttles, then the eighth attempt succeeds");
@@ -624,7 +634,7 @@ async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
 #[tokio::test(start_paused = true)]
 async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
     use iam_offboard_core::deadline;
-    use iam_offboard_core::stages::{patient_retry_partition, retry_policy};
+    use iam_offboard_core::stages::retry_policy;
     let delete_key = mock!(Client::delete_access_key)
         .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA1"))
         .then_output(|| DeleteAccessKeyOutput::builder().build());
@@ -633,15 +643,7 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
         .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
     let login = mock!(Client::delete_login_profile).then_output(|| DeleteLoginProfileOutput::builder().build());
     let ssh = mock!(Client::delete_ssh_public_key).then_output(|| DeleteSshPublicKeyOutput::builder().build());
-    let iam = aws_smithy_mocks::mock_client!(
-        aws_sdk_iam,
-        aws_smithy_mocks::RuleMode::MatchAny,
-        [&delete_key, &throttled, &login, &ssh],
-        |config: aws_sdk_iam::config::Builder| config
-            .retry_config(retry_policy().with_max_attempts(1000))
-            .retry_partition(patient_retry_partition())
-            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
-    );
+    let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), [&delete_key, &throttled, &login, &ssh]);
     let ctx = context(iam);
     let mut inventory = alice_inventory().await;
     inventory.mfa_devices.clear();
@@ -661,4 +663,36 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
     assert!(throttled.num_calls() > 1, "the throttled call was retried until the stop time");
     assert_eq!(ssh.num_calls(), 0, "nothing is started after the stop time");
     assert_eq!((delete_key.num_calls(), login.num_calls()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_call_gives_up_after_twenty_attempts() {
+    use iam_offboard_core::stages::retry_policy;
+    let always_throttled = mock!(Client::list_mfa_devices)
+        .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
+    let iam = client_with_retry_policy(retry_policy(), [&always_throttled]);
+    let started = tokio::time::Instant::now();
+    let error = iam.list_mfa_devices().user_name("alice").send().await.unwrap_err();
+    assert_eq!(aws_sdk_iam::error::ProvideErrorMetadata::code(&error), Some("Throttling"));
+    assert_eq!(always_throttled.num_calls(), 20);
+    assert!(started.elapsed() <= Duration::from_secs(19 * 10), "backoff is capped at 10 s per attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lambda_read_stage_also_stops_by_its_deadline() {
+    use iam_offboard_core::deadline;
+    use iam_offboard_core::stages::retry_policy;
+    let throttled = mock!(Client::list_mfa_devices).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
+    let others = credentials_rules();
+    let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), std::iter::once(&throttled).chain(&others));
+    let ctx = context(iam);
+    let request = parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap();
+    let stop_at = tokio::time::Instant::now() + Duration::from_secs(30);
+    let error = deadline::scope(stop_at, invoke::<GetKeysCertificatesMfaAndCredentials>(&ctx, request))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name(), "Throttled", "{error}");
+    assert!(error.to_string().contains("GetKeysCertificatesMfaAndCredentials was still waiting for IAM"), "{error}");
+    assert!(tokio::time::Instant::now() <= stop_at + Duration::from_secs(1), "returned by the backstop, a second after the stop time");
+    assert!(throttled.num_calls() > 1);
 }
