@@ -3,16 +3,22 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
-RELEASE_BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
+BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
 	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify offboard bench-floor
 
-.PHONY: test demo build unit e2e bench
+.PHONY: test demo build build-release unit e2e bench deploy-artifacts
 
-test: build unit e2e
+test: build unit deploy-artifacts e2e
 
+# The local stack's binaries (target/local): the fast `local` profile.
 build:
+	$(CARGO) build --profile local --workspace --locked
+	@for b in $(BINS); do test -x target/local/$$b || { echo "missing target/local/$$b"; exit 1; }; done
+
+# Deploy-grade binaries (target/release): what `make bench` measures.
+build-release:
 	$(CARGO) build --release --workspace --locked
-	@for b in $(RELEASE_BINS); do test -x target/release/$$b || { echo "missing target/release/$$b"; exit 1; }; done
+	@for b in $(BINS); do test -x target/release/$$b || { echo "missing target/release/$$b"; exit 1; }; done
 
 unit:
 	$(CARGO) test --workspace --locked
@@ -32,14 +38,29 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-# `sam build` (BuildMethod: makefile) calls build-<LogicalId> with ARTIFACTS_DIR set.
-# TARGET selects the Rust target: x86_64-unknown-linux-gnu (default) or aarch64-unknown-linux-gnu.
-TARGET ?=
-TARGET_DIR := target/$(if $(TARGET),$(TARGET)/,)release
+# Deploy artifacts: the release profile, linked by zig against glibc
+# $(GLIBC) (the provided.al2023 runtime's), so a binary built on any host runs
+# there. `sam build` (BuildMethod: makefile) calls build-<LogicalId> with
+# ARTIFACTS_DIR set. LAMBDA_TARGET: x86_64-unknown-linux-gnu (default) or
+# aarch64-unknown-linux-gnu (rustup target add it; Architecture=arm64).
+LAMBDA_TARGET ?= x86_64-unknown-linux-gnu
+GLIBC := 2.34
+LAMBDA_BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
+	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify
+ZIGBUILD = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(GLIBC)
+LAMBDA_DIR := target/$(LAMBDA_TARGET)/release
+
+$(VENV)/.zig: infra/build-requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/build-requirements.txt
+	touch $@
+
+deploy-artifacts: $(VENV)/.zig
+	$(ZIGBUILD) $(foreach b,$(LAMBDA_BINS),-p $(b))
+
 define lambda_build
-build-$(1):
-	$(CARGO) build --release --locked -p $(2) $(if $(TARGET),--target $(TARGET),)
-	cp $(TARGET_DIR)/$(2) $$(ARTIFACTS_DIR)/bootstrap
+build-$(1): $(VENV)/.zig
+	$(ZIGBUILD) -p $(2)
+	cp $(LAMBDA_DIR)/$(2) $$(ARTIFACTS_DIR)/bootstrap
 endef
 $(eval $(call lambda_build,GetUsernameFunction,get-username))
 $(eval $(call lambda_build,GetKeysCertificatesMfaAndCredentialsFunction,get-keys-certificates-mfa-and-credentials))
@@ -49,5 +70,5 @@ $(eval $(call lambda_build,DeleteGroupsAndPoliciesFunction,delete-groups-and-pol
 $(eval $(call lambda_build,DeleteIAMUserAndVerifyFunction,delete-iam-user-and-verify))
 
 # Benchmarks (not part of `make test`): writes bench/results/latest.{json,md}.
-bench: $(VENV)/.installed build
+bench: $(VENV)/.installed build-release
 	$(PY) bench/bench.py

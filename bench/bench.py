@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+# The benchmark measures the deploy-grade release binaries.
+os.environ.setdefault("OFFBOARD_BIN_DIR", str(ROOT / "target" / "release"))
 
 import boto3  # noqa: E402
 

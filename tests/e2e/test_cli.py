@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 from seed import leftovers, seed_user  # noqa: E402
+from lambda_host import BIN_DIR  # noqa: E402
 from server import start  # noqa: E402
 
-OFFBOARD = Path(os.environ.get("OFFBOARD_BIN", ROOT / "target" / "release" / "offboard"))
+OFFBOARD = Path(os.environ.get("OFFBOARD_BIN", BIN_DIR / "offboard"))
 MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Enable", "Tag", "Untag")
 
 

@@ -6,6 +6,7 @@ the execution status, the error name and which calls were made."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
-from lambda_host import FUNCTIONS, access_key_for  # noqa: E402
+from lambda_host import BIN_DIR, FUNCTIONS, access_key_for  # noqa: E402
 from seed import ACCOUNT, hardware_serial, leftovers, passkey_serial, seed_user  # noqa: E402
 from stack import Stack  # noqa: E402
 
@@ -317,16 +318,23 @@ def test_offboard_start_names_the_execution_after_the_user_and_follows_it(stack)
     seed_user(stack.iam, "lena")
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
            "AWS_ACCESS_KEY_ID": "AKIAOPERATOROPERATOR", "AWS_SECRET_ACCESS_KEY": "operator", "AWS_EC2_METADATA_DISABLED": "true"}
-    command = [str(ROOT / "target" / "release" / "offboard"), "--endpoint-url", stack.emulator.url, "--region", "us-east-1",
+    command = [str(BIN_DIR / "offboard"), "--endpoint-url", stack.emulator.url, "--region", "us-east-1",
                "start", "--state-machine-arn", stack.state_machine_arn, "--user-name", "lena", "--wait", "--output", "json"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["User"]["UserName"] == "lena" and record["UserDeletion"]["Outcome"] == "Removed"
     assert "DeleteIAMUserAndVerify" in result.stderr, "progress is shown per stage"
-    assert stack.sfn.describe_execution(executionArn=f"{stack.state_machine_arn.replace(':stateMachine:', ':execution:')}:lena")["status"] == "SUCCEEDED"
-    again = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    execution_arn = re.search(r"started (\S+)", result.stderr)[1]
+    # [0-9A-Za-z_-] only (StartExecution's guidance for logged executions), the
+    # canonical (lower-case) name plus a short hash of it.
+    assert re.fullmatch(r"lena-[0-9a-f]{8}", execution_arn.rsplit(":", 1)[1]), execution_arn
+    assert stack.sfn.describe_execution(executionArn=execution_arn)["status"] == "SUCCEEDED"
+    # IAM user names are unique regardless of case: LENA is the same user, so
+    # Step Functions refuses the duplicate execution name.
+    upper = [("LENA" if part == "lena" else part) for part in command]
+    again = subprocess.run(upper, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert again.returncode == 2 and "already exists" in again.stderr, again.stderr
     assert leftovers(stack.iam, "lena") == {}
 
 

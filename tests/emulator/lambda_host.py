@@ -25,6 +25,9 @@ from pathlib import Path
 from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The binaries the local stack runs: the fast `local` profile by default
+#: (`make build`); `make bench` points this at target/release.
+BIN_DIR = Path(os.environ.get("OFFBOARD_BIN_DIR", ROOT / "target" / "local"))
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
@@ -197,7 +200,7 @@ class LambdaHost:
     """The six functions plus the Lambda Invoke API in front of them."""
 
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
-                 bin_dir: Path = ROOT / "target" / "release", log_dir: Path | None = None,
+                 bin_dir: Path = BIN_DIR, log_dir: Path | None = None,
                  credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
                  timeout_seconds: float = 60.0):
         self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")

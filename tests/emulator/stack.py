@@ -24,6 +24,8 @@ from server import EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = ROOT / "statemachine" / "offboard.asl.json"
+AUDIT_BUCKET = "offboard-audit-records"
+EVENT_BUS = "default"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -44,6 +46,9 @@ class Stack:
         self.emulator.thread.start()
         self.iam = boto3.client("iam", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.s3.create_bucket(Bucket=AUDIT_BUCKET)
+        self.capture_events()
         self.lambdas = self.start_lambdas()
         self.state_machine_arn = self.create_state_machine()
         return self
@@ -63,10 +68,39 @@ class Stack:
             setattr(self, key, value)
         self.lambdas = self.start_lambdas()
 
-    def create_state_machine(self, name: str = "offboard") -> str:
+    def capture_events(self) -> None:
+        """Every event iam-offboard puts on the bus lands in an SQS queue
+        (an EventBridge rule with an SQS target, as a consumer would set up)."""
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.events_queue = self.sqs.create_queue(QueueName="offboard-events")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.events_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events", region_name=REGION)
+        events.put_rule(Name="iam-offboard-outcomes", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["iam-offboard"]}))
+        events.put_targets(Rule="iam-offboard-outcomes", EventBusName=EVENT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    def events(self) -> list[dict]:
+        """The outcome events emitted since the last call (drains the queue)."""
+        received = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.events_queue, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return received
+            for message in messages:
+                received.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.events_queue, ReceiptHandle=message["ReceiptHandle"])
+
+    def record(self, key: str) -> dict:
+        return json.loads(self.s3.get_object(Bucket=AUDIT_BUCKET, Key=key)["Body"].read())
+
+    def record_keys(self, prefix: str = "records/") -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=AUDIT_BUCKET, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def create_state_machine(self, name: str = "offboard", **overrides: str) -> str:
         text = DEFINITION.read_text()
-        for placeholder, arn in self.lambdas.arns().items():
-            text = text.replace("${%s}" % placeholder, arn)
+        substitutions = {**self.lambdas.arns(), "AuditBucketName": AUDIT_BUCKET, "EventBusName": EVENT_BUS, **overrides}
+        for placeholder, value in substitutions.items():
+            text = text.replace("${%s}" % placeholder, value)
         role = self.iam.create_role(RoleName=f"{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         return self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
 

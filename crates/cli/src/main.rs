@@ -9,6 +9,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use iam_offboard_core::errors::classify_sdk_error;
+use iam_offboard_core::input::{self, UserRef};
 use iam_offboard_core::record::AuditRecord;
 use iam_offboard_core::stages::StageContext;
 use iam_offboard_core::target::ProtectionPolicy;
@@ -136,7 +137,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = aws_config_for(&cli).await?;
     match &cli.command {
         Command::Plan(common) => {
-            let ctx = StageContext::new(&config, ProtectionPolicy::from_env());
+            let ctx = StageContext::new(&config, protection_policy()?);
             let record = pipeline::plan(&ctx, execution_input(common, true)?, &mut progress()).await?;
             print_record(&record, cli.output)
         }
@@ -145,7 +146,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if !yes {
                 confirm(common)?;
             }
-            let ctx = StageContext::new(&config, ProtectionPolicy::from_env());
+            let ctx = StageContext::new(&config, protection_policy()?);
             let record = pipeline::offboard(&ctx, input, &mut progress()).await?;
             print_record(&record, cli.output)
         }
@@ -209,9 +210,17 @@ fn execution_input(common: &Common, dry_run: bool) -> Result<Value, Failure> {
     Ok(input)
 }
 
-/// Step Functions execution names refuse `,` (IAM names allow it).
+/// A bad protection configuration is a local problem (exit 2), not an offboarding error.
+fn protection_policy() -> Result<ProtectionPolicy, Failure> {
+    ProtectionPolicy::from_env().map_err(|error| Failure::Local(error.to_string()))
+}
+
 fn execution_name_for(target: &Target) -> String {
-    target.identifier().replace(',', "_")
+    let user = match (&target.user_name, &target.user_id) {
+        (Some(name), _) => UserRef::Name(name.clone()),
+        (None, id) => UserRef::Id(id.clone().unwrap_or_default()),
+    };
+    input::execution_name_for(&user)
 }
 
 fn confirm(common: &Common) -> Result<(), Failure> {
@@ -404,8 +413,9 @@ mod tests {
     }
 
     #[test]
-    fn execution_names_avoid_characters_step_functions_refuses() {
-        let target = Target { user_name: Some("a,b@c".into()), user_id: None };
-        assert_eq!(execution_name_for(&target), "a_b@c");
+    fn execution_names_follow_the_cores_rule() {
+        let target = Target { user_name: Some("A,b@c".into()), user_id: None };
+        assert_eq!(execution_name_for(&target), input::execution_name_for(&UserRef::Name("a,b@c".into())));
+        assert!(execution_name_for(&target).starts_with("a_b_c-"));
     }
 }

@@ -25,6 +25,10 @@ pub enum OffboardError {
     ServiceUnavailable(String),
     #[error("{0}")]
     VerificationFailed(String),
+    /// IAM's `LimitExceeded`: an account quota was reached. Neither
+    /// transient nor the input's fault, so it has a name of its own.
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 impl OffboardError {
@@ -40,6 +44,7 @@ impl OffboardError {
             Self::Throttled(_) => "Throttled",
             Self::ServiceUnavailable(_) => "ServiceUnavailable",
             Self::VerificationFailed(_) => "VerificationFailed",
+            Self::LimitExceeded(_) => "LimitExceeded",
         }
     }
 
@@ -61,6 +66,7 @@ impl OffboardError {
             Self::Throttled(m) => Self::Throttled(append(m)),
             Self::ServiceUnavailable(m) => Self::ServiceUnavailable(append(m)),
             Self::VerificationFailed(m) => Self::VerificationFailed(append(m)),
+            Self::LimitExceeded(m) => Self::LimitExceeded(append(m)),
         }
     }
 }
@@ -97,12 +103,15 @@ const ACCESS_DENIED_CODES: &[&str] = &[
     "ExpiredTokenException",
 ];
 
+/// Transient on IAM's side. The state machine's retrier for
+/// `ServiceUnavailable` waits minutes in all, which
+/// `EntityTemporarilyUnmodifiable` (an entity still settling after a recent
+/// change) needs.
 const SERVER_SIDE_CODES: &[&str] = &[
     "ServiceFailure",
     "ServiceUnavailable",
     "InternalFailure",
     "InternalError",
-    // IAM's answer while a just-deleted entity of the same name settles.
     "EntityTemporarilyUnmodifiable",
     "ConcurrentModification",
 ];
@@ -112,13 +121,22 @@ pub fn is_no_such_entity<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> 
     error.code() == Some("NoSuchEntity")
 }
 
-/// Whether an AccessDenied message says that the caller lacks MFA. Action
-/// names such as `iam:DeactivateMFADevice` are not evidence of that.
-pub fn mentions_missing_mfa(message: &str) -> bool {
-    let text = message.to_ascii_lowercase().replace("mfadevice", "");
-    ["multifactorauth", "multi-factor", "multi factor", "mfa"]
-        .iter()
-        .any(|needle| text.contains(needle))
+/// IAM's own answer (AccessDenied) when an MFA action needs the caller to be
+/// MFA-authenticated, verbatim from a real response (DESIGN.md, "Real AWS is
+/// the reference"). A policy deny that tests `aws:MultiFactorAuthPresent`
+/// comes back in IAM's generic format instead, which never says why.
+pub const IAM_MFA_REQUIRED_MESSAGE: &str =
+    "To complete this action, please ensure that you are authenticated with an MFA device that is enabled for this user.";
+
+/// Whether an AccessDenied is IAM's "authenticate with MFA" answer.
+pub fn is_mfa_required_denial(message: &str) -> bool {
+    message.trim() == IAM_MFA_REQUIRED_MESSAGE
+}
+
+/// MFA actions: a denial of these may come from a policy that requires MFA,
+/// which IAM's generic deny message does not reveal.
+fn is_mfa_action(action: &str) -> bool {
+    action.ends_with("MFADevice")
 }
 
 /// Maps a failed IAM/STS call to the error the state machine routes on.
@@ -162,15 +180,23 @@ where
             "{action} on {resource} was refused because something still depends on it ({detail}). The state machine re-inventories and removes what remains."
         ))
     } else if ACCESS_DENIED_CODES.contains(&code_str) || status == Some(403) {
-        if mentions_missing_mfa(&message) {
+        if is_mfa_required_denial(&message) {
             OffboardError::MfaAuthenticationRequired(format!(
                 "{action} on {resource} needs an MFA-authenticated session ({detail}). Run `offboard --mfa-serial ARN --mfa-token-code CODE ...` (STS GetSessionToken) or use a role whose policy does not require aws:MultiFactorAuthPresent."
+            ))
+        } else if is_mfa_action(action) {
+            OffboardError::AccessDenied(format!(
+                "{action} on {resource} was denied ({detail}). Grant {action} on that resource to the caller; if the caller's policy requires aws:MultiFactorAuthPresent, run `offboard --mfa-serial ARN --mfa-token-code CODE ...` (STS GetSessionToken) instead."
             ))
         } else {
             OffboardError::AccessDenied(format!(
                 "{action} on {resource} was denied ({detail}). Grant {action} on that resource to the caller (see infra/template.yaml for the per-stage policy)."
             ))
         }
+    } else if code_str == "LimitExceeded" {
+        OffboardError::LimitExceeded(format!(
+            "{action} on {resource} was refused because an IAM account quota is reached ({detail}). Not caused by the input: free capacity or raise the quota (Service Quotas), then re-run."
+        ))
     } else if SERVER_SIDE_CODES.contains(&code_str) || status.is_some_and(|s| s >= 500) {
         OffboardError::ServiceUnavailable(format!(
             "{action} on {resource} failed inside IAM ({detail}). Transient: retried with backoff; re-run if it persists."
@@ -198,6 +224,7 @@ mod tests {
             OffboardError::Throttled(String::new()),
             OffboardError::ServiceUnavailable(String::new()),
             OffboardError::VerificationFailed(String::new()),
+            OffboardError::LimitExceeded(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, crate::ERROR_NAMES);
@@ -211,14 +238,23 @@ mod tests {
     }
 
     #[test]
-    fn mfa_detection_ignores_action_names() {
-        assert!(!mentions_missing_mfa(
-            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeactivateMFADevice on resource: user alice"
-        ));
-        assert!(mentions_missing_mfa(
-            "not authorized to perform: iam:DeactivateMFADevice with an explicit deny: aws:MultiFactorAuthPresent is false"
-        ));
-        assert!(mentions_missing_mfa("MultiFactorAuthentication failed, must provide a valid MFA code"));
-        assert!(!mentions_missing_mfa("not authorized to perform: iam:ListMFADevices"));
+    fn only_iams_own_mfa_answer_means_mfa_required() {
+        assert!(is_mfa_required_denial(IAM_MFA_REQUIRED_MESSAGE));
+        assert!(is_mfa_required_denial(&format!(" {IAM_MFA_REQUIRED_MESSAGE}\n")));
+        for generic in [
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeactivateMFADevice on resource: arn:aws:iam::123456789012:user/alice with an explicit deny in an identity-based policy",
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeleteAccessKey on resource: arn:aws:iam::123456789012:user/mfa-test",
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeleteVirtualMFADevice on resource: arn:aws:iam::123456789012:mfa/alice",
+        ] {
+            assert!(!is_mfa_required_denial(generic), "{generic}");
+        }
+    }
+
+    #[test]
+    fn mfa_actions_are_recognised_by_name() {
+        assert!(is_mfa_action("iam:DeactivateMFADevice"));
+        assert!(is_mfa_action("iam:DeleteVirtualMFADevice"));
+        assert!(!is_mfa_action("iam:ListMFADevices"));
+        assert!(!is_mfa_action("iam:DeleteAccessKey"));
     }
 }

@@ -62,6 +62,27 @@ pub fn validate_user_id(id: &str) -> Result<(), OffboardError> {
     Ok(())
 }
 
+/// The Step Functions execution name for offboarding a user, so that a
+/// second offboarding of the same user is refused as a duplicate name.
+/// IAM user names are unique regardless of case, so `Alice` and `alice` get
+/// one name; StartExecution's guidance for logged executions allows only
+/// `[0-9A-Za-z_-]` (80 at most), so other characters become `_` and a short
+/// hash of the canonical name keeps `a.b` and `a_b` apart.
+pub fn execution_name_for(user: &UserRef) -> String {
+    let canonical = match user {
+        UserRef::Name(name) => name.to_ascii_lowercase(),
+        UserRef::Id(id) => id.clone(),
+    };
+    let visible: String =
+        canonical.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("{visible}-{:08x}", fnv1a32(canonical.as_bytes()))
+}
+
+/// FNV-1a, 32 bits: stable across releases and platforms, unlike std's hasher.
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193))
+}
+
 /// Parses the execution input: `{"UserName"}` or `{"IAMUserId"}` with
 /// optional `DryRun` and `Context`, or an AWS Config compliance-change event
 /// for an `AWS::IAM::User`. Anything else is `InvalidInput`.
@@ -222,6 +243,25 @@ mod tests {
         assert_eq!(from_event.user, UserRef::Id("AIDAEXAMPLE1234567890".into()));
         assert_eq!(from_event.context["ConfigRuleName"], "iam-user-unused-credentials-check");
         assert!(!from_event.dry_run);
+    }
+
+    #[test]
+    fn execution_names_are_case_insensitive_safe_and_distinct() {
+        let name = |n: &str| execution_name_for(&UserRef::Name(n.into()));
+        assert_eq!(name("alice"), name("Alice"));
+        assert_eq!(name("ALICE"), name("alice"));
+        assert_ne!(name("a.b"), name("a_b"));
+        assert_ne!(name("a,b"), name("a@b"));
+        assert!(name("alice").starts_with("alice-"));
+        assert_eq!(fnv1a32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
+        for n in ["a+b=c,d.e@f-g_h", &"W".repeat(64), "x"] {
+            let made = name(n);
+            assert!(made.len() <= 80, "{made}");
+            assert!(made.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{made}");
+        }
+        let by_id = execution_name_for(&UserRef::Id("AIDAEXAMPLE1234567890".into()));
+        assert!(by_id.starts_with("AIDAEXAMPLE1234567890-"), "{by_id}");
     }
 
     #[test]

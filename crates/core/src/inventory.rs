@@ -331,7 +331,7 @@ async fn list_service_specific_credentials(
     }
 }
 
-async fn list_mfa_devices(iam: &Client, user_name: &str) -> Result<Vec<MfaDevice>, OffboardError> {
+pub async fn list_mfa_devices(iam: &Client, user_name: &str) -> Result<Vec<MfaDevice>, OffboardError> {
     let items = iam
         .list_mfa_devices()
         .user_name(user_name)

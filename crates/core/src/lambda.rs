@@ -16,10 +16,14 @@ use crate::stages::{invoke, parse_request, Stage, StageContext};
 type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> + 'a>>;
 
 /// Serves stage `S` until the runtime stops. Payloads are parsed here rather
-/// than by the runtime so that a malformed one fails as `InvalidInput`.
+/// than by the runtime so that a malformed one fails as `InvalidInput`. A bad
+/// configuration ends the process at init, its reason logged, before any
+/// invocation is taken.
 pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let ctx = StageContext::from_env().await;
+    let ctx = StageContext::from_env().await.inspect_err(|error| {
+        tracing::error!(error_type = error.name(), error = %error, "refusing to start: bad configuration");
+    })?;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| -> Invocation<'_, S::Response> {
         let stop_at = deadline::stop_calls_at(event.context.deadline());

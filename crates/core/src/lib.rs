@@ -16,7 +16,7 @@ pub mod target;
 pub use errors::OffboardError;
 
 /// Every `errorType` a stage can raise, as the state machine names them.
-pub const ERROR_NAMES: [&str; 9] = [
+pub const ERROR_NAMES: [&str; 10] = [
     "InvalidInput",
     "UserNotFound",
     "ProtectedUser",
@@ -26,14 +26,17 @@ pub const ERROR_NAMES: [&str; 9] = [
     "Throttled",
     "ServiceUnavailable",
     "VerificationFailed",
+    "LimitExceeded",
 ];
 
 /// The IAM actions each stage's code calls: the least-privilege policy of
 /// its function role. `infra/stage-actions.json` holds the same sets; the
 /// template and the calls observed end to end are checked against it.
-/// (GetUsername also calls sts:GetCallerIdentity, which needs no permission.)
+/// (Every stage that checks the caller also calls sts:GetCallerIdentity,
+/// which needs no permission.) Mutating stages re-check the user (GetUser)
+/// before their first change; the MFA task also checks the serial is held.
 pub const STAGE_ACTIONS: [(&str, &[&str]); 6] = [
-    ("GetUsername", &["iam:GetUser", "iam:ListUserTags", "iam:ListUsers"]),
+    ("GetUsername", &["iam:GetUser", "iam:ListUsers"]),
     (
         "GetKeysCertificatesMfaAndCredentials",
         &[
@@ -56,9 +59,11 @@ pub const STAGE_ACTIONS: [(&str, &[&str]); 6] = [
             "iam:DeleteServiceSpecificCredential",
             "iam:DeleteSigningCertificate",
             "iam:DeleteVirtualMFADevice",
+            "iam:GetUser",
+            "iam:ListMFADevices",
         ],
     ),
-    ("DeleteGroupsAndPolicies", &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:RemoveUserFromGroup"]),
+    ("DeleteGroupsAndPolicies", &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetUser", "iam:RemoveUserFromGroup"]),
     ("DeleteIAMUserAndVerify", &["iam:DeleteUser", "iam:GetUser"]),
 ];
 

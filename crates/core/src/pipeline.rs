@@ -73,6 +73,7 @@ pub async fn offboard(
 ) -> Result<AuditRecord, OffboardError> {
     let target = resolve(ctx, input, progress).await?;
     let user_name = target.user.user_name.clone();
+    let user_id = target.user.user_id.clone();
     let mut earlier_rounds = Value::Null;
     let mut round = 0;
     loop {
@@ -83,7 +84,7 @@ pub async fn offboard(
         let mut timings = BTreeMap::new();
         timings.insert(GetKeysCertificatesMfaAndCredentials::NAME.to_string(), inventory.credentials.duration_ms);
         timings.insert(GetGroupsAndPolicies::NAME.to_string(), inventory.permissions.duration_ms);
-        let removed = remove_everything(ctx, &user_name, inventory, progress).await?;
+        let removed = remove_everything(ctx, &user_name, &user_id, inventory, progress).await?;
         let request = UserDeletionRequest {
             target: target.clone(),
             removed: removed.clone(),
@@ -112,6 +113,7 @@ pub async fn offboard(
 async fn remove_everything(
     ctx: &StageContext,
     user_name: &str,
+    user_id: &str,
     inventory: Inventory,
     progress: &mut impl Progress,
 ) -> Result<RoundRemoval, OffboardError> {
@@ -119,9 +121,11 @@ async fn remove_everything(
     let devices = std::mem::take(&mut credentials.mfa_devices);
     let request = CredentialRemovalRequest {
         user_name: user_name.to_string(),
+        user_id: user_id.to_string(),
         credentials: Some(credentials),
         mfa_device: None,
         handled_as: None,
+        retry_count: 0,
     };
     let CredentialRemoval::Credentials(credentials) =
         invoke::<DeleteKeysCertificatesMfaAndCredentials>(ctx, request).await?
@@ -137,9 +141,11 @@ async fn remove_everything(
         let handled_as = classify(&device.serial_number);
         let request = CredentialRemovalRequest {
             user_name: user_name.to_string(),
+            user_id: user_id.to_string(),
             credentials: None,
             mfa_device: Some(device),
             handled_as: Some(handled_as),
+            retry_count: 0,
         };
         let CredentialRemoval::MfaDevice(device) = invoke::<DeleteKeysCertificatesMfaAndCredentials>(ctx, request).await?
         else {
@@ -151,7 +157,11 @@ async fn remove_everything(
         );
         mfa_devices.push(device);
     }
-    let request = PermissionRemovalRequest { user_name: user_name.to_string(), permissions: inventory.permissions };
+    let request = PermissionRemovalRequest {
+        user_name: user_name.to_string(),
+        user_id: user_id.to_string(),
+        permissions: inventory.permissions,
+    };
     let permissions = invoke::<DeleteGroupsAndPolicies>(ctx, request).await?;
     progress.stage_done(
         DeleteGroupsAndPolicies::NAME,

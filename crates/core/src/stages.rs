@@ -14,12 +14,18 @@ use tracing::Instrument;
 
 use crate::deadline;
 use crate::errors::OffboardError;
-use crate::input::{parse_execution_input, validate_user_name};
-use crate::inventory::{gather_credentials, gather_permissions, CredentialInventory, MfaDevice, PermissionInventory};
+use crate::input::{parse_execution_input, validate_user_id, validate_user_name};
+use crate::inventory::{
+    gather_credentials, gather_permissions, list_mfa_devices, CredentialInventory, MfaDevice, Outcome,
+    PermissionInventory,
+};
 use crate::mfa::{remove_mfa_device, MfaClass};
 use crate::record::{AuditRecord, Items};
-use crate::removal::{delete_credentials, delete_permissions, delete_user_and_verify, VerifyPolicy};
-use crate::target::{get_caller_identity, refuse_if_protected, resolve_user, CallerIdentity, ProtectionPolicy, TargetUser};
+use crate::removal::{delete_credentials, delete_permissions, delete_user_and_verify, UserDeletion, VerifyPolicy};
+use crate::target::{
+    get_caller_identity, recheck_user, refuse_if_protected, resolve_user, CallerIdentity, ExpectedUser,
+    ProtectionPolicy, TargetUser,
+};
 
 /// Clients and settings, built once per process (Lambda init) and reused.
 pub struct StageContext {
@@ -43,18 +49,38 @@ impl StageContext {
     /// A Lambda function's context: standard AWS configuration (environment,
     /// `AWS_ENDPOINT_URL_*`), the `OFFBOARD_PROTECTED_*` variables, and an
     /// HTTPS client that trusts the Amazon roots only (see [`amazon_trust_http_client`]).
-    pub async fn from_env() -> Self {
+    /// A bad protection configuration is refused here, at init.
+    pub async fn from_env() -> Result<Self, OffboardError> {
+        let protection = ProtectionPolicy::from_env()?;
         let config = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_policy())
             .http_client(amazon_trust_http_client(native_roots_wanted()))
             .load()
             .await;
-        Self::new(&config, ProtectionPolicy::from_env())
+        Ok(Self::new(&config, protection))
     }
 
     /// The identity this process runs as, asked of STS once and then cached.
     pub async fn caller(&self) -> Result<&CallerIdentity, OffboardError> {
         self.caller.get_or_try_init(|| get_caller_identity(&self.sts)).await
+    }
+
+    /// The re-check every mutating stage makes before its first change (see
+    /// [`recheck_user`]); `None` when the user no longer exists.
+    async fn recheck(&self, user_name: &str, user_id: &str) -> Result<Option<TargetUser>, OffboardError> {
+        checked_user_name(user_name)?;
+        validate_user_id(user_id)?;
+        let caller = self.caller().await?;
+        recheck_user(&self.iam, ExpectedUser { user_name, user_id }, &self.protection, caller).await
+    }
+
+    /// [`Self::recheck`] for stages that need the user to still exist.
+    async fn recheck_existing(&self, user_name: &str, user_id: &str) -> Result<TargetUser, OffboardError> {
+        self.recheck(user_name, user_id).await?.ok_or_else(|| {
+            OffboardError::UserNotFound(format!(
+                "user {user_name} ({user_id}) no longer exists; nothing was changed. Someone else deleted it during the offboarding."
+            ))
+        })
     }
 }
 
@@ -270,12 +296,19 @@ impl Stage for GetGroupsAndPolicies {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct CredentialRemovalRequest {
     pub user_name: String,
+    /// The id GetUsername resolved: re-checked before the first change.
+    pub user_id: String,
     #[serde(default)]
     pub credentials: Option<CredentialInventory>,
     #[serde(default, rename = "MFADevice")]
     pub mfa_device: Option<MfaDevice>,
     #[serde(default)]
     pub handled_as: Option<MfaClass>,
+    /// The state machine's `$$.State.RetryCount` for this MFA task: on a
+    /// retry a serial the user no longer holds was most likely deactivated
+    /// by the earlier attempt, so it is recorded rather than refused.
+    #[serde(default)]
+    pub retry_count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -306,16 +339,40 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
     }
 
     async fn run(ctx: &StageContext, request: CredentialRemovalRequest) -> Result<CredentialRemoval, OffboardError> {
-        let user_name = checked_user_name(&request.user_name)?;
+        let user_name = request.user_name.as_str();
         match (request.credentials, request.mfa_device, request.handled_as) {
             (Some(credentials), None, None) => {
+                ctx.recheck_existing(user_name, &request.user_id).await?;
                 let removed = delete_credentials(&ctx.iam, user_name, credentials).await?;
                 tracing::info!(items = removed.item_count(), "credentials removed");
                 Ok(CredentialRemoval::Credentials(removed))
             }
             (None, Some(device), handled_as) => {
+                ctx.recheck_existing(user_name, &request.user_id).await?;
                 let handled_as = handled_as.unwrap_or(device.handled_as);
-                Ok(CredentialRemoval::MfaDevice(remove_mfa_device(&ctx.iam, user_name, device, handled_as).await?))
+                let held = list_mfa_devices(&ctx.iam, user_name).await?;
+                if held.iter().any(|d| d.serial_number == device.serial_number) {
+                    return Ok(CredentialRemoval::MfaDevice(
+                        remove_mfa_device(&ctx.iam, user_name, device, handled_as).await?,
+                    ));
+                }
+                if request.retry_count == 0 {
+                    return Err(OffboardError::InvalidInput(format!(
+                        "user {user_name} holds no MFA device {}; nothing was changed. Send a serial from the user's own inventory.",
+                        device.serial_number
+                    )));
+                }
+                // Never DeleteVirtualMFADevice a serial the user does not hold:
+                // it may be another identity's. An unassigned virtual device
+                // left by the earlier attempt is named in the log.
+                tracing::warn!(serial_number = %device.serial_number, retry_count = request.retry_count,
+                    "the user no longer holds this MFA device; an earlier attempt deactivated it. If it was virtual and still exists unassigned, delete it by hand");
+                Ok(CredentialRemoval::MfaDevice(MfaDevice {
+                    handled_as,
+                    deactivation: Some(Outcome::AlreadyAbsent),
+                    virtual_device_deletion: None,
+                    ..device
+                }))
             }
             (Some(_), Some(_), _) => Err(OffboardError::InvalidInput(format!(
                 "{} input has both Credentials and MFADevice; send one",
@@ -337,6 +394,8 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct PermissionRemovalRequest {
     pub user_name: String,
+    /// The id GetUsername resolved: re-checked before the first change.
+    pub user_id: String,
     pub permissions: PermissionInventory,
 }
 
@@ -352,8 +411,8 @@ impl Stage for DeleteGroupsAndPolicies {
     }
 
     async fn run(ctx: &StageContext, request: PermissionRemovalRequest) -> Result<PermissionInventory, OffboardError> {
-        let removed =
-            delete_permissions(&ctx.iam, checked_user_name(&request.user_name)?, request.permissions).await?;
+        ctx.recheck_existing(&request.user_name, &request.user_id).await?;
+        let removed = delete_permissions(&ctx.iam, &request.user_name, request.permissions).await?;
         tracing::info!(items = removed.item_count(), "groups and policies removed");
         Ok(removed)
     }
@@ -491,8 +550,12 @@ impl Stage for DeleteIamUserAndVerify {
                 Self::NAME
             )));
         }
-        let user_name = checked_user_name(&request.target.user.user_name)?;
-        let deletion = delete_user_and_verify(&ctx.iam, user_name, ctx.verify).await?;
+        let user = &request.target.user;
+        // A user already gone (an earlier attempt deleted it) is verified, not deleted again.
+        let deletion = match ctx.recheck(&user.user_name, &user.user_id).await? {
+            Some(_) => delete_user_and_verify(&ctx.iam, &user.user_name, ctx.verify).await?,
+            None => UserDeletion { outcome: Outcome::AlreadyAbsent, verification_attempts: 1 },
+        };
         tracing::info!(attempts = deletion.verification_attempts, outcome = ?deletion.outcome, "user deleted and verified");
         build_record(request, deletion)
     }

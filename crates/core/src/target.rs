@@ -8,6 +8,7 @@ use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
 use crate::input::UserRef;
 use crate::inventory::{format_date, PAGE_SIZE};
 
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Tag {
@@ -54,9 +55,16 @@ impl Default for ProtectionPolicy {
 
 impl ProtectionPolicy {
     /// Reads the three `OFFBOARD_PROTECTED_*` variables (comma-separated lists).
-    pub fn from_env() -> Self {
+    pub fn from_env() -> Result<Self, OffboardError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the policy from a variable lookup. A path prefix that does not
+    /// start and end with `/` would silently protect nothing (IAM paths
+    /// always do), so it is refused here, at init.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, OffboardError> {
         let list = |name: &str| -> Vec<String> {
-            std::env::var(name)
+            var(name)
                 .unwrap_or_default()
                 .split(',')
                 .map(str::trim)
@@ -64,19 +72,29 @@ impl ProtectionPolicy {
                 .map(String::from)
                 .collect()
         };
-        Self {
-            tag_key: std::env::var(ENV_PROTECTION_TAG_KEY)
-                .ok()
-                .filter(|key| !key.trim().is_empty())
+        let path_prefixes = list(ENV_PROTECTED_PATH_PREFIXES);
+        if let Some(bad) = path_prefixes.iter().find(|prefix| !(prefix.starts_with('/') && prefix.ends_with('/'))) {
+            return Err(OffboardError::InvalidInput(format!(
+                "{ENV_PROTECTED_PATH_PREFIXES} holds {bad:?}, which is not an IAM path prefix: each must start and end with / (for example /breakglass/). Fix the configuration; nothing is offboarded until then."
+            )));
+        }
+        Ok(Self {
+            tag_key: var(ENV_PROTECTION_TAG_KEY)
+                .map(|key| key.trim().to_string())
+                .filter(|key| !key.is_empty())
                 .unwrap_or_else(|| DEFAULT_PROTECTION_TAG_KEY.into()),
             user_names: list(ENV_PROTECTED_USER_NAMES),
-            path_prefixes: list(ENV_PROTECTED_PATH_PREFIXES),
-        }
+            path_prefixes,
+        })
     }
 
-    /// Why the user is protected, if it is.
+    /// Why the user is protected, if it is. IAM treats user tag keys and
+    /// user names without regard to case, and so does this check.
     pub fn reason(&self, user: &TargetUser) -> Option<String> {
-        if let Some(tag) = user.tags.iter().find(|tag| tag.key == self.tag_key && tag.value.eq_ignore_ascii_case("true"))
+        if let Some(tag) = user
+            .tags
+            .iter()
+            .find(|tag| tag.key.eq_ignore_ascii_case(&self.tag_key) && tag.value.eq_ignore_ascii_case("true"))
         {
             return Some(format!("it carries the tag {}={}", tag.key, tag.value));
         }
@@ -130,41 +148,71 @@ pub fn refuse_if_protected(
     Ok(())
 }
 
-/// Finds the user: GetUser by name, or ListUsers (1000 a page, stopping at
-/// the first match) by id; then its tags with ListUserTags.
+/// Finds the user: GetUser by name (its answer carries the tags), or
+/// ListUsers (1000 a page, stopping at the first match) by id first.
 pub async fn resolve_user(iam: &Client, user: &UserRef) -> Result<TargetUser, OffboardError> {
     let user_name = match user {
         UserRef::Name(name) => name.clone(),
         UserRef::Id(id) => find_user_name_by_id(iam, id).await?,
     };
-    let found = match iam.get_user().user_name(&user_name).send().await {
-        Ok(output) => output.user.ok_or_else(|| not_found(user))?,
-        Err(error) if is_no_such_entity(&error) => return Err(not_found(user)),
+    get_user(iam, &user_name).await?.ok_or_else(|| not_found(user))
+}
+
+/// GetUser; `None` when IAM has no such user.
+pub async fn get_user(iam: &Client, user_name: &str) -> Result<Option<TargetUser>, OffboardError> {
+    let found = match iam.get_user().user_name(user_name).send().await {
+        Ok(output) => match output.user {
+            Some(user) => user,
+            None => return Ok(None),
+        },
+        Err(error) if is_no_such_entity(&error) => return Ok(None),
         Err(error) => return Err(classify_sdk_error(error, "iam:GetUser", &format!("user {user_name}"))),
     };
-    let tags = iam
-        .list_user_tags()
-        .user_name(&user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| classify_sdk_error(e, "iam:ListUserTags", &format!("user {user_name}")))?;
-    Ok(TargetUser {
+    Ok(Some(TargetUser {
         user_name: found.user_name().to_string(),
         user_id: found.user_id().to_string(),
         arn: found.arn().to_string(),
         path: found.path().to_string(),
         create_date: Some(format_date(found.create_date())),
         password_last_used: found.password_last_used().map(format_date),
-        tags: tags.into_iter().map(|tag| Tag { key: tag.key, value: tag.value }).collect(),
+        tags: found.tags().iter().map(|tag| Tag { key: tag.key().to_string(), value: tag.value().to_string() }).collect(),
         permissions_boundary: found
             .permissions_boundary()
             .and_then(|boundary| boundary.permissions_boundary_arn())
             .map(String::from),
-    })
+    }))
+}
+
+/// What a mutating stage was told about its target, to be re-checked
+/// against IAM before its first change.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedUser<'a> {
+    pub user_name: &'a str,
+    pub user_id: &'a str,
+}
+
+/// The check every mutating stage makes before its first change, because a
+/// direct `lambda:Invoke` skips GetUsername: the user still exists with the
+/// `UserId` GetUsername resolved (a user deleted and recreated under the
+/// same name is someone else), is not protected, and is not the caller.
+/// `Ok(None)`: the user no longer exists at all.
+pub async fn recheck_user(
+    iam: &Client,
+    expected: ExpectedUser<'_>,
+    policy: &ProtectionPolicy,
+    caller: &CallerIdentity,
+) -> Result<Option<TargetUser>, OffboardError> {
+    let Some(user) = get_user(iam, expected.user_name).await? else {
+        return Ok(None);
+    };
+    if user.user_id != expected.user_id {
+        return Err(OffboardError::UserNotFound(format!(
+            "user {} now has id {}, not {} as resolved for this offboarding: it is a different user (deleted and recreated under the same name?). Nothing was changed; offboard the new user with a new execution if that is intended.",
+            user.user_name, user.user_id, expected.user_id
+        )));
+    }
+    refuse_if_protected(&user, policy, caller)?;
+    Ok(Some(user))
 }
 
 async fn find_user_name_by_id(iam: &Client, user_id: &str) -> Result<String, OffboardError> {
@@ -229,6 +277,40 @@ mod tests {
                 Err(OffboardError::ProtectedUser(message)) => assert!(message.contains("protected"), "{message}"),
                 other => panic!("{protected:?} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn tag_keys_compare_without_case_like_iam() {
+        let policy = ProtectionPolicy::default();
+        let caller = someone_else();
+        for key in ["Offboard:Protected", "OFFBOARD:PROTECTED", "offboard:protected"] {
+            let err = refuse_if_protected(&user("alice", "/", &[(key, "true")]), &policy, &caller).unwrap_err();
+            assert_eq!(err.name(), "ProtectedUser", "{key}");
+        }
+        assert!(refuse_if_protected(&user("alice", "/", &[("offboard:protected-not", "true")]), &policy, &caller).is_ok());
+    }
+
+    fn policy_from(vars: &[(&str, &str)]) -> Result<ProtectionPolicy, OffboardError> {
+        ProtectionPolicy::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn configuration_is_read_and_bad_path_prefixes_refused_at_init() {
+        let policy = policy_from(&[
+            (ENV_PROTECTED_USER_NAMES, " breakglass , ,Admin"),
+            (ENV_PROTECTED_PATH_PREFIXES, "/admin/,/ops/team/"),
+            (ENV_PROTECTION_TAG_KEY, " keep "),
+        ])
+        .unwrap();
+        assert_eq!(policy.user_names, ["breakglass", "Admin"]);
+        assert_eq!(policy.path_prefixes, ["/admin/", "/ops/team/"]);
+        assert_eq!(policy.tag_key, "keep");
+        assert_eq!(policy_from(&[]).unwrap(), ProtectionPolicy::default());
+        for bad in ["admin/", "/admin", "admin", "/admin/,ops"] {
+            let err = policy_from(&[(ENV_PROTECTED_PATH_PREFIXES, bad)]).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput", "{bad}");
+            assert!(err.to_string().contains("must start and end with /"), "{err}");
         }
     }
 

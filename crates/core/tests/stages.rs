@@ -153,13 +153,14 @@ async fn alice_inventory() -> CredentialInventory {
 async fn virtual_passkey_and_hardware_devices_go_in_one_pass() {
     let inventory = alice_inventory().await;
     let (others, deactivate, delete_virtual) = deletion_rules();
+    let recheck = alice_exists!();
     let iam = aws_smithy_mocks::mock_client!(
         aws_sdk_iam,
         aws_smithy_mocks::RuleMode::MatchAny,
-        others.iter().chain([&deactivate, &delete_virtual])
+        others.iter().chain([&deactivate, &delete_virtual, &recheck])
     );
     let ctx = context(iam);
-    let request = json!({"UserName": "alice", "Credentials": serde_json::to_value(&inventory).unwrap()});
+    let request = json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": serde_json::to_value(&inventory).unwrap()});
     let removed = invoke::<DeleteKeysCertificatesMfaAndCredentials>(
         &ctx,
         parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
@@ -178,16 +179,25 @@ async fn virtual_passkey_and_hardware_devices_go_in_one_pass() {
     assert!(removed.access_keys.iter().all(|k| k.outcome == Some(Outcome::Removed)));
     assert!(removed.service_specific_credentials.iter().all(|c| c.outcome == Some(Outcome::Removed)));
     assert_eq!(others.iter().map(|r| r.num_calls()).collect::<Vec<_>>(), [1, 2, 1, 1, 2]);
+    assert_eq!(recheck.num_calls(), 1, "the user is re-checked once, before the first change");
 }
 
 #[tokio::test]
 async fn the_state_machine_route_decides_per_device() {
     let (_, deactivate, delete_virtual) = deletion_rules();
-    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, [&deactivate, &delete_virtual]);
+    let recheck = alice_exists!();
+    let held = mock!(Client::list_mfa_devices)
+        .then_http_response(|| mfa_devices_xml(&[VIRTUAL_SERIAL, PASSKEY_SERIAL, HARDWARE_SERIAL]));
+    let iam = aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        [&deactivate, &delete_virtual, &recheck, &held]
+    );
     let ctx = context(iam);
     for (serial, route) in [(VIRTUAL_SERIAL, "Virtual"), (PASSKEY_SERIAL, "NonVirtual"), (HARDWARE_SERIAL, "NonVirtual")] {
         let request = json!({
             "UserName": "alice",
+            "UserId": ALICE_ID,
             "MFADevice": {"SerialNumber": serial, "EnableDate": null, "HandledAs": "NonVirtual"},
             "HandledAs": route,
         });
@@ -203,6 +213,7 @@ async fn the_state_machine_route_decides_per_device() {
     }
     assert_eq!(deactivate.num_calls(), 3);
     assert_eq!(delete_virtual.num_calls(), 1);
+    assert_eq!((recheck.num_calls(), held.num_calls()), (3, 3), "each device task re-checks the user and the serial");
 }
 
 #[tokio::test]
@@ -238,12 +249,7 @@ async fn no_such_entity_on_every_delete_means_already_done() {
         "AttachedPolicies": [{"PolicyName": "ReadOnlyAccess", "PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}],
     }))
     .unwrap();
-    let removed = invoke::<DeleteGroupsAndPolicies>(
-        &ctx,
-        parse_request::<DeleteGroupsAndPolicies>(json!({"UserName": "alice", "Permissions": permissions})).unwrap(),
-    )
-    .await
-    .unwrap();
+    let removed = iam_offboard_core::removal::delete_permissions(&ctx.iam, "alice", permissions).await.unwrap();
     assert_eq!(removed.groups[0].outcome, Some(Outcome::AlreadyAbsent));
     assert_eq!(removed.inline_policies[0].outcome, Some(Outcome::AlreadyAbsent));
     assert_eq!(removed.attached_policies[0].outcome, Some(Outcome::AlreadyAbsent));
@@ -293,6 +299,12 @@ async fn iam_error_codes_map_to_the_state_machine_names() {
     assert_eq!(name, "DeleteConflict");
     let (name, _) = error_xml_case(|| error_xml(400, "ValidationError", "bad")).await;
     assert_eq!(name, "InvalidInput");
+    let (name, message) =
+        error_xml_case(|| error_xml(409, "LimitExceeded", "Cannot exceed quota for PoliciesPerUser: 10")).await;
+    assert_eq!(name, "LimitExceeded", "an account quota is not the input's fault");
+    assert!(message.contains("quota") && !message.contains("Check the input"), "{message}");
+    let (name, _) = error_xml_case(|| error_xml(409, "EntityTemporarilyUnmodifiable", "settling")).await;
+    assert_eq!(name, "ServiceUnavailable", "retried with the patient ServiceUnavailable retrier");
 }
 
 async fn error_xml_case(response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse) -> (String, String) {
@@ -301,26 +313,60 @@ async fn error_xml_case(response: fn() -> aws_smithy_runtime_api::client::orches
 
 #[tokio::test]
 async fn mfa_required_access_denied_is_its_own_error_and_names_the_sts_path() {
+    // IAM's real answer, verbatim (DESIGN.md, "Real AWS is the reference").
     let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
         error_xml(
             403,
             "AccessDenied",
-            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeactivateMFADevice on resource: user alice with an explicit deny in an identity-based policy: MFA authentication required (aws:MultiFactorAuthPresent)",
+            "To complete this action, please ensure that you are authenticated with an MFA device that is enabled for this user.",
         )
     });
-    let iam = iam_client!(&deactivate);
-    let ctx = context(iam);
-    let request = json!({"UserName": "alice", "MFADevice": {"SerialNumber": PASSKEY_SERIAL, "EnableDate": null, "HandledAs": "NonVirtual"}});
-    let error = invoke::<DeleteKeysCertificatesMfaAndCredentials>(
-        &ctx,
-        parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
-    )
-    .await
-    .unwrap_err();
+    let error = deactivate_passkey_against(&deactivate).await;
     assert_eq!(error.name(), "MfaAuthenticationRequired");
     assert!(!error.is_transient(), "never retried");
     assert!(error.to_string().contains("--mfa-serial"), "{error}");
     assert_eq!(deactivate.num_calls(), 1);
+}
+
+async fn deactivate_passkey_against(deactivate: &aws_smithy_mocks::Rule) -> iam_offboard_core::OffboardError {
+    let recheck = alice_exists!();
+    let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[PASSKEY_SERIAL]));
+    let iam = iam_client!(deactivate, &recheck, &held);
+    let ctx = context(iam);
+    let request = json!({"UserName": "alice", "UserId": ALICE_ID, "MFADevice": {"SerialNumber": PASSKEY_SERIAL, "EnableDate": null, "HandledAs": "NonVirtual"}});
+    invoke::<DeleteKeysCertificatesMfaAndCredentials>(
+        &ctx,
+        parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_policy_deny_of_an_mfa_action_is_access_denied_pointing_to_the_mfa_session() {
+    // IAM's generic deny format never says why (DESIGN.md quotes a real one).
+    let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
+        error_xml(
+            403,
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeactivateMFADevice on resource: arn:aws:iam::123456789012:user/alice with an explicit deny in an identity-based policy",
+        )
+    });
+    let error = deactivate_passkey_against(&deactivate).await;
+    assert_eq!(error.name(), "AccessDenied");
+    assert!(!error.is_transient());
+    let message = error.to_string();
+    assert!(message.contains("Grant iam:DeactivateMFADevice") && message.contains("--mfa-serial"), "{message}");
+}
+
+#[tokio::test]
+async fn a_user_named_like_mfa_denied_a_non_mfa_action_is_plain_access_denied() {
+    let (name, message) = error_xml_case(|| {
+        error_xml(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeleteAccessKey on resource: arn:aws:iam::123456789012:user/mfa-test")
+    })
+    .await;
+    assert_eq!(name, "AccessDenied");
+    assert!(!message.contains("--mfa-serial"), "{message}");
 }
 
 #[tokio::test]
@@ -348,16 +394,24 @@ async fn a_failure_part_way_names_what_was_already_removed() {
 #[tokio::test]
 async fn get_username_by_name_records_tags_and_boundary() {
     let get_user = mock!(Client::get_user).match_requests(|r| r.user_name() == Some("alice")).then_http_response(|| {
-        get_user_xml("alice", "AIDAALICE000000000001", "/engineering/", Some("arn:aws:iam::123456789012:policy/Boundary"))
+        ok_xml(
+            "GetUser",
+            &format!(
+                "<User>{}<PermissionsBoundary><PermissionsBoundaryType>Policy</PermissionsBoundaryType><PermissionsBoundaryArn>arn:aws:iam::123456789012:policy/Boundary</PermissionsBoundaryArn></PermissionsBoundary><Tags><member><Key>team</Key><Value>payments</Value></member></Tags></User>",
+                user_xml("alice", ALICE_ID, "/engineering/")
+            ),
+        )
     });
-    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[("team", "payments")]));
-    let iam = iam_client!(&get_user, &tags);
+    // No ListUserTags rule: GetUser's answer carries the tags, so any other call panics.
+    let iam = iam_client!(&get_user);
     let ctx = context(iam);
     let resolution = invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "Context": {"Ticket": "OPS-7"}})).await.unwrap();
     assert_eq!(resolution.user.user_id, "AIDAALICE000000000001");
     assert_eq!(resolution.user.path, "/engineering/");
     assert_eq!(resolution.user.permissions_boundary.as_deref(), Some("arn:aws:iam::123456789012:policy/Boundary"));
     assert_eq!(resolution.user.tags[0].key, "team");
+    assert_eq!(resolution.user.tags[0].value, "payments");
+    assert_eq!(get_user.num_calls(), 1);
     assert_eq!(resolution.context, json!({"Ticket": "OPS-7"}));
     assert!(!resolution.dry_run);
 }
@@ -406,17 +460,18 @@ async fn id_lookup_among_5000_users_takes_at_most_5_list_calls_and_stops_at_the_
 
 #[tokio::test]
 async fn protected_users_are_refused_before_any_change() {
-    let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("alice", "AIDAALICE000000000001", "/", None));
-    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[("offboard:protected", "true")]));
     // No mutating rule exists: any delete would panic the test.
-    let iam = iam_client!(&get_user, &tags);
-    let ctx = context(iam);
-    let error = invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.unwrap_err();
-    assert_eq!(error.name(), "ProtectedUser");
-    assert!(error.to_string().contains("offboard:protected=true"), "{error}");
+    for (key, value) in [("offboard:protected", "true"), ("Offboard:Protected", "True"), ("OFFBOARD:PROTECTED", "TRUE")] {
+        let get_user = mock!(Client::get_user).then_http_response(move || get_user_tagged_xml("alice", ALICE_ID, &[(key, value)]));
+        let iam = iam_client!(&get_user);
+        let ctx = context(iam);
+        let error = invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.unwrap_err();
+        assert_eq!(error.name(), "ProtectedUser", "{key}={value}");
+        assert!(error.to_string().contains(&format!("{key}={value}")), "{error}");
+    }
 
-    let untagged = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[]));
-    let iam = iam_client!(&get_user, &untagged);
+    let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("alice", ALICE_ID, "/", None));
+    let iam = iam_client!(&get_user);
     let (sts, _) = sts_as_role!();
     let by_list = StageContext::from_clients(
         iam,
@@ -430,8 +485,7 @@ async fn protected_users_are_refused_before_any_change() {
 #[tokio::test]
 async fn the_identity_running_the_function_is_refused() {
     let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("ops-bot", "AIDAOPSBOT0000000001", "/", None));
-    let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[]));
-    let iam = iam_client!(&get_user, &tags);
+    let iam = iam_client!(&get_user);
     let me = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
         aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
             .arn("arn:aws:iam::123456789012:user/ops-bot")
@@ -473,10 +527,16 @@ async fn malformed_stage_requests_are_invalid_input() {
     }
     let iam = iam_client!();
     let ctx = context(iam);
+    let device = json!({"SerialNumber": "GAKT12345678", "EnableDate": null, "HandledAs": "NonVirtual"});
+    for payload in [json!({"UserName": "alice", "MFADevice": device}), json!({"UserName": "alice", "UserId": 7, "MFADevice": device})] {
+        let error = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(payload.clone()).unwrap_err();
+        assert_eq!(error.name(), "InvalidInput", "{payload}: the resolved UserId is required");
+    }
     for payload in [
-        json!({"UserName": "alice"}),
-        json!({"UserName": "alice", "Credentials": serde_json::to_value(CredentialInventory::default()).unwrap(), "HandledAs": "Virtual"}),
-        json!({"UserName": "bad name", "MFADevice": {"SerialNumber": "GAKT12345678", "EnableDate": null, "HandledAs": "NonVirtual"}}),
+        json!({"UserName": "alice", "UserId": ALICE_ID}),
+        json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": serde_json::to_value(CredentialInventory::default()).unwrap(), "HandledAs": "Virtual"}),
+        json!({"UserName": "bad name", "UserId": ALICE_ID, "MFADevice": device}),
+        json!({"UserName": "alice", "UserId": "not-an-id", "MFADevice": device}),
     ] {
         let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(payload.clone()).unwrap();
         let error = invoke::<DeleteKeysCertificatesMfaAndCredentials>(&ctx, request).await.unwrap_err();
@@ -527,8 +587,12 @@ async fn delete_conflict_names_what_remains() {
 #[tokio::test]
 async fn the_final_stage_returns_the_audit_record() {
     let delete = mock!(Client::delete_user).then_output(|| DeleteUserOutput::builder().build());
-    let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
-    let iam = iam_client!(&delete, &gone);
+    let there_then_gone = mock!(Client::get_user)
+        .sequence()
+        .http_response(|| get_user_xml("alice", ALICE_ID, "/", None))
+        .http_response(|| no_such_entity("user"))
+        .build();
+    let iam = iam_client!(&delete, &there_then_gone);
     let ctx = context(iam);
     let earlier_round = json!({
         "Credentials": {"LoginProfile": null, "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null, "Outcome": "Removed"}],
@@ -564,6 +628,7 @@ async fn the_final_stage_returns_the_audit_record() {
     assert!(record.timings.contains_key("DeleteIAMUserAndVerify"));
     assert_eq!(record.user_deletion.unwrap().outcome, Outcome::Removed);
     assert_eq!(delete.num_calls(), 1);
+    assert_eq!(there_then_gone.num_calls(), 2, "the re-check, then one verification poll");
 }
 
 #[tokio::test]
@@ -587,7 +652,12 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
         mock!(Client::delete_user_policy).match_requests(|r| r.policy_name() == Some("s3-read")).then_output(|| DeleteUserPolicyOutput::builder().build()),
         mock!(Client::detach_user_policy).match_requests(|r| r.policy_arn() == Some("arn:aws:iam::aws:policy/ReadOnlyAccess")).then_output(|| DetachUserPolicyOutput::builder().build()),
     ];
-    let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, rules.iter().chain(&removals));
+    let recheck = alice_exists!();
+    let iam = aws_smithy_mocks::mock_client!(
+        aws_sdk_iam,
+        aws_smithy_mocks::RuleMode::MatchAny,
+        rules.iter().chain(&removals).chain([&recheck])
+    );
     let ctx = context(iam);
     let inventory = invoke::<GetGroupsAndPolicies>(&ctx, parse_request::<GetGroupsAndPolicies>(json!({"UserName": "alice"})).unwrap())
         .await
@@ -597,7 +667,7 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
     assert_eq!(inventory.attached_policies[0].policy_name.as_deref(), Some("ReadOnlyAccess"));
     let removed = invoke::<DeleteGroupsAndPolicies>(
         &ctx,
-        parse_request::<DeleteGroupsAndPolicies>(json!({"UserName": "alice", "Permissions": inventory})).unwrap(),
+        parse_request::<DeleteGroupsAndPolicies>(json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": inventory})).unwrap(),
     )
     .await
     .unwrap();
@@ -643,11 +713,12 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
         .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
     let login = mock!(Client::delete_login_profile).then_output(|| DeleteLoginProfileOutput::builder().build());
     let ssh = mock!(Client::delete_ssh_public_key).then_output(|| DeleteSshPublicKeyOutput::builder().build());
-    let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), [&delete_key, &throttled, &login, &ssh]);
+    let recheck = alice_exists!();
+    let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), [&delete_key, &throttled, &login, &ssh, &recheck]);
     let ctx = context(iam);
     let mut inventory = alice_inventory().await;
     inventory.mfa_devices.clear();
-    let request = json!({"UserName": "alice", "Credentials": inventory});
+    let request = json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": inventory});
     let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap();
     let started = tokio::time::Instant::now();
     let stop_at = started + Duration::from_secs(30);
@@ -695,4 +766,141 @@ async fn a_lambda_read_stage_also_stops_by_its_deadline() {
     assert!(error.to_string().contains("GetKeysCertificatesMfaAndCredentials was still waiting for IAM"), "{error}");
     assert!(tokio::time::Instant::now() <= stop_at + Duration::from_secs(1), "returned by the backstop, a second after the stop time");
     assert!(throttled.num_calls() > 1);
+}
+
+fn protected_alice() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
+    get_user_tagged_xml("alice", ALICE_ID, &[("Offboard:Protected", "true")])
+}
+
+fn recreated_alice() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
+    get_user_xml("alice", "AIDARECREATED0000001", "/", None)
+}
+
+fn plain_alice() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
+    get_user_xml("alice", ALICE_ID, "/", None)
+}
+
+/// Every mutating stage's request, as a direct `lambda:Invoke` would send it.
+fn mutating_requests() -> Vec<(&'static str, Value)> {
+    let user = json!({"UserName": "alice", "UserId": ALICE_ID, "Arn": "arn:aws:iam::123456789012:user/alice", "Path": "/",
+                      "CreateDate": null, "PasswordLastUsed": null, "Tags": [], "PermissionsBoundary": null});
+    let empty_round = json!({
+        "Credentials": serde_json::to_value(CredentialInventory::default()).unwrap(),
+        "MFADevices": [],
+        "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}
+    });
+    vec![
+        ("credentials", json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": {
+            "LoginProfile": {"CreateDate": null, "PasswordResetRequired": false},
+            "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null}],
+            "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": []}})),
+        ("mfa device", json!({"UserName": "alice", "UserId": ALICE_ID, "HandledAs": "Virtual",
+            "MFADevice": {"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual"}})),
+        ("permissions", json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": {
+            "Groups": [{"GroupName": "admins", "GroupArn": null}], "InlinePolicies": [], "AttachedPolicies": []}})),
+        ("user deletion", json!({"Target": {"User": user, "DryRun": false, "Context": null}, "Removed": empty_round})),
+    ]
+}
+
+async fn run_mutating_stage(ctx: &StageContext, which: &str, payload: Value) -> Result<Value, iam_offboard_core::OffboardError> {
+    Ok(match which {
+        "credentials" | "mfa device" => {
+            let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(payload)?;
+            match invoke::<DeleteKeysCertificatesMfaAndCredentials>(ctx, request).await? {
+                CredentialRemoval::Credentials(removed) => serde_json::to_value(removed).unwrap(),
+                CredentialRemoval::MfaDevice(device) => serde_json::to_value(device).unwrap(),
+            }
+        }
+        "permissions" => serde_json::to_value(
+            invoke::<DeleteGroupsAndPolicies>(ctx, parse_request::<DeleteGroupsAndPolicies>(payload)?).await?,
+        )
+        .unwrap(),
+        _ => serde_json::to_value(
+            invoke::<DeleteIamUserAndVerify>(ctx, parse_request::<DeleteIamUserAndVerify>(payload)?).await?,
+        )
+        .unwrap(),
+    })
+}
+
+#[tokio::test]
+async fn a_direct_invoke_of_any_mutating_stage_with_a_protected_or_recreated_user_changes_nothing() {
+    type Answer = fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    let cases: [(Answer, ProtectionPolicy, &str); 3] = [
+        (protected_alice, ProtectionPolicy::default(), "ProtectedUser"),
+        (plain_alice, ProtectionPolicy { user_names: vec!["ALICE".into()], ..ProtectionPolicy::default() }, "ProtectedUser"),
+        (recreated_alice, ProtectionPolicy::default(), "UserNotFound"),
+    ];
+    for (answer, policy, expected) in cases {
+        for (which, payload) in mutating_requests() {
+            // Read rules only: any mutation would panic the test.
+            let get_user = mock!(Client::get_user).then_http_response(answer);
+            let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[VIRTUAL_SERIAL]));
+            let (sts, _) = sts_as_role!();
+            let ctx = StageContext::from_clients(iam_client!(&get_user, &held), sts, policy.clone());
+            let error = run_mutating_stage(&ctx, which, payload).await.unwrap_err();
+            assert_eq!(error.name(), expected, "{which}: {error}");
+            assert!(error.to_string().contains("alice"), "{error}");
+            assert_eq!(get_user.num_calls(), 1, "{which}: checked before anything else");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_mutating_stage_refuses_the_identity_it_runs_as() {
+    for (which, payload) in mutating_requests() {
+        let me = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+            aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+                .arn("arn:aws:iam::123456789012:user/alice")
+                .user_id(ALICE_ID)
+                .account("123456789012")
+                .build()
+        });
+        let get_user = alice_exists!();
+        let sts = aws_smithy_mocks::mock_client!(aws_sdk_sts, [&me]);
+        let ctx = StageContext::from_clients(iam_client!(&get_user), sts, ProtectionPolicy::default());
+        let error = run_mutating_stage(&ctx, which, payload).await.unwrap_err();
+        assert_eq!(error.name(), "ProtectedUser", "{which}");
+        assert!(error.to_string().contains("will not delete itself"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn an_mfa_serial_the_user_does_not_hold_is_never_touched() {
+    let foreign = "arn:aws:iam::123456789012:mfa/someone-elses-device";
+    let request = |retry_count: u32| {
+        json!({"UserName": "alice", "UserId": ALICE_ID, "HandledAs": "Virtual", "RetryCount": retry_count,
+               "MFADevice": {"SerialNumber": foreign, "EnableDate": null, "HandledAs": "Virtual"}})
+    };
+    // Read rules only: DeactivateMFADevice or DeleteVirtualMFADevice would panic.
+    let get_user = alice_exists!();
+    let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[PASSKEY_SERIAL]));
+    let ctx = context(iam_client!(&get_user, &held));
+    let error = run_mutating_stage(&ctx, "mfa device", request(0)).await.unwrap_err();
+    assert_eq!(error.name(), "InvalidInput");
+    assert!(error.to_string().contains(foreign) && error.to_string().contains("nothing was changed"), "{error}");
+
+    // On the state machine's retry, the earlier attempt most likely deactivated
+    // it: recorded as already deactivated, still never deleted.
+    let device = run_mutating_stage(&ctx, "mfa device", request(1)).await.unwrap();
+    assert_eq!(device["Deactivation"], "AlreadyAbsent");
+    assert!(device.get("VirtualDeviceDeletion").is_none(), "{device}");
+    assert_eq!(held.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_user_already_deleted_is_verified_not_deleted_again() {
+    // No DeleteUser rule: calling it would panic.
+    let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+    let ctx = context(iam_client!(&gone));
+    let (_, payload) = mutating_requests().pop().unwrap();
+    let record = run_mutating_stage(&ctx, "user deletion", payload).await.unwrap();
+    assert_eq!(record["UserDeletion"], json!({"Outcome": "AlreadyAbsent", "VerificationAttempts": 1}));
+    assert_eq!(gone.num_calls(), 1);
+
+    for (which, payload) in mutating_requests().into_iter().take(3) {
+        let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+        let ctx = context(iam_client!(&gone));
+        let error = run_mutating_stage(&ctx, which, payload).await.unwrap_err();
+        assert_eq!(error.name(), "UserNotFound", "{which}: a vanished user is not someone to remove things from");
+    }
 }

@@ -10,6 +10,7 @@ pub const ACCOUNT: &str = "123456789012";
 pub const VIRTUAL_SERIAL: &str = "arn:aws:iam::123456789012:mfa/alice";
 pub const PASSKEY_SERIAL: &str = "arn:aws:iam::123456789012:u2f/user/alice/key-ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 pub const HARDWARE_SERIAL: &str = "GAKT12345678";
+pub const ALICE_ID: &str = "AIDAALICE000000000001";
 
 /// A mocked IAM client. Rules match in any order; a call no rule matches
 /// panics, so every test also proves which calls were (not) made. Retries
@@ -75,6 +76,23 @@ pub fn get_user_xml(name: &str, id: &str, path: &str, boundary: Option<&str>) ->
         })
         .unwrap_or_default();
     ok_xml("GetUser", &format!("<User>{}{boundary}</User>", user_xml(name, id, path)))
+}
+
+/// GetUser with tags: IAM's GetUser answer carries the user's tags.
+pub fn get_user_tagged_xml(name: &str, id: &str, tags: &[(&str, &str)]) -> HttpResponse {
+    let members: String =
+        tags.iter().map(|(k, v)| format!("<member><Key>{k}</Key><Value>{v}</Value></member>")).collect();
+    ok_xml("GetUser", &format!("<User>{}<Tags>{members}</Tags></User>", user_xml(name, id, "/")))
+}
+
+/// The re-check's GetUser: alice exists with [`ALICE_ID`] and no tags.
+#[macro_export]
+macro_rules! alice_exists {
+    () => {
+        aws_smithy_mocks::mock!(aws_sdk_iam::Client::get_user)
+            .match_requests(|r| r.user_name() == Some("alice"))
+            .then_http_response(|| $crate::common::get_user_xml("alice", $crate::common::ALICE_ID, "/", None))
+    };
 }
 
 pub fn tags_xml(tags: &[(&str, &str)]) -> HttpResponse {

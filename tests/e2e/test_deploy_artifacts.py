@@ -1,0 +1,49 @@
+"""The deploy artifacts (`make deploy-artifacts`, what `sam build` ships):
+the release profile's binaries, linked for the provided.al2023 runtime.
+
+provided.al2023 has glibc 2.34 (Lambda runtimes page: "Amazon Linux 2023 ...
+glibc 2.34"), so no function may need a newer symbol version; a host with a
+newer glibc links newer symbols (e.g. GLIBC_2.38's __isoc23_strtol) unless the
+build pins the target's glibc, which the Makefile's zigbuild does."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_DIR = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release"
+FUNCTIONS = ["get-username", "get-keys-certificates-mfa-and-credentials", "get-groups-and-policies",
+             "delete-keys-certificates-mfa-and-credentials", "delete-groups-and-policies", "delete-iam-user-and-verify"]
+RUNTIME_GLIBC = (2, 34)
+MAX_ZIP_BYTES = 3 * 2**20
+
+
+def glibc_versions(binary: Path) -> set[tuple[int, ...]]:
+    symbols = subprocess.run(["objdump", "-T", str(binary)], capture_output=True, text=True, check=True).stdout
+    return {tuple(int(part) for part in version.split(".")) for version in re.findall(r"GLIBC_(\d+(?:\.\d+)+)", symbols)}
+
+
+def test_the_makefile_pins_the_runtimes_glibc():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^GLIBC := 2\.34$", makefile, re.M)
+    assert "zigbuild --release --locked --target $(LAMBDA_TARGET).$(GLIBC)" in makefile
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_needs_at_most_the_runtimes_glibc_and_fits_the_zip_budget(function, tmp_path):
+    binary = LAMBDA_DIR / function
+    assert binary.exists(), "run `make deploy-artifacts` (make test does)"
+    versions = glibc_versions(binary)
+    assert versions, "a dynamically linked glibc binary names its symbol versions"
+    assert max(versions) <= RUNTIME_GLIBC, f"{function} needs GLIBC_{'.'.join(map(str, max(versions)))}"
+    archive = tmp_path / "function.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(binary, "bootstrap")
+    assert archive.stat().st_size <= MAX_ZIP_BYTES, f"{function}: {archive.stat().st_size} bytes zipped"
+    assert "debug" not in subprocess.run(["readelf", "-S", str(binary)], capture_output=True, text=True).stdout, "stripped"
+

@@ -1,0 +1,135 @@
+"""Evidence that outlives the execution: every execution (succeeded, failed,
+dry run) leaves its record in S3 and puts exactly one outcome event on
+EventBridge, whose detail validates against schemas/offboard-event-detail.schema.json.
+
+moto's Step Functions interpreter runs the definition's S3 and EventBridge
+service integrations against moto's S3 and Events; events reach the test
+through an EventBridge rule with an SQS target, as a consumer would set one up
+(Amazon EventBridge user guide, "Amazon EventBridge targets": SQS queues)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+from seed import ACCOUNT, leftovers, seed_user  # noqa: E402
+from stack import AUDIT_BUCKET, Stack  # noqa: E402
+
+SCHEMA = json.loads((ROOT / "schemas" / "offboard-event-detail.schema.json").read_text())
+MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with Stack() as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(stack):
+    stack.faults()
+    stack.clear_calls()
+    stack.events()
+    yield
+    stack.faults()
+
+
+def only_event(stack, detail_type: str) -> dict:
+    events = stack.events()
+    assert [e["detail-type"] for e in events] == [detail_type], events
+    event = events[0]
+    assert event["source"] == "iam-offboard"
+    jsonschema.validate(event["detail"], SCHEMA)
+    return event["detail"]
+
+
+def prefix(user: str, execution: str) -> str:
+    return f"records/{ACCOUNT}/{user}/{execution}/"
+
+
+def test_success_leaves_plan_and_record_and_one_offboarded_event(stack):
+    seed_user(stack.iam, "rita")
+    execution = stack.run({"UserName": "rita", "Context": {"Ticket": "SEC-42"}}, name="rita-1")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert stack.record_keys(prefix("rita", "rita-1")) == [prefix("rita", "rita-1") + "plan.json", prefix("rita", "rita-1") + "record.json"]
+    record = stack.record(prefix("rita", "rita-1") + "record.json")
+    assert record == json.loads(execution["output"]), "the stored record is the execution's output"
+    plan = stack.record(prefix("rita", "rita-1") + "plan.json")
+    assert plan["DryRun"] is False and plan["UserDeletion"] is None
+    assert [k["AccessKeyId"] for k in plan["Items"]["AccessKeys"]] == [k["AccessKeyId"] for k in record["Items"]["AccessKeys"]]
+    assert all("Outcome" not in k for k in plan["Items"]["AccessKeys"]), "the plan is written before anything is removed"
+    assert record["Items"]["InlinePolicies"][0]["PolicyDocument"]["Statement"], "policy documents are kept"
+    detail = only_event(stack, "IAM User Offboarded")
+    assert detail["RecordUri"] == f"s3://{AUDIT_BUCKET}/{prefix('rita', 'rita-1')}record.json"
+    assert (detail["UserName"], detail["UserId"], detail["Account"]) == ("rita", record["User"]["UserId"], ACCOUNT)
+    assert detail["ExecutionArn"] == execution["executionArn"] and detail["Context"] == {"Ticket": "SEC-42"}
+    for kind, items in record["Items"].items():
+        if isinstance(items, list):
+            assert detail["Items"][kind] == len(items), kind
+    assert detail["Items"]["LoginProfile"] == record["Items"]["LoginProfile"]
+    assert "Secret" not in json.dumps(record) and "Password\"" not in json.dumps(record)
+    assert leftovers(stack.iam, "rita") == {}
+
+
+def test_dry_run_leaves_only_the_plan_and_a_planned_event(stack):
+    seed_user(stack.iam, "sam")
+    execution = stack.run({"UserName": "sam", "DryRun": True}, name="sam-plan")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert stack.record_keys(prefix("sam", "sam-plan")) == [prefix("sam", "sam-plan") + "plan.json"]
+    plan = stack.record(prefix("sam", "sam-plan") + "plan.json")
+    assert plan == json.loads(execution["output"]) and plan["DryRun"] is True
+    detail = only_event(stack, "IAM User Offboarding Planned")
+    assert detail["DryRun"] is True and detail["RecordUri"].endswith("/sam-plan/plan.json")
+    assert detail["Items"]["AccessKeys"] == 2
+    assert [c for c in stack.calls() if c["Action"].startswith(MUTATING_PREFIXES)] == []
+    assert leftovers(stack.iam, "sam") != {}, "a dry run changes nothing"
+
+
+def test_a_failure_part_way_leaves_a_partial_record_naming_what_was_removed(stack):
+    made = seed_user(stack.iam, "tess", virtual_devices=0, passkeys=1, hardware_tokens=0)
+    # Denies DeactivateMFADevice (AccessDenied) after the credential stage has run.
+    stack.faults(MfaRequiredForDeactivate=True)
+    execution = stack.run({"UserName": "tess"}, name="tess-1")
+    assert execution["status"] == "FAILED"
+    record = stack.record(prefix("tess", "tess-1") + "record.json")
+    assert record["Error"] == execution["error"] and record["Cause"] == execution["cause"]
+    removed_keys = {k["AccessKeyId"]: k["Outcome"] for k in record["Removed"]["Credentials"]["AccessKeys"]}
+    assert removed_keys == {key: "Removed" for key in made["AccessKeys"]}
+    assert record["Removed"]["Permissions"] is None, "the stage after the failure never ran"
+    assert record["Plan"]["Items"]["MFADevices"][0]["SerialNumber"] == made["MFADevices"][0]
+    assert record["User"]["UserName"] == "tess"
+    detail = only_event(stack, "IAM User Offboarding Failed")
+    assert detail["Error"] == execution["error"] and detail["UserName"] == "tess"
+    assert detail["RecordUri"].endswith("/tess/tess-1/record.json")
+
+
+def test_a_protected_user_leaves_a_failed_record_and_event_and_nothing_is_deleted(stack):
+    seed_user(stack.iam, "uma")
+    stack.iam.tag_user(UserName="uma", Tags=[{"Key": "offboard:protected", "Value": "true"}])
+    execution = stack.run({"UserName": "uma"}, name="uma-1")
+    assert (execution["status"], execution["error"]) == ("FAILED", "ProtectedUser")
+    key = f"records/{ACCOUNT}/_unresolved/uma-1/record.json"
+    record = stack.record(key)
+    assert record["Error"] == "ProtectedUser" and record["Input"] == {"UserName": "uma"}
+    detail = only_event(stack, "IAM User Offboarding Failed")
+    assert detail["Error"] == "ProtectedUser" and detail["RecordUri"] == f"s3://{AUDIT_BUCKET}/{key}"
+    assert [c for c in stack.calls() if c["Action"].startswith(MUTATING_PREFIXES)] == []
+    assert leftovers(stack.iam, "uma") != {}
+
+
+def test_an_unwritable_record_fails_the_execution_before_anything_is_removed(stack):
+    seed_user(stack.iam, "vic")
+    machine = stack.create_state_machine(name="offboard-no-bucket", AuditBucketName="no-such-audit-bucket")
+    execution = stack.wait(stack.sfn.start_execution(stateMachineArn=machine, name="vic-1",
+                                                     input=json.dumps({"UserName": "vic"}))["executionArn"])
+    assert (execution["status"], execution["error"]) == ("FAILED", "RecordNotWritten")
+    assert [c for c in stack.calls() if c["Action"].startswith(MUTATING_PREFIXES)] == []
+    assert leftovers(stack.iam, "vic") != {}
+    assert stack.events() == [], "no outcome event claims a record that does not exist"
