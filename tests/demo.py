@@ -2,7 +2,8 @@
 statemachine/offboard.asl.json, the six release binaries under the Lambda
 Runtime API, the strict IAM emulator), a user holding every credential type
 (passkey, hardware token and virtual MFA device included), the execution shown
-stage by stage as it completes, the audit record and the final status."""
+stage by stage as it completes, the audit record, where it was stored (S3),
+the outcome event (EventBridge) and the final status."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 from seed import leftovers, seed_user  # noqa: E402
-from stack import TERMINAL, Stack  # noqa: E402
+from stack import AUDIT_BUCKET, TERMINAL, Stack  # noqa: E402
 
 
 def show_progress(stack: Stack, execution_arn: str) -> dict:
@@ -51,9 +52,18 @@ def main() -> int:
             print(json.dumps(json.loads(execution["output"]), indent=2))
         else:
             print(f"\n{execution.get('error')}: {execution.get('cause')}")
+        keys = stack.record_keys("records/")
+        print(f"\nevidence in s3://{AUDIT_BUCKET}/ (outlives the execution's 90-day history):")
+        for key in keys:
+            print(f"  {key}  ({len(json.dumps(stack.record(key)))} bytes)")
+        events = stack.events()
+        for event in events:
+            print(f"\nevent on EventBridge ({event['source']}, {event['detail-type']}):")
+            print(json.dumps(event["detail"], indent=2))
         left = leftovers(stack.iam, "alice")
         print(f"\nexecution status: {execution['status']}; left behind in IAM: {left or 'nothing'}")
-        return 0 if execution["status"] == "SUCCEEDED" and not left else 1
+        recorded = any(key.endswith("/alice/alice/record.json") for key in keys) and len(events) == 1
+        return 0 if execution["status"] == "SUCCEEDED" and not left and recorded else 1
 
 
 if __name__ == "__main__":

@@ -191,3 +191,67 @@ def test_mfa_session_path_uses_sts_get_session_token_credentials(emulator, iam):
     assert len(session) == 1 and session[0]["AccessKeyId"] == "AKIAOPERATOROPERATOR"
     iam_keys = {c["AccessKeyId"] for c in calls if c["Service"] == "iam"}
     assert iam_keys and "AKIAOPERATOROPERATOR" not in iam_keys, "IAM calls are made with the MFA session's credentials"
+
+
+def s3(emulator):
+    return boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1",
+                        aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
+
+
+def test_delete_files_the_plan_and_record_and_records_lists_them(emulator, iam, tmp_path):
+    seed_user(iam, "rosa")
+    result = offboard(emulator, "delete", "--user-name", "rosa", "--yes", "--output", "json", "--record-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [execution] = list((tmp_path / "records" / "123456789012" / "rosa").iterdir())
+    record = json.loads((execution / "record.json").read_text())
+    assert record == json.loads(result.stdout), "the stored record is the printed one"
+    plan = json.loads((execution / "plan.json").read_text())
+    assert plan["DryRun"] is False and all("Outcome" not in key for key in plan["Items"]["AccessKeys"])
+    assert leftovers(iam, "rosa") == {}
+    # IAM user names are unique regardless of case; so is the lookup.
+    listed = offboard(emulator, "records", "--user-name", "ROSA", "--record-dir", str(tmp_path), "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    documents = json.loads(listed.stdout)
+    assert [d["Key"].rsplit("/", 1)[1] for d in documents] == ["plan.json", "record.json"]
+    assert documents[1]["Record"] == record
+    text = offboard(emulator, "records", "--user-name", "rosa", "--record-dir", str(tmp_path))
+    assert "record.json  offboarded" in text.stdout and "plan.json  plan" in text.stdout
+
+
+def test_a_failed_delete_files_a_partial_record_naming_what_was_removed(emulator, iam, tmp_path):
+    made = seed_user(iam, "ruth", virtual_devices=0, passkeys=1, hardware_tokens=0)
+    control(emulator, "faults", {"MfaRequiredForDeactivate": True})
+    result = offboard(emulator, "delete", "--user-name", "ruth", "--yes", "--record-dir", str(tmp_path))
+    assert result.returncode == 1
+    [execution] = list((tmp_path / "records" / "123456789012" / "ruth").iterdir())
+    record = json.loads((execution / "record.json").read_text())
+    assert record["Error"] in result.stderr
+    assert {k["AccessKeyId"]: k["Outcome"] for k in record["Removed"]["Credentials"]["AccessKeys"]} == {
+        key: "Removed" for key in made["AccessKeys"]}
+    assert record["Removed"]["MFADevices"] is None and record["Removed"]["Permissions"] is None
+    assert record["Plan"]["Items"]["MFADevices"][0]["SerialNumber"] == made["MFADevices"][0]
+    listed = offboard(emulator, "records", "--user-name", "ruth", "--record-dir", str(tmp_path))
+    assert f"record.json  failed: {record['Error']}" in listed.stdout
+
+
+def test_records_in_a_bucket(emulator, iam):
+    s3(emulator).create_bucket(Bucket="audit-bucket")
+    seed_user(iam, "rhea")
+    result = offboard(emulator, "delete", "--user-name", "rhea", "--yes", "--record-bucket", "audit-bucket")
+    assert result.returncode == 0, result.stderr
+    keys = [o["Key"] for o in s3(emulator).list_objects_v2(Bucket="audit-bucket", Prefix="records/123456789012/rhea/")["Contents"]]
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["plan.json", "record.json"]
+    assert "record.json written to s3://audit-bucket/records/123456789012/rhea/" in result.stderr
+    listed = offboard(emulator, "records", "--user-name", "rhea", "--record-bucket", "audit-bucket",
+                      "--account", "123456789012", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 2
+
+
+def test_a_plan_that_cannot_be_stored_stops_before_any_change(emulator, iam):
+    seed_user(iam, "remy")
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "delete", "--user-name", "remy", "--yes", "--record-bucket", "no-such-bucket")
+    assert result.returncode == 1 and "RecordNotWritten" in result.stderr, result.stderr
+    assert [c for c in operator_calls(emulator) if c["Action"].startswith(MUTATING_PREFIXES) and c["Service"] == "iam"] == []
+    assert leftovers(iam, "remy") != {}

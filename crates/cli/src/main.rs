@@ -10,11 +10,15 @@ use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use iam_offboard_core::errors::classify_sdk_error;
 use iam_offboard_core::input::{self, UserRef};
+use iam_offboard_core::pipeline::Progress;
 use iam_offboard_core::record::AuditRecord;
 use iam_offboard_core::stages::StageContext;
 use iam_offboard_core::target::ProtectionPolicy;
 use iam_offboard_core::{pipeline, OffboardError};
 use serde_json::{json, Value};
+
+mod records;
+use records::{user_prefix, RecordArgs, RecordStore};
 
 #[derive(Parser)]
 #[command(name = "offboard", version, about = "Delete an AWS IAM user completely, whatever MFA devices it has")]
@@ -77,7 +81,12 @@ struct Common {
 #[derive(Subcommand)]
 enum Command {
     /// Show everything that would be removed; change nothing.
-    Plan(Common),
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        records: RecordArgs,
+    },
     /// Offboard the user in-process, stage by stage, and print the audit record.
     Delete {
         #[command(flatten)]
@@ -85,6 +94,19 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        records: RecordArgs,
+    },
+    /// List and print the stored plans and records of a user.
+    Records {
+        /// The IAM user name (matched without regard to case, as IAM does).
+        #[arg(long)]
+        user_name: String,
+        /// The account the records are filed under (default: the caller's).
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        records: RecordArgs,
     },
     /// Start an execution of the deployed state machine, named after the user.
     Start {
@@ -136,19 +158,42 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let config = aws_config_for(&cli).await?;
     match &cli.command {
-        Command::Plan(common) => {
+        Command::Plan { common, records } => {
             let ctx = StageContext::new(&config, protection_policy()?);
-            let record = pipeline::plan(&ctx, execution_input(common, true)?, &mut progress()).await?;
+            let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
+            let record = pipeline::plan(&ctx, execution_input(common, true)?, &mut reporter).await?;
             print_record(&record, cli.output)
         }
-        Command::Delete { common, yes } => {
+        Command::Delete { common, yes, records } => {
             let input = execution_input(common, false)?;
             if !yes {
                 confirm(common)?;
             }
             let ctx = StageContext::new(&config, protection_policy()?);
-            let record = pipeline::offboard(&ctx, input, &mut progress()).await?;
-            print_record(&record, cli.output)
+            let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
+            match pipeline::offboard(&ctx, input, &mut reporter).await {
+                Ok(record) => {
+                    reporter.store(Some(&record.user.user_name), "record.json", &record).await?;
+                    print_record(&record, cli.output)
+                }
+                Err(failed) => {
+                    let user = failed.record.user.as_ref().map(|user| user.user_name.as_str());
+                    if let Err(not_written) = reporter.store(user, "record.json", &failed.record).await {
+                        eprintln!("error: {}: {not_written}", not_written.name());
+                    }
+                    Err(Failure::Offboard(failed.error))
+                }
+            }
+        }
+        Command::Records { user_name, account, records } => {
+            let Some(store) = RecordStore::from_args(records, &config, cli.endpoint_url.is_some()) else {
+                return Err(Failure::Local("give --record-dir or --record-bucket".into()));
+            };
+            let account = match account {
+                Some(account) => account.clone(),
+                None => iam_offboard_core::target::get_caller_identity(&aws_sdk_sts::Client::new(&config)).await?.account,
+            };
+            list_records(&store, &account, user_name, cli.output).await
         }
         Command::Start { common, state_machine_arn, dry_run, execution_name, wait } => {
             let input = execution_input(common, *dry_run)?;
@@ -241,9 +286,75 @@ fn confirm(common: &Common) -> Result<(), Failure> {
     }
 }
 
-/// Progress goes to stderr, so that `--output json` stays parseable.
-fn progress() -> impl FnMut(&str, &str) {
-    |stage: &str, detail: &str| eprintln!("  ✓ {stage:<42} {detail}")
+/// Prints progress to stderr (so that `--output json` stays parseable) and,
+/// given a store, files the plan before the first change and the record at
+/// the end, as the state machine does.
+struct Reporter {
+    store: Option<RecordStore>,
+    account: String,
+    execution_name: String,
+}
+
+impl Reporter {
+    async fn new(ctx: &StageContext, store: Option<RecordStore>) -> Result<Self, Failure> {
+        let account = match &store {
+            Some(_) => ctx.caller().await?.account.clone(),
+            None => String::new(),
+        };
+        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        Ok(Self { store, account, execution_name: format!("cli-{millis}") })
+    }
+
+    async fn store(&self, user_name: Option<&str>, file: &str, document: &impl serde::Serialize) -> Result<(), OffboardError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let key = format!("{}{}/{file}", user_prefix(&self.account, user_name), self.execution_name);
+        let location = store.put(&key, document).await.map_err(|why| {
+            OffboardError::RecordNotWritten(format!("the {file} of this offboarding could not be stored: {why}"))
+        })?;
+        eprintln!("  {file} written to {location}");
+        Ok(())
+    }
+}
+
+impl Progress for Reporter {
+    fn stage_done(&mut self, stage: &str, detail: &str) {
+        eprintln!("  ✓ {stage:<42} {detail}")
+    }
+
+    async fn plan_ready(&mut self, plan: &AuditRecord) -> Result<(), OffboardError> {
+        self.store(Some(&plan.user.user_name), "plan.json", plan).await
+    }
+}
+
+/// Prints every stored plan and record of the user, newest execution last.
+async fn list_records(store: &RecordStore, account: &str, user_name: &str, output: Output) -> Result<(), Failure> {
+    let keys = store.keys(&format!("records/{account}/")).await.map_err(Failure::Local)?;
+    let mine: Vec<&String> = keys
+        .iter()
+        .filter(|key| key.split('/').nth(2).is_some_and(|user| user.eq_ignore_ascii_case(user_name)))
+        .collect();
+    let mut documents = Vec::with_capacity(mine.len());
+    for key in mine {
+        let record = store.get(key).await.map_err(Failure::Local)?;
+        let outcome = match (key.ends_with("/plan.json"), record.get("Error")) {
+            (true, _) => "plan".to_string(),
+            (false, Some(error)) => format!("failed: {}", error.as_str().unwrap_or_default()),
+            (false, None) => "offboarded".to_string(),
+        };
+        if output == Output::Text {
+            println!("{key}  {outcome}");
+        }
+        documents.push(json!({"Key": key, "Record": record}));
+    }
+    if documents.is_empty() {
+        eprintln!("no records of {user_name} under records/{account}/");
+    }
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&documents).map_err(|e| Failure::Local(e.to_string()))?);
+    }
+    Ok(())
 }
 
 fn print_record(record: &AuditRecord, output: Output) -> Result<(), Failure> {
@@ -410,6 +521,8 @@ mod tests {
         assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--user-id", "AIDAX"]).is_err());
         assert!(Cli::try_parse_from(["offboard", "plan", "--user-name", "alice"]).is_ok());
         assert!(Cli::try_parse_from(["offboard", "plan", "--user-name", "alice", "--mfa-serial", "x"]).is_err());
+        assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--record-dir", "d", "--record-bucket", "b"]).is_err());
+        assert!(Cli::try_parse_from(["offboard", "records", "--user-name", "a", "--record-bucket", "b"]).is_ok());
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub enum OffboardError {
     /// transient nor the input's fault, so it has a name of its own.
     #[error("{0}")]
     LimitExceeded(String),
+    /// The plan or record could not be stored; the state machine's Fail state
+    /// of the same name. Before the first change this stops the offboarding.
+    #[error("{0}")]
+    RecordNotWritten(String),
 }
 
 impl OffboardError {
@@ -45,6 +49,7 @@ impl OffboardError {
             Self::ServiceUnavailable(_) => "ServiceUnavailable",
             Self::VerificationFailed(_) => "VerificationFailed",
             Self::LimitExceeded(_) => "LimitExceeded",
+            Self::RecordNotWritten(_) => "RecordNotWritten",
         }
     }
 
@@ -67,6 +72,7 @@ impl OffboardError {
             Self::ServiceUnavailable(m) => Self::ServiceUnavailable(append(m)),
             Self::VerificationFailed(m) => Self::VerificationFailed(append(m)),
             Self::LimitExceeded(m) => Self::LimitExceeded(append(m)),
+            Self::RecordNotWritten(m) => Self::RecordNotWritten(append(m)),
         }
     }
 }
@@ -225,6 +231,7 @@ mod tests {
             OffboardError::ServiceUnavailable(String::new()),
             OffboardError::VerificationFailed(String::new()),
             OffboardError::LimitExceeded(String::new()),
+            OffboardError::RecordNotWritten(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, crate::ERROR_NAMES);

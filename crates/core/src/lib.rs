@@ -16,7 +16,7 @@ pub mod target;
 pub use errors::OffboardError;
 
 /// Every `errorType` a stage can raise, as the state machine names them.
-pub const ERROR_NAMES: [&str; 10] = [
+pub const ERROR_NAMES: [&str; 11] = [
     "InvalidInput",
     "UserNotFound",
     "ProtectedUser",
@@ -27,6 +27,7 @@ pub const ERROR_NAMES: [&str; 10] = [
     "ServiceUnavailable",
     "VerificationFailed",
     "LimitExceeded",
+    "RecordNotWritten",
 ];
 
 /// The IAM actions each stage's code calls: the least-privilege policy of

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::errors::OffboardError;
 use crate::inventory::CredentialInventory;
 use crate::mfa::classify;
-use crate::record::AuditRecord;
+use crate::record::{step_functions_cause, AuditRecord, FailureRecord, PartialRemoval};
 use crate::stages::{
     build_plan, invoke, CredentialRemoval, CredentialRemovalRequest, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
     DeleteKeysCertificatesMfaAndCredentials, GetGroupsAndPolicies, GetKeysCertificatesMfaAndCredentials, GetUsername,
@@ -22,6 +22,21 @@ pub const MAX_CONFLICT_ROUNDS: u32 = 3;
 /// Told as each stage completes, for progress output.
 pub trait Progress {
     fn stage_done(&mut self, stage: &str, detail: &str);
+
+    /// The plan, once, after the first inventory and before anything is
+    /// removed (where the state machine writes plan.json). An error here
+    /// stops the offboarding before its first change.
+    #[allow(async_fn_in_trait)]
+    async fn plan_ready(&mut self, _plan: &AuditRecord) -> Result<(), OffboardError> {
+        Ok(())
+    }
+}
+
+/// A failed offboarding: its error and the record of what was done.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: OffboardError,
+    pub record: FailureRecord,
 }
 
 impl<F: FnMut(&str, &str)> Progress for F {
@@ -65,48 +80,88 @@ pub async fn plan(ctx: &StageContext, input: Value, progress: &mut impl Progress
 }
 
 /// Offboards the user the execution input names, or returns the plan when
-/// the input asks for a dry run.
-pub async fn offboard(
-    ctx: &StageContext,
-    input: Value,
-    progress: &mut impl Progress,
-) -> Result<AuditRecord, OffboardError> {
-    let target = resolve(ctx, input, progress).await?;
-    let user_name = target.user.user_name.clone();
-    let user_id = target.user.user_id.clone();
-    let mut earlier_rounds = Value::Null;
-    let mut round = 0;
-    loop {
-        let inventory = take_inventory(ctx, &user_name, progress).await?;
-        if target.dry_run {
-            return Ok(build_plan(target, inventory.credentials, inventory.permissions));
+/// the input asks for a dry run. A failure comes with its record.
+pub async fn offboard(ctx: &StageContext, input: Value, progress: &mut impl Progress) -> Result<AuditRecord, Failed> {
+    let target = match resolve(ctx, input.clone(), progress).await {
+        Ok(target) => target,
+        Err(error) => return Err(Failed { record: FailureRecord::refusal(&error, input), error }),
+    };
+    let mut run = Run { target, plan: None, removed: PartialRemoval::default(), round: 0, earlier_rounds: Value::Null };
+    match run.to_the_end(ctx, progress).await {
+        Ok(record) => Ok(record),
+        Err(error) => Err(run.failed(error)),
+    }
+}
+
+/// An offboarding under way: what the failure record needs if it fails.
+struct Run {
+    target: Resolution,
+    plan: Option<AuditRecord>,
+    removed: PartialRemoval,
+    round: u32,
+    earlier_rounds: Value,
+}
+
+impl Run {
+    async fn to_the_end(&mut self, ctx: &StageContext, progress: &mut impl Progress) -> Result<AuditRecord, OffboardError> {
+        let user_name = self.target.user.user_name.clone();
+        let user_id = self.target.user.user_id.clone();
+        loop {
+            let inventory = take_inventory(ctx, &user_name, progress).await?;
+            if self.plan.is_none() {
+                let plan =
+                    build_plan(self.target.clone(), inventory.credentials.clone(), inventory.permissions.clone());
+                progress.plan_ready(&plan).await?;
+                if self.target.dry_run {
+                    return Ok(plan);
+                }
+                self.plan = Some(plan);
+            }
+            let mut timings = BTreeMap::new();
+            timings.insert(GetKeysCertificatesMfaAndCredentials::NAME.to_string(), inventory.credentials.duration_ms);
+            timings.insert(GetGroupsAndPolicies::NAME.to_string(), inventory.permissions.duration_ms);
+            self.removed = PartialRemoval::default();
+            let removed = remove_everything(ctx, &user_name, &user_id, inventory, &mut self.removed, progress).await?;
+            let request = UserDeletionRequest {
+                target: self.target.clone(),
+                removed: removed.clone(),
+                timings,
+                round: self.round,
+                earlier_rounds: self.earlier_rounds.clone(),
+            };
+            match invoke::<DeleteIamUserAndVerify>(ctx, request).await {
+                Ok(record) => {
+                    progress.stage_done(DeleteIamUserAndVerify::NAME, "user deleted and verified gone");
+                    return Ok(record);
+                }
+                Err(OffboardError::DeleteConflict(message)) if self.round < MAX_CONFLICT_ROUNDS => {
+                    self.round += 1;
+                    progress.stage_done(
+                        DeleteIamUserAndVerify::NAME,
+                        &format!("DeleteConflict, inventory round {} of {MAX_CONFLICT_ROUNDS}: {message}", self.round),
+                    );
+                    let earlier = std::mem::take(&mut self.earlier_rounds);
+                    self.earlier_rounds = Value::Array(vec![earlier, serde_json::to_value(removed).unwrap_or_default()]);
+                }
+                Err(error) => return Err(error),
+            }
         }
-        let mut timings = BTreeMap::new();
-        timings.insert(GetKeysCertificatesMfaAndCredentials::NAME.to_string(), inventory.credentials.duration_ms);
-        timings.insert(GetGroupsAndPolicies::NAME.to_string(), inventory.permissions.duration_ms);
-        let removed = remove_everything(ctx, &user_name, &user_id, inventory, progress).await?;
-        let request = UserDeletionRequest {
-            target: target.clone(),
-            removed: removed.clone(),
-            timings,
-            round,
-            earlier_rounds: earlier_rounds.clone(),
+    }
+
+    fn failed(self, error: OffboardError) -> Failed {
+        let record = FailureRecord {
+            error: error.name().to_string(),
+            cause: step_functions_cause(&error),
+            dry_run: Some(self.target.dry_run),
+            context: Some(self.target.context),
+            user: Some(self.target.user),
+            input: None,
+            plan: self.plan,
+            removed: Some(self.removed),
+            earlier_rounds: Some(self.earlier_rounds),
+            rounds: Some(self.round),
         };
-        match invoke::<DeleteIamUserAndVerify>(ctx, request).await {
-            Ok(record) => {
-                progress.stage_done(DeleteIamUserAndVerify::NAME, "user deleted and verified gone");
-                return Ok(record);
-            }
-            Err(OffboardError::DeleteConflict(message)) if round < MAX_CONFLICT_ROUNDS => {
-                round += 1;
-                progress.stage_done(
-                    DeleteIamUserAndVerify::NAME,
-                    &format!("DeleteConflict, inventory round {round} of {MAX_CONFLICT_ROUNDS}: {message}"),
-                );
-                earlier_rounds = Value::Array(vec![earlier_rounds, serde_json::to_value(removed).unwrap_or_default()]);
-            }
-            Err(error) => return Err(error),
-        }
+        Failed { error, record }
     }
 }
 
@@ -115,6 +170,7 @@ async fn remove_everything(
     user_name: &str,
     user_id: &str,
     inventory: Inventory,
+    done: &mut PartialRemoval,
     progress: &mut impl Progress,
 ) -> Result<RoundRemoval, OffboardError> {
     let mut credentials = inventory.credentials;
@@ -136,6 +192,7 @@ async fn remove_everything(
         DeleteKeysCertificatesMfaAndCredentials::NAME,
         &format!("{} credentials removed", credentials.item_count()),
     );
+    done.credentials = Some(credentials.clone());
     let mut mfa_devices = Vec::with_capacity(devices.len());
     for device in devices {
         let handled_as = classify(&device.serial_number);
@@ -155,6 +212,7 @@ async fn remove_everything(
             DeleteKeysCertificatesMfaAndCredentials::NAME,
             &format!("MFA device {} removed as {:?}", device.serial_number, device.handled_as),
         );
+        done.mfa_devices.get_or_insert_with(Vec::new).push(device.clone());
         mfa_devices.push(device);
     }
     let request = PermissionRemovalRequest {
@@ -167,5 +225,6 @@ async fn remove_everything(
         DeleteGroupsAndPolicies::NAME,
         &format!("{} groups and policies removed", permissions.item_count()),
     );
+    done.permissions = Some(permissions.clone());
     Ok(RoundRemoval { credentials, mfa_devices, permissions })
 }

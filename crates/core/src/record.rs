@@ -95,3 +95,64 @@ pub struct AuditRecord {
     /// Milliseconds spent in each stage's own work.
     pub timings: BTreeMap<String, u64>,
 }
+
+/// What each removal stage of the last round had finished removing when an
+/// offboarding failed (`null` for a stage that had not finished).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct PartialRemoval {
+    pub credentials: Option<CredentialInventory>,
+    #[serde(rename = "MFADevices")]
+    pub mfa_devices: Option<Vec<MfaDevice>>,
+    pub permissions: Option<PermissionInventory>,
+}
+
+/// The record of a failed offboarding, as the state machine's RecordFailure
+/// and RecordRefusal states write it: the error, the plan, and what was
+/// already removed (the failing stage's own removals are named in `Cause`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FailureRecord {
+    /// `None` when no user was resolved (the input is then recorded instead).
+    pub user: Option<TargetUser>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    pub error: String,
+    /// Step Functions' form: `{"errorType": ..., "errorMessage": ...}` as a string.
+    pub cause: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<AuditRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<PartialRemoval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_rounds: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
+}
+
+/// A function error's cause as Step Functions records it.
+pub fn step_functions_cause(error: &crate::OffboardError) -> String {
+    serde_json::json!({"errorType": error.name(), "errorMessage": error.to_string()}).to_string()
+}
+
+impl FailureRecord {
+    /// GetUsername refused the input: nothing is known but the input.
+    pub fn refusal(error: &crate::OffboardError, input: Value) -> Self {
+        Self {
+            user: None,
+            input: Some(input),
+            error: error.name().to_string(),
+            cause: step_functions_cause(error),
+            dry_run: None,
+            context: None,
+            plan: None,
+            removed: None,
+            earlier_rounds: None,
+            rounds: None,
+        }
+    }
+}

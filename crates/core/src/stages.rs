@@ -506,8 +506,9 @@ pub fn build_record(request: UserDeletionRequest, user_deletion: crate::removal:
     })
 }
 
-/// The record of a dry run: what would be removed. The state machine's
-/// dry-run Pass state builds the same document.
+/// The plan: what would be removed (the whole record of a dry run, and
+/// plan.json before a real run's first change). The state machine's
+/// BuildPlan Pass state builds the same document.
 pub fn build_plan(
     target: Resolution,
     credentials: CredentialInventory,
@@ -522,8 +523,8 @@ pub fn build_plan(
     .filter_map(|(stage, ms)| ms.map(|ms| (stage.to_string(), ms)))
     .collect();
     AuditRecord {
+        dry_run: target.dry_run,
         user: target.user,
-        dry_run: true,
         context: target.context,
         items: Items::from_inventories(credentials, permissions),
         user_deletion: None,

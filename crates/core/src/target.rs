@@ -113,6 +113,7 @@ impl ProtectionPolicy {
 pub struct CallerIdentity {
     pub arn: String,
     pub user_id: String,
+    pub account: String,
 }
 
 pub async fn get_caller_identity(sts: &aws_sdk_sts::Client) -> Result<CallerIdentity, OffboardError> {
@@ -124,6 +125,7 @@ pub async fn get_caller_identity(sts: &aws_sdk_sts::Client) -> Result<CallerIden
     Ok(CallerIdentity {
         arn: output.arn().unwrap_or_default().to_string(),
         user_id: output.user_id().unwrap_or_default().to_string(),
+        account: output.account().unwrap_or_default().to_string(),
     })
 }
 
@@ -253,6 +255,7 @@ mod tests {
         CallerIdentity {
             arn: "arn:aws:sts::123456789012:assumed-role/offboard/fn".into(),
             user_id: "AROAEXAMPLE:fn".into(),
+            account: "123456789012".into(),
         }
     }
 
@@ -317,7 +320,7 @@ mod tests {
     #[test]
     fn the_callers_own_user_is_refused() {
         let target = user("ops-bot", "/", &[]);
-        let caller = CallerIdentity { arn: target.arn.clone(), user_id: target.user_id.clone() };
+        let caller = CallerIdentity { arn: target.arn.clone(), user_id: target.user_id.clone(), account: "123456789012".into() };
         let err = refuse_if_protected(&target, &ProtectionPolicy::default(), &caller).unwrap_err();
         assert_eq!(err.name(), "ProtectedUser");
         assert!(err.to_string().contains("will not delete itself"));
