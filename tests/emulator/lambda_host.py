@@ -8,6 +8,11 @@ function made which call. In front sits the Lambda Invoke API
 (POST /2015-03-31/functions/{name}/invocations), which Step Functions'
 interpreter reaches through AWS_ENDPOINT_URL_LAMBDA; a function error comes
 back as 200 with X-Amz-Function-Error, as from Lambda itself.
+
+``LambdaHost.inject_errors(stage, ["Lambda.Unknown", ...])`` makes the next
+invocations of one function answer with those function errors, one each, in
+order, without running the binary: the way to exercise the state machine's
+Lambda-service retriers (see ``inject_errors``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -214,6 +220,10 @@ class LambdaHost:
             self.functions[stage] = Function(stage, [str(bin_dir / binary)], function_env, instances, self.log_dir,
                                              max_concurrency=max_concurrency, timeout_seconds=timeout_seconds)
         self.invocations: list[tuple[str, bool]] = []
+        self.injection_lock = threading.Lock()
+        self.pending_errors: dict[str, deque[str]] = {}
+        #: (stage, errorType) of every injected error answered, in order.
+        self.injected: list[tuple[str, str]] = []
         self.server = Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
@@ -230,6 +240,43 @@ class LambdaHost:
 
     def arns(self) -> dict[str, str]:
         return {f"{stage}FunctionArn": function_arn(stage) for stage in FUNCTIONS}
+
+    def inject_errors(self, stage: str, error_types: list[str]) -> None:
+        """The next ``len(error_types)`` invocations of ``stage`` answer, in
+        order, with a function error of each type (200 + X-Amz-Function-Error,
+        body ``{"errorType", "errorMessage"}``) without reaching the binary.
+
+        Real Step Functions names Lambda's own failures ``Lambda.<Exception>``
+        (``Lambda.ServiceException``, ``Lambda.ClientExecutionTimeoutException``
+        ...) and reports a function timeout or out-of-memory as
+        ``Lambda.Unknown`` (AWS Step Functions Developer Guide, "Handle Lambda
+        service exceptions",
+        https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html,
+        and "Handling errors in Step Functions workflows",
+        https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+        moto's interpreter names every failed Invoke API call ``Exception``
+        (moto/stepfunctions/parser/.../state_task_lambda.py ``_from_error``),
+        so those names can only reach its retriers as a function error's
+        ``errorType``, which it passes through unchanged."""
+        if stage not in self.functions:
+            raise KeyError(f"no function {stage}; one of {sorted(self.functions)}")
+        with self.injection_lock:
+            self.pending_errors.setdefault(stage, deque()).extend(error_types)
+
+    def clear_injected_errors(self) -> None:
+        """Drops errors not yet answered and forgets the answered ones."""
+        with self.injection_lock:
+            self.pending_errors.clear()
+            self.injected.clear()
+
+    def _take_injected_error(self, stage: str) -> str | None:
+        with self.injection_lock:
+            queued = self.pending_errors.get(stage)
+            if not queued:
+                return None
+            error_type = queued.popleft()
+            self.injected.append((stage, error_type))
+            return error_type
 
     def function_for(self, name: str) -> Function | None:
         stage = name.rsplit(":function:", 1)[-1].split(":")[0].removeprefix("offboard-")
@@ -253,6 +300,20 @@ class LambdaHost:
                     payload = json.dumps({"Type": "User", "message": f"Function not found: {self.path}"}).encode()
                     self.send_response(404)
                     self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                injected = host._take_injected_error(function.stage)
+                if injected is not None:
+                    payload = json.dumps({"errorType": injected,
+                                          "errorMessage": f"{injected} injected by the local Lambda host "
+                                                          f"into offboard-{function.stage}"}).encode()
+                    host.invocations.append((function.stage, True))
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("X-Amz-Executed-Version", "$LATEST")
+                    self.send_header("X-Amz-Function-Error", "Unhandled")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
