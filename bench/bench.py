@@ -24,8 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
-# The benchmark measures the deploy-grade release binaries.
-os.environ.setdefault("OFFBOARD_BIN_DIR", str(ROOT / "target" / "release"))
 
 import boto3  # noqa: E402
 
@@ -164,7 +162,7 @@ def bench_invocations(iam_url: str) -> dict:
 
     results = {}
     requests = stage_requests(ACCOUNT)
-    host = LambdaHost(iam_url, log_dir=Path(tempfile.mkdtemp()))
+    host = LambdaHost(iam_url, bin_dir=RELEASE, log_dir=Path(tempfile.mkdtemp()))
     host.start()
     try:
         for stage, function in host.functions.items():
@@ -365,6 +363,9 @@ def markdown(results: dict) -> str:
 
 
 def main() -> int:
+    # The benchmark measures the deploy-grade release binaries (the local
+    # stack's LambdaHost reads this when it starts).
+    os.environ["OFFBOARD_BIN_DIR"] = str(RELEASE)
     from server import start
 
     server = start(0)

@@ -206,9 +206,10 @@ class LambdaHost:
     """The six functions plus the Lambda Invoke API in front of them."""
 
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
-                 bin_dir: Path = BIN_DIR, log_dir: Path | None = None,
+                 bin_dir: Path | None = None, log_dir: Path | None = None,
                  credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
                  timeout_seconds: float = 60.0):
+        bin_dir = bin_dir or Path(os.environ.get("OFFBOARD_BIN_DIR", BIN_DIR))
         self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint, **(env or {})}

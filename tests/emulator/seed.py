@@ -1,4 +1,10 @@
-"""Seeds users on the emulator with every credential type IAM has."""
+"""Seeds users on the emulator with every credential type IAM has.
+
+Shapes follow real IAM (sources beside each); the seeding itself takes one
+shortcut real IAM does not allow, noted at ``enable_mfa_device`` below.
+[API] = IAM API Reference, https://docs.aws.amazon.com/IAM/latest/APIReference/
+(same text in botocore's botocore/data/iam/2010-05-08/service-2.json).
+"""
 
 from __future__ import annotations
 
@@ -39,10 +45,19 @@ def ssh_public_key() -> str:
 
 
 def passkey_serial(user_name: str, n: int = 1) -> str:
-    return f"arn:aws:iam::{ACCOUNT}:u2f/user/{user_name}/passkey-{n}-ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    # A passkey / FIDO security key is listed by its ARN, arn:aws:iam::<account>:u2f/user/<user>/<name>-<id>:
+    # IAM User Guide, "Use ListMfaDevices with a CLI"
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/example_iam_ListMfaDevices_section.html):
+    # "SerialNumber": "arn:aws:iam::123456789012:u2f/user/Bob/fidosecuritykey1-7XNL7NFNLZ123456789EXAMPLE";
+    # [API] GetMFADevice: "For this API, we only accept FIDO security key ARNs." Real ids seen in the wild are
+    # 26 upper-case base32 characters ("...:u2f/user/<user>/<user>-passkey-NSSQURFMVVHQLMHYNZQJFH4EHM");
+    # the id here is a fixed 26-letter one.
+    return f"arn:aws:iam::{ACCOUNT}:u2f/user/{user_name}/passkey-{n}-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def hardware_serial(n: int = 1) -> str:
+    # A hardware TOTP token is listed by its plain serial number: same IAM User Guide example,
+    # "SerialNumber": "GAKT12345678" (also DESIGN.md's example serial).
     return f"GAKT{n:08d}"
 
 
@@ -67,6 +82,8 @@ def seed_user(
     login_profile: bool = True,
 ) -> dict:
     """Creates ``name`` holding the given number of each item; returns what it made."""
+    # [API] CreateUser accepts Path and Tags; GetUser returns both (the emulator compares
+    # user names and tag keys without case, as IAM does: see emulator.py).
     iam.create_user(
         UserName=name,
         Path=path,
@@ -90,6 +107,9 @@ def seed_user(
         ]["CertificateId"]
         for i in range(certificates)
     ]
+    # Default services: CodeCommit (Git credentials) and Amazon Bedrock (long-term API keys), both
+    # service-specific credentials ([API] CreateServiceSpecificCredential; IAM User Guide
+    # id_credentials_bedrock.html); at most 2 per service per user, so credentials_per_service <= 2.
     made["ServiceCredentials"] = [
         iam.create_service_specific_credential(UserName=name, ServiceName=service)["ServiceSpecificCredential"][
             "ServiceSpecificCredentialId"
@@ -98,11 +118,17 @@ def seed_user(
         for _ in range(credentials_per_service)
     ]
     serials = []
+    # [API] CreateVirtualMFADevice / DeleteVirtualMFADevice: "For virtual MFA devices, the serial number
+    # is the same as the ARN" (arn:aws:iam::<account>:mfa/<name>).
     for i in range(virtual_devices):
         device = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"{name}-phone-{i}")["VirtualMFADevice"]
         serials.append(device["SerialNumber"])
     serials += [passkey_serial(name, i + 1) for i in range(passkeys)]
     serials += [hardware_serial(i + 1) for i in range(hardware_tokens)]
+    # SEEDING SHORTCUT, not real IAM behaviour: real EnableMFADevice takes two TOTP codes and serves
+    # virtual and hardware TOTP devices; a passkey / security key is registered in the console (WebAuthn),
+    # not through this API. moto accepts any serial and codes, which is how the seed attaches all three
+    # kinds. What tests rely on is the result, the devices ListMFADevices then returns, which is real.
     for serial in serials:
         iam.enable_mfa_device(UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321")
     made["MFADevices"] = serials
@@ -149,9 +175,12 @@ def leftovers(iam, name: str) -> dict:
         found["User"] = name
     except iam.exceptions.NoSuchEntityException:
         pass
+    # [API] ListVirtualMFADevices: "If you do not specify an AssignmentStatus, the operation defaults to
+    # Any, which lists both assigned and unassigned virtual MFA devices"; paginated (Marker/MaxItems).
     virtual = [
         d["SerialNumber"]
-        for d in iam.list_virtual_mfa_devices()["VirtualMFADevices"]
+        for page in iam.get_paginator("list_virtual_mfa_devices").paginate()
+        for d in page["VirtualMFADevices"]
         if f":mfa/{name}-phone-" in d["SerialNumber"]
     ]
     if virtual:

@@ -139,6 +139,15 @@ pub fn is_mfa_required_denial(message: &str) -> bool {
     message.trim() == IAM_MFA_REQUIRED_MESSAGE
 }
 
+/// IAM answers `LimitExceeded` for account quotas on calls that create
+/// something, but also, transiently, on deletes ("Your account has a large
+/// number of updates awaiting replication, please try again later",
+/// aws/aws-sdk-go#807). A call that creates nothing cannot meet a quota.
+fn creates_nothing(action: &str) -> bool {
+    let name = action.rsplit(':').next().unwrap_or(action);
+    ["Delete", "Deactivate", "Detach", "Remove", "Get", "List"].iter().any(|verb| name.starts_with(verb))
+}
+
 /// MFA actions: a denial of these may come from a policy that requires MFA,
 /// which IAM's generic deny message does not reveal.
 fn is_mfa_action(action: &str) -> bool {
@@ -199,6 +208,10 @@ where
                 "{action} on {resource} was denied ({detail}). Grant {action} on that resource to the caller (see infra/template.yaml for the per-stage policy)."
             ))
         }
+    } else if code_str == "LimitExceeded" && creates_nothing(action) {
+        OffboardError::ServiceUnavailable(format!(
+            "{action} on {resource} was refused for now ({detail}): a call that creates nothing meets no quota, so this is a temporary IAM limit (such as updates awaiting replication). Transient: retried with backoff; re-run if it persists."
+        ))
     } else if code_str == "LimitExceeded" {
         OffboardError::LimitExceeded(format!(
             "{action} on {resource} was refused because an IAM account quota is reached ({detail}). Not caused by the input: free capacity or raise the quota (Service Quotas), then re-run."
@@ -254,6 +267,16 @@ mod tests {
             "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DeleteVirtualMFADevice on resource: arn:aws:iam::123456789012:mfa/alice",
         ] {
             assert!(!is_mfa_required_denial(generic), "{generic}");
+        }
+    }
+
+    #[test]
+    fn limit_exceeded_is_a_quota_only_for_calls_that_create() {
+        for action in ["iam:DeleteAccessKey", "iam:DeactivateMFADevice", "iam:DetachUserPolicy", "iam:RemoveUserFromGroup", "iam:ListUsers"] {
+            assert!(creates_nothing(action), "{action}");
+        }
+        for action in ["iam:CreateUser", "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:AddUserToGroup", "iam:TagUser"] {
+            assert!(!creates_nothing(action), "{action}");
         }
     }
 
