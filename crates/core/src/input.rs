@@ -253,6 +253,7 @@ mod tests {
         assert_ne!(name("a.b"), name("a_b"));
         assert_ne!(name("a,b"), name("a@b"));
         assert_eq!(name("alice"), "alice-872213e7", "the README's example");
+        assert!(name("a-b_c").starts_with("a-b_c-"), "- and _ are kept as they are");
         assert_eq!(fnv1a32(b""), 0x811c_9dc5);
         assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
         for n in ["a+b=c,d.e@f-g_h", &"W".repeat(64), "x"] {

@@ -324,5 +324,10 @@ mod tests {
         let err = refuse_if_protected(&target, &ProtectionPolicy::default(), &caller).unwrap_err();
         assert_eq!(err.name(), "ProtectedUser");
         assert!(err.to_string().contains("will not delete itself"));
+        // Either one identifies the caller: the same id, or the same ARN in any case.
+        let by_id = CallerIdentity { arn: "arn:aws:iam::123456789012:user/renamed".into(), ..caller.clone() };
+        assert!(refuse_if_protected(&target, &ProtectionPolicy::default(), &by_id).is_err());
+        let by_arn = CallerIdentity { arn: target.arn.to_uppercase(), user_id: "AIDAOTHER".into(), ..caller };
+        assert!(refuse_if_protected(&target, &ProtectionPolicy::default(), &by_arn).is_err());
     }
 }

@@ -907,3 +907,16 @@ async fn a_user_already_deleted_is_verified_not_deleted_again() {
         assert_eq!(error.name(), "UserNotFound", "{which}: a vanished user is not someone to remove things from");
     }
 }
+
+#[tokio::test]
+async fn a_denied_recheck_is_access_denied_never_a_user_already_gone() {
+    // No DeleteUser rule: treating the denial as "already deleted" and going on would panic.
+    for (which, payload) in mutating_requests() {
+        let denied = mock!(Client::get_user).then_http_response(|| {
+            error_xml(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:GetUser on resource: arn:aws:iam::123456789012:user/alice")
+        });
+        let ctx = context(iam_client!(&denied));
+        let error = run_mutating_stage(&ctx, which, payload).await.unwrap_err();
+        assert_eq!(error.name(), "AccessDenied", "{which}");
+    }
+}
