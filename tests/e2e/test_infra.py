@@ -17,12 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "offboard.asl.json"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
+# Step Functions developer guide, "Handle transient Lambda service exceptions":
+# Lambda service errors are reported as Lambda.<ErrorName>, and "unhandled
+# errors in Lambda are reported as Lambda.Unknown ... out-of-memory errors and
+# function timeouts". A real timeout's payload names Sandbox.Timedout.
 RETRIED = {"Throttled", "ServiceUnavailable", "Lambda.ServiceException", "Lambda.AWSLambdaException",
-           "Lambda.SdkClientException", "Lambda.TooManyRequestsException",
+           "Lambda.SdkClientException", "Lambda.TooManyRequestsException", "Lambda.Unknown",
+           "Lambda.ClientExecutionTimeoutException",
            # A stage timed out while queued behind IAM's rate: every stage is idempotent.
            "Sandbox.Timedout"}
 NEVER_RETRIED = {"InvalidInput", "UserNotFound", "ProtectedUser", "AccessDenied", "MfaAuthenticationRequired",
-                 "DeleteConflict", "VerificationFailed"}
+                 "DeleteConflict", "VerificationFailed", "LimitExceeded", "RecordNotWritten"}
+OTHER_SUBSTITUTIONS = {"AuditBucketName": "offboard-audit", "EventBusName": "default"}
+ALLOWLIST = json.loads((ROOT / "infra" / "policy-lint-allowlist.json").read_text())
 MUTATING = ("Delete", "Deactivate", "Detach", "Remove")
 
 
@@ -40,6 +47,8 @@ def substituted(arn_for=lambda stage: f"arn:aws:lambda:us-east-1:123456789012:fu
     text = ASL.read_text()
     for stage in STAGE_ACTIONS:
         text = text.replace("${%sFunctionArn}" % stage, arn_for(stage))
+    for name, value in OTHER_SUBSTITUTIONS.items():
+        text = text.replace("${%s}" % name, value)
     assert "${" not in text
     return text
 
@@ -108,11 +117,151 @@ def test_each_function_role_allows_exactly_what_its_stage_calls():
         assert allowed == set(STAGE_ACTIONS[stage]), f"{stage}: {sorted(allowed ^ set(STAGE_ACTIONS[stage]))}"
         for statement in statements:
             assert not any("*" in a for a in as_list(statement["Action"])), statement
-            if statement["Effect"] == "Allow":
-                for resource in as_list(statement["Resource"]):
-                    assert resource != "*", f"{stage}: Resource * in {statement}"
-                    text = json.dumps(resource)
-                    assert re.search(r":(user|mfa|group)/\*", text), f"{stage}: {text}"
+
+
+# --- AWS's Service Authorization Reference, as PyPI parliament ships it -----
+
+SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
+          "AuditBucket.Arn": "arn:aws:s3:::offboard-audit", "EventBusName": "default",
+          "AuditKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}
+
+
+def render(node):
+    """The template's intrinsics with sample values (Fn::If: its first branch,
+    so that conditional statements are linted too)."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::Sub"}:
+            return re.sub(r"\$\{([^}]+)\}", lambda m: SAMPLE[m[1]], node["Fn::Sub"])
+        if set(node) == {"Ref"}:
+            return SAMPLE[node["Ref"]]
+        if set(node) == {"Fn::GetAtt"}:
+            target = node["Fn::GetAtt"]
+            return SAMPLE[".".join(target) if isinstance(target, list) else target]
+        if set(node) == {"Fn::If"}:
+            return render(node["Fn::If"][1])
+        return {key: render(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [render(value) for value in node]
+    return node
+
+
+def policy_documents(resources: dict) -> list[tuple[str, dict]]:
+    """Every policy in the template, rendered: inline role policies (SAM's
+    LambdaInvokePolicy expanded as SAM documents it) and bucket policies."""
+    documents = []
+    for logical_id, resource in resources.items():
+        properties = resource.get("Properties", {})
+        for policy in properties.get("Policies", []) if resource["Type"].startswith("AWS::Serverless::") else []:
+            if "LambdaInvokePolicy" in policy:
+                function = policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+                policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
+                          "Resource": f"arn:aws:lambda:us-east-1:123456789012:function:{function}*"}]}
+            documents.append((logical_id, render(policy)))
+        if resource["Type"] == "AWS::S3::BucketPolicy":
+            documents.append((logical_id, render(properties["PolicyDocument"])))
+    return documents
+
+
+def lint(documents: list[tuple[str, dict]]) -> set[tuple[str, str]]:
+    from parliament import analyze_policy_string
+
+    findings = set()
+    for logical_id, document in documents:
+        policy = analyze_policy_string(json.dumps(document), include_community_auditors=True)
+        findings |= {(logical_id, finding.issue) for finding in policy.findings}
+    return findings
+
+
+def test_every_policy_passes_the_authorization_reference_linter():
+    documents = policy_documents(template()["Resources"])
+    expected = {f"{stage}Function" for stage in STAGE_ACTIONS} | {"OffboardStateMachine", "AuditBucketPolicy"}
+    assert {name for name, _ in documents} >= expected
+    allowed = {(entry["Resource"], entry["Issue"]) for entry in ALLOWLIST}
+    assert all(entry["Reason"].strip() for entry in ALLOWLIST)
+    findings = lint(documents)
+    assert findings <= allowed, f"new findings: {sorted(findings - allowed)}"
+    assert allowed <= findings, f"allowlist entries no longer needed: {sorted(allowed - findings)}"
+
+
+def test_the_linter_catches_list_users_scoped_to_users_and_the_iam_only_tag_key():
+    """The two defects the linter found in the first template."""
+    scoped = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:ListUsers",
+                                                      "Resource": "arn:aws:iam::123456789012:user/*"}]}
+    assert ("GetUsername", "RESOURCE_MISMATCH") in lint([("GetUsername", scoped)])
+    iam_key = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "iam:DeleteUser",
+               "Resource": "arn:aws:iam::123456789012:user/*",
+               "Condition": {"StringEqualsIgnoreCase": {"iam:ResourceTag/offboard:protected": "true"}}}]}
+    assert ("Delete", "UNKNOWN_CONDITION_FOR_ACTION") in lint([("Delete", iam_key)])
+
+
+def sar_resource_types(action: str) -> list[tuple[str, str, bool]]:
+    """(resource type, ARN format, required) the action acts on, per the
+    Service Authorization Reference (a trailing * marks a required type); []
+    when it supports no resource-level permissions."""
+    from parliament import iam_definition
+
+    service, name = action.split(":")
+    definition_ = next(s for s in iam_definition if s["prefix"] == service)
+    privilege = next(p for p in definition_["privileges"] if p["privilege"] == name)
+    arn_formats = {r["resource"]: r["arn"] for r in definition_["resources"]}
+    return [(r["resource_type"].rstrip("*"), arn_formats[r["resource_type"].rstrip("*")], r["resource_type"].endswith("*"))
+            for r in privilege["resource_types"] if r["resource_type"]]
+
+
+SAMPLE_NAMES = {"${Partition}": "aws", "${Account}": "123456789012", "${UserNameWithPath}": "engineering/alice",
+                "${GroupNameWithPath}": "developers", "${MfaTokenIdWithPath}": "alice-phone"}
+
+
+def sample_arn(arn_format: str) -> str:
+    for placeholder, value in SAMPLE_NAMES.items():
+        arn_format = arn_format.replace(placeholder, value)
+    return arn_format
+
+
+def covered(statements: list[dict], action: str, arn: str) -> bool:
+    import fnmatch
+
+    return any(action in as_list(s["Action"]) and any(fnmatch.fnmatchcase(arn, r) for r in as_list(s["Resource"]))
+               for s in statements)
+
+
+def test_each_action_is_allowed_on_the_resource_type_aws_authorizes_it_on():
+    resources = template()["Resources"]
+    for stage, actions in STAGE_ACTIONS.items():
+        allows = [render(s) for s in function_statements(resources, f"{stage}Function") if s["Effect"] == "Allow"]
+        for action in actions:
+            granted = [r for s in allows if action in as_list(s["Action"]) for r in as_list(s["Resource"])]
+            types = sar_resource_types(action)
+            if not types:
+                assert granted == ["*"], f"{stage}: {action} supports no resource-level permissions, so only *"
+                continue
+            assert "*" not in granted, f"{stage}: {action} is scoped, so no Resource *"
+            required = [(t, arn) for t, arn, needed in types if needed]
+            for resource_type, arn_format in required:
+                assert covered(allows, action, sample_arn(arn_format)), f"{stage}: {action} on {resource_type}"
+            if not required:  # optional types only: the action acts on one of them
+                assert any(covered(allows, action, sample_arn(arn)) for _, arn, _ in types), f"{stage}: {action}"
+
+
+def test_every_user_resource_mutation_is_covered_by_the_protection_deny():
+    resources = template()["Resources"]
+    for stage, actions in STAGE_ACTIONS.items():
+        denies = [render(s) for s in function_statements(resources, f"{stage}Function") if s["Effect"] == "Deny"]
+        for action in actions:
+            if not action.split(":")[1].startswith(MUTATING):
+                continue
+            for resource_type, arn_format, _ in sar_resource_types(action):
+                if resource_type == "user":
+                    assert covered(denies, action, sample_arn(arn_format)), f"{stage}: {action} not under the Deny"
+
+
+def test_each_function_logs_to_its_own_group_with_the_retention_parameter():
+    resources = template()["Resources"]
+    for stage in STAGE_ACTIONS:
+        config = resources[f"{stage}Function"]["Properties"]["LoggingConfig"]
+        group = resources[config["LogGroup"]["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup" and config["LogFormat"] == "JSON"
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, stage
 
 
 def test_mutating_functions_deny_protected_users():
@@ -123,7 +272,9 @@ def test_mutating_functions_deny_protected_users():
         denied = {a for s in denies for a in as_list(s["Action"])}
         assert denied == user_mutations, f"{stage}: {sorted(denied ^ user_mutations)}"
         for statement in denies:
-            assert statement["Condition"] == {"StringEqualsIgnoreCase": {"iam:ResourceTag/offboard:protected": "true"}}
+            # The global key (IAM User Guide, "Controlling access to IAM users and
+            # roles using tags": aws:ResourceTag/key-name).
+            assert statement["Condition"] == {"StringEqualsIgnoreCase": {"aws:ResourceTag/offboard:protected": "true"}}
     environment = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert environment["OFFBOARD_PROTECTED_TAG_KEY"] == "offboard:protected"
 
@@ -131,13 +282,16 @@ def test_mutating_functions_deny_protected_users():
 def test_state_machine_invokes_only_the_six_functions():
     machine = template()["Resources"]["OffboardStateMachine"]["Properties"]
     substitutions = machine["DefinitionSubstitutions"]
-    assert set(substitutions) == {f"{stage}FunctionArn" for stage in STAGE_ACTIONS}
+    assert set(substitutions) == {f"{stage}FunctionArn" for stage in STAGE_ACTIONS} | set(OTHER_SUBSTITUTIONS)
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
     assert placeholders == set(substitutions)
     invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in machine["Policies"] if "LambdaInvokePolicy" in p}
     assert invoked == {f"{stage}Function" for stage in STAGE_ACTIONS}
-    other = [s for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
-    assert all(a.startswith("logs:") for s in other for a in as_list(s["Action"]))
+    other = [render(s) for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
+    actions = {a for s in other for a in as_list(s["Action"])}
+    assert {a for a in actions if not a.startswith("logs:")} == {"s3:PutObject", "events:PutEvents", "kms:GenerateDataKey"}
+    writes = next(s for s in other if "s3:PutObject" in as_list(s["Action"]))
+    assert writes["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "only the records prefix"
     assert machine["Logging"]["Level"] == "ERROR" and machine["Logging"]["IncludeExecutionData"] is True
 
 
@@ -152,10 +306,14 @@ def test_config_trigger_yields_the_accepted_input_shape():
     assert set(json.loads(rendered)) == {"IAMUserId", "Context"}
 
 
-def test_every_task_retries_transient_errors_with_jitter_and_never_the_others():
-    for name, state in all_states(definition()["States"]):
-        if state["Type"] != "Task":
-            continue
+def lambda_tasks(states: dict):
+    return [(n, s) for n, s in all_states(states) if s["Type"] == "Task" and s["Resource"].startswith("${")]
+
+
+def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_others():
+    tasks = lambda_tasks(definition()["States"])
+    assert len(tasks) == 8, "six stages, the MFA Map's two routes counted apart"
+    for name, state in tasks:
         retried = set()
         for retrier in state["Retry"]:
             retried |= set(retrier["ErrorEquals"])
@@ -163,6 +321,28 @@ def test_every_task_retries_transient_errors_with_jitter_and_never_the_others():
             assert 1 < retrier["MaxAttempts"] <= 20 and retrier["BackoffRate"] >= 1.5, name
         assert retried == RETRIED, f"{name}: {retried ^ RETRIED}"
         assert not retried & NEVER_RETRIED
+
+
+def test_record_and_event_tasks_are_bounded_and_fail_loudly():
+    states = definition()["States"]
+    sdk = {n: s for n, s in states.items() if s["Type"] == "Task" and not s["Resource"].startswith("${")}
+    assert set(sdk) == {"WritePlan", "WriteRecord", "WriteFailureRecord", "PublishPlanned", "PublishOffboarded", "PublishFailed"}
+    for name, state in sdk.items():
+        assert [r["MaxAttempts"] for r in state["Retry"]] == [3], name
+        assert state["Catch"][0]["Next"] in ("RecordNotWritten", "EventNotPublished"), name
+        if state["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject":
+            assert state["Parameters"]["Bucket"] == "${AuditBucketName}" and state["ResultPath"] is None
+        else:
+            assert state["Resource"] == "arn:aws:states:::events:putEvents"
+            entry = state["Parameters"]["Entries"][0]
+            assert entry["Source"] == "iam-offboard" and entry["EventBusName"] == "${EventBusName}"
+            assert states[state["Next"]]["Choices"][0] == {"Variable": "$.Published.FailedEntryCount",
+                                                         "NumericGreaterThan": 0, "Next": "EventNotPublished"}
+    # The plan is written before the first change, on the first round only.
+    assert states["GetGroupsAndPolicies"]["Next"] == "BuildPlan" and states["BuildPlan"]["Next"] == "FirstRound"
+    assert states["FirstRound"]["Choices"][0] == {"Variable": "$.Round", "NumericEquals": 0, "Next": "WritePlan"}
+    assert states["WritePlan"]["Next"] == "IsDryRun"
+    assert states["DeleteIAMUserAndVerify"]["Next"] == "WriteRecord"
 
 
 def test_mfa_choice_uses_the_cores_virtual_pattern():
@@ -183,20 +363,69 @@ def test_delete_conflict_loops_back_at_most_three_rounds_and_other_failures_fail
     assert check["Choices"][0] == {"Variable": "$.Round", "NumericLessThan": 3, "Next": "NextRound"}
     assert states["NextRound"]["Next"] == "GetKeysCertificatesMfaAndCredentials"
     assert states["NextRound"]["Parameters"]["Round.$"] == "States.MathAdd($.Round, 1)"
-    for name, state in states.items():
-        if state["Type"] in ("Task", "Map") and name != "GetUsername":
-            last = state["Catch"][-1]
-            assert last["ErrorEquals"] == ["States.ALL"] and last["Next"] == "OffboardingFailed", name
+    for name, state in lambda_tasks(states) + [("RemoveMFADevices", states["RemoveMFADevices"])]:
+        if name in ("GetUsername", "DeactivateAndDeleteVirtualDevice", "DeactivateOnly"):
+            continue
+        last = state["Catch"][-1]
+        assert last["ErrorEquals"] == ["States.ALL"] and last["Next"] == "RecordFailure", name
     # GetUsername's input may not be an object: its failure replaces the state.
-    assert states["GetUsername"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "GetUsernameFailed"}]
-    assert states["GetUsernameFailed"] == {**states["GetUsernameFailed"], "Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"}
+    assert states["GetUsername"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "RecordRefusal"}]
+    assert states["ConflictPersisted"]["Next"] == "RecordFailure"
+    for recorded in ("RecordRefusal", "RecordFailure"):
+        assert states[recorded]["Next"] == "WriteFailureRecord"
+    assert states["FailedEventAccepted"]["Default"] == "OffboardingFailed"
     assert states["OffboardingFailed"] == {**states["OffboardingFailed"], "Type": "Fail",
                                           "ErrorPath": "$.Failure.Error", "CausePath": "$.Failure.Cause"}
 
 
 def test_dry_run_plan_has_the_audit_record_shape():
-    plan = definition()["States"]["DryRunPlan"]["Parameters"]
+    plan = definition()["States"]["BuildPlan"]["Parameters"]
     fields = {key.removesuffix(".$") for key in plan}
     assert fields == {"User", "DryRun", "Context", "Items", "UserDeletion", "Rounds", "Timings"}
     record_fields = re.findall(r"pub (\w+):", (ROOT / "crates/core/src/record.rs").read_text().split("pub struct AuditRecord")[1].split("}")[0])
     assert fields == {"".join(part.title() for part in f.split("_")) for f in record_fields}
+
+
+def test_the_audit_bucket_is_private_versioned_encrypted_and_tls_only():
+    resources = template()["Resources"]
+    bucket = resources["AuditBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"][k] is True for k in
+               ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    encryption = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert encryption["Fn::If"][0] == "HasKmsKey" and encryption["Fn::If"][2] == {"SSEAlgorithm": "AES256"}
+    assert resources["AuditBucket"]["DeletionPolicy"] == "Retain"
+    # S3 user guide, "Enforce encryption in transit": deny every request whose
+    # aws:SecureTransport is false, on the bucket and its objects.
+    [tls] = resources["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (tls["Effect"], tls["Principal"], tls["Action"]) == ("Deny", "*", "s3:*")
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert render(tls["Resource"]) == ["arn:aws:s3:::offboard-audit", "arn:aws:s3:::offboard-audit/*"]
+
+
+def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
+    parameters = template()["Parameters"]
+    assert parameters["ObjectLockMode"]["Default"] == ""
+    assert set(parameters["ObjectLockMode"]["AllowedValues"]) == {"", "GOVERNANCE", "COMPLIANCE"}
+    bucket = template()["Resources"]["AuditBucket"]["Properties"]
+    assert bucket["ObjectLockConfiguration"]["Fn::If"][0] == "HasObjectLock"
+    assert bucket["ObjectLockConfiguration"]["Fn::If"][1]["Rule"]["DefaultRetention"] == {
+        "Mode": {"Ref": "ObjectLockMode"}, "Days": {"Ref": "ObjectLockRetentionDays"}}
+    for mode in ("GOVERNANCE", "COMPLIANCE"):
+        text = re.sub(r'(ObjectLockMode:\n    Type: String\n    Default: )""', rf"\g<1>{mode}", TEMPLATE.read_text())
+        assert f"Default: {mode}" in text
+        locked = tmp_path / f"{mode}.yaml"
+        locked.write_text(text)
+        result = subprocess.run([str(ROOT / ".venv" / "bin" / "cfn-lint"), str(locked)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alarms_watch_failed_timed_out_and_aborted_executions():
+    resources = template()["Resources"]
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
+    for alarm in alarms.values():
+        assert alarm["Namespace"] == "AWS/States"
+        assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "OffboardStateMachine"}}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
