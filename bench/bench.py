@@ -232,7 +232,11 @@ def lower_bound(made: dict) -> dict:
              + len(made["ServiceCredentials"]) + len(made["MFADevices"]) + len(made["Groups"])
              + len(made["InlinePolicies"]) + len(made["AttachedPolicies"]) + 1)  # + login profile
     return {
-        "resolve (GetUser, ListUserTags)": 2,
+        "resolve (GetUser, which carries the tags)": 1,
+        # A direct invoke skips GetUsername, so every mutating task checks its
+        # target first: GetUser in the credentials, permissions and deletion
+        # tasks, GetUser + ListMFADevices in each MFA device's task.
+        "re-check before each mutating task's first change": 3 + 2 * len(made["MFADevices"]),
         "list one page per type (6 credential + 3 permission lists)": 9,
         "GetUserPolicy per inline policy (documents for the record)": len(made["InlinePolicies"]),
         "one mutation per item (+ DeleteVirtualMFADevice per virtual device)": items + virtual,
