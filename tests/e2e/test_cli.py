@@ -255,3 +255,85 @@ def test_a_plan_that_cannot_be_stored_stops_before_any_change(emulator, iam):
     assert result.returncode == 1 and "RecordNotWritten" in result.stderr, result.stderr
     assert [c for c in operator_calls(emulator) if c["Action"].startswith(MUTATING_PREFIXES) and c["Service"] == "iam"] == []
     assert leftovers(iam, "remy") != {}
+
+
+def permissions(iam, name: str) -> dict:
+    """Everything restore-from-record brings back (credentials never)."""
+    user = iam.get_user(UserName=name)["User"]
+    return {
+        "path": user["Path"],
+        "tags": sorted((t["Key"], t["Value"]) for t in user.get("Tags", [])),
+        "boundary": user.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn"),
+        "groups": sorted(g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]),
+        "inline": {p: iam.get_user_policy(UserName=name, PolicyName=p)["PolicyDocument"]
+                   for p in iam.list_user_policies(UserName=name)["PolicyNames"]},
+        "attached": sorted(p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]),
+    }
+
+
+def offboarded_with_record(emulator, iam, tmp_path, name: str, **seed) -> tuple[dict, dict, Path]:
+    made = seed_user(iam, name, path="/engineering/", tags={"team": "payments", "Owner": name}, **seed)
+    before = permissions(iam, name)
+    result = offboard(emulator, "delete", "--user-name", name, "--yes", "--record-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [record] = (tmp_path / "records" / "123456789012" / name).glob("*/record.json")
+    return made, before, record
+
+
+def test_restore_from_a_record_rebuilds_the_permissions_never_the_credentials(emulator, iam, tmp_path):
+    made, before, record = offboarded_with_record(emulator, iam, tmp_path, "rory", groups=2, inline_policies=2, attached_policies=3)
+    assert leftovers(iam, "rory") == {}
+    result = offboard(emulator, "restore", "--record", str(record), "--yes", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert permissions(iam, "rory") == before, "path, tags, boundary, groups, inline documents and attachments are back"
+    report = json.loads(result.stdout)
+    assert report["CouldNotRestore"] == []
+    assert {f"access key {key}" for key in made["AccessKeys"]} <= set(report["NotRestored"])
+    assert any(item.startswith("MFA device") for item in report["NotRestored"])
+    assert iam.list_access_keys(UserName="rory")["AccessKeyMetadata"] == [], "no credential is recreated"
+    assert iam.list_mfa_devices(UserName="rory")["MFADevices"] == []
+    # A user of that name now exists: a second restore refuses and changes nothing.
+    again = offboard(emulator, "restore", "--record", str(record), "--yes")
+    assert again.returncode == 1 and "already exists" in again.stderr, again.stderr
+    assert permissions(iam, "rory") == before
+
+
+def test_restore_reports_a_group_that_no_longer_exists_and_restores_the_rest(emulator, iam, tmp_path):
+    iam.create_group(GroupName="disbanded-team")
+    seed_user(iam, "rolf", groups=1, inline_policies=1, attached_policies=1)
+    iam.add_user_to_group(GroupName="disbanded-team", UserName="rolf")
+    before = permissions(iam, "rolf")
+    result = offboard(emulator, "delete", "--user-name", "rolf", "--yes", "--record-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    iam.delete_group(GroupName="disbanded-team")
+    [record] = (tmp_path / "records" / "123456789012" / "rolf").glob("*/record.json")
+    restored = offboard(emulator, "restore", "--record", str(record), "--yes")
+    assert restored.returncode == 1, "incomplete: a group could not be restored"
+    assert "could not restore: membership of group disbanded-team: it no longer exists" in restored.stdout
+    assert "disbanded-team" in restored.stderr
+    after = permissions(iam, "rolf")
+    assert after == {**before, "groups": [g for g in before["groups"] if g != "disbanded-team"]}
+
+
+def test_restore_dry_run_and_unconfirmed_restore_change_nothing(emulator, iam, tmp_path):
+    _, _, record = offboarded_with_record(emulator, iam, tmp_path, "rita2", groups=1, inline_policies=1, attached_policies=1)
+    control(emulator, "calls", method="DELETE")
+    planned = offboard(emulator, "restore", "--record", str(record), "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "would restore" in planned.stdout and "inline policy reports-read-0" in planned.stdout
+    unconfirmed = offboard(emulator, "restore", "--record", str(record))
+    assert unconfirmed.returncode == 2 and "pass --yes" in unconfirmed.stderr
+    assert [c["Action"] for c in operator_calls(emulator) if c["Service"] == "iam"] == ["GetUser"], "only the existence check"
+    assert leftovers(iam, "rita2") == {}
+
+
+def test_restore_from_a_record_in_a_bucket(emulator, iam):
+    s3(emulator).create_bucket(Bucket="restore-bucket")
+    seed_user(iam, "roza", groups=1, inline_policies=1, attached_policies=1)
+    before = permissions(iam, "roza")
+    result = offboard(emulator, "delete", "--user-name", "roza", "--yes", "--record-bucket", "restore-bucket")
+    assert result.returncode == 0, result.stderr
+    [key] = [o["Key"] for o in s3(emulator).list_objects_v2(Bucket="restore-bucket")["Contents"] if o["Key"].endswith("record.json")]
+    restored = offboard(emulator, "restore", "--record", f"s3://restore-bucket/{key}", "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert permissions(iam, "roza") == before

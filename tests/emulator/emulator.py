@@ -199,6 +199,23 @@ def _put_user_permissions_boundary(self):  # type: ignore[no-untyped-def]
     return EmptyResult()
 
 
+_original_create_user_response = IamResponse.create_user
+
+
+def _create_user_with_boundary(self):  # type: ignore[no-untyped-def]
+    # [API] CreateUser: "PermissionsBoundary - The ARN of the managed policy that
+    # is used to set the permissions boundary for the user"; stock moto drops it.
+    # Stored as PutUserPermissionsBoundary stores it (above).
+    result = _original_create_user_response(self)
+    boundary = self._get_param("PermissionsBoundary")
+    if boundary:
+        self.backend.get_user(self._get_param("UserName")).permissions_boundary = {
+            "PermissionsBoundaryType": "Policy",
+            "PermissionsBoundaryArn": boundary,
+        }
+    return result
+
+
 def _delete_user_permissions_boundary(self):  # type: ignore[no-untyped-def]
     # [API] DeleteUserPermissionsBoundary: removes the boundary; the user keeps the rest.
     self.backend.get_user(self._get_param("UserName")).permissions_boundary = None
@@ -424,6 +441,7 @@ def extend_moto() -> None:
     IamResponse.list_service_specific_credentials = _list_service_specific_credentials
     IamResponse.delete_service_specific_credential = _delete_service_specific_credential
     IamResponse.update_service_specific_credential = _update_service_specific_credential
+    IamResponse.create_user = _create_user_with_boundary
     IamResponse.put_user_permissions_boundary = _put_user_permissions_boundary
     IamResponse.delete_user_permissions_boundary = _delete_user_permissions_boundary
     IamResponse.list_users = _list_users_paginated

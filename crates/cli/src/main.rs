@@ -97,6 +97,19 @@ enum Command {
         #[command(flatten)]
         records: RecordArgs,
     },
+    /// Recreate a deleted user's identity and permissions from its audit
+    /// record (never its credentials or MFA devices).
+    Restore {
+        /// The audit record: a file, or s3://bucket/key.
+        #[arg(long)]
+        record: String,
+        /// Only say what would be restored.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// List and print the stored plans and records of a user.
     Records {
         /// The IAM user name (matched without regard to case, as IAM does).
@@ -127,9 +140,11 @@ enum Command {
     },
 }
 
-/// What ends a run: a stage's typed error, or a local problem (usage, output).
+/// What ends a run: a stage's typed error, work left incomplete, or a local
+/// problem (usage, output).
 enum Failure {
     Offboard(OffboardError),
+    Incomplete(String),
     Local(String),
 }
 
@@ -146,6 +161,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Offboard(error)) => {
             eprintln!("error: {}: {error}", error.name());
+            ExitCode::from(1)
+        }
+        Err(Failure::Incomplete(message)) => {
+            eprintln!("error: {message}");
             ExitCode::from(1)
         }
         Err(Failure::Local(message)) => {
@@ -167,7 +186,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Delete { common, yes, records } => {
             let input = execution_input(common, false)?;
             if !yes {
-                confirm(common)?;
+                confirm(common.target.identifier(), "deletes IAM user {} and everything it holds")?;
             }
             let ctx = StageContext::new(&config, protection_policy()?);
             let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
@@ -183,6 +202,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Err(Failure::Offboard(failed.error))
                 }
+            }
+        }
+        Command::Restore { record, dry_run, yes } => {
+            let record = load_record(&config, record, cli.endpoint_url.is_some()).await?;
+            if !yes && !dry_run {
+                confirm(&record.user.user_name, "recreates IAM user {} with the permissions its record lists")?;
+            }
+            let iam = aws_sdk_iam::Client::new(&config);
+            let report = iam_offboard_core::restore::restore_from_record(&iam, &record, *dry_run).await?;
+            print_restore(&report, cli.output)?;
+            match report.could_not_restore.is_empty() {
+                true => Ok(()),
+                false => Err(Failure::Incomplete(format!(
+                    "{} could not be restored: {}",
+                    report.user_name,
+                    report.could_not_restore.join("; ")
+                ))),
             }
         }
         Command::Records { user_name, account, records } => {
@@ -268,14 +304,16 @@ fn execution_name_for(target: &Target) -> String {
     input::execution_name_for(&user)
 }
 
-fn confirm(common: &Common) -> Result<(), Failure> {
-    let expected = common.target.identifier();
+/// Asks the operator to type the user's name or id; `what` says what the
+/// command does, with `{}` for the user.
+fn confirm(expected: &str, what: &str) -> Result<(), Failure> {
+    let what = what.replace("{}", expected);
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Local(format!(
-            "refusing to delete {expected} without confirmation: standard input is not a terminal; pass --yes"
+            "refusing without confirmation (this {what}): standard input is not a terminal; pass --yes"
         )));
     }
-    eprint!("This deletes IAM user {expected} and everything it holds. Type its name or id to confirm: ");
+    eprint!("This {what}. Type its name or id to confirm: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).map_err(|e| Failure::Local(e.to_string()))?;
@@ -326,6 +364,42 @@ impl Progress for Reporter {
     async fn plan_ready(&mut self, plan: &AuditRecord) -> Result<(), OffboardError> {
         self.store(Some(&plan.user.user_name), "plan.json", plan).await
     }
+}
+
+/// Reads an audit record from a file or from `s3://bucket/key`.
+async fn load_record(config: &SdkConfig, location: &str, path_style: bool) -> Result<AuditRecord, Failure> {
+    let document = match location.strip_prefix("s3://").and_then(|rest| rest.split_once('/')) {
+        Some((bucket, key)) => {
+            let args = RecordArgs { record_dir: None, record_bucket: Some(bucket.to_string()) };
+            let store = RecordStore::from_args(&args, config, path_style).expect("a bucket was given");
+            store.get(key).await.map_err(Failure::Local)?
+        }
+        None => {
+            let text = std::fs::read_to_string(location).map_err(|e| Failure::Local(format!("{location}: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| Failure::Local(format!("{location} is not JSON: {e}")))?
+        }
+    };
+    serde_json::from_value(document)
+        .map_err(|e| Failure::Local(format!("{location} is not an audit record of iam-offboard: {e}")))
+}
+
+fn print_restore(report: &iam_offboard_core::restore::RestoreReport, output: Output) -> Result<(), Failure> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(report).map_err(|e| Failure::Local(e.to_string()))?);
+        return Ok(());
+    }
+    let verb = if report.dry_run { "would restore" } else { "restored" };
+    println!("\n{} {}:", report.user_name, verb);
+    for item in &report.restored {
+        println!("  + {item}");
+    }
+    for item in &report.not_restored {
+        println!("  - not restored (by design): {item}");
+    }
+    for item in &report.could_not_restore {
+        println!("  ! could not restore: {item}");
+    }
+    Ok(())
 }
 
 /// Prints every stored plan and record of the user, newest execution last.
@@ -523,6 +597,8 @@ mod tests {
         assert!(Cli::try_parse_from(["offboard", "plan", "--user-name", "alice", "--mfa-serial", "x"]).is_err());
         assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--record-dir", "d", "--record-bucket", "b"]).is_err());
         assert!(Cli::try_parse_from(["offboard", "records", "--user-name", "a", "--record-bucket", "b"]).is_ok());
+        assert!(Cli::try_parse_from(["offboard", "restore", "--record", "r.json", "--dry-run"]).is_ok());
+        assert!(Cli::try_parse_from(["offboard", "restore"]).is_err());
     }
 
     #[test]

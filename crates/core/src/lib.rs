@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod mfa;
 pub mod record;
 pub mod removal;
+pub mod restore;
 pub mod stages;
 pub mod target;
 

@@ -920,3 +920,70 @@ async fn a_denied_recheck_is_access_denied_never_a_user_already_gone() {
         assert_eq!(error.name(), "AccessDenied", "{which}");
     }
 }
+
+fn deleted_alice_record() -> iam_offboard_core::record::AuditRecord {
+    serde_json::from_value(json!({
+        "User": {"UserName": "alice", "UserId": ALICE_ID, "Arn": "arn:aws:iam::123456789012:user/eng/alice", "Path": "/eng/",
+                 "CreateDate": null, "PasswordLastUsed": null, "Tags": [{"Key": "team", "Value": "payments"}],
+                 "PermissionsBoundary": "arn:aws:iam::123456789012:policy/Boundary"},
+        "DryRun": false, "Context": null,
+        "Items": {"LoginProfile": {"CreateDate": null, "PasswordResetRequired": false, "Outcome": "Removed"},
+                  "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null, "Outcome": "Removed"}],
+                  "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [],
+                  "MFADevices": [{"SerialNumber": PASSKEY_SERIAL, "EnableDate": null, "HandledAs": "NonVirtual"}],
+                  "Groups": [{"GroupName": "developers", "GroupArn": null}, {"GroupName": "gone", "GroupArn": null}],
+                  "InlinePolicies": [{"PolicyName": "s3-read", "PolicyDocument": {"Version": "2012-10-17", "Statement": []}}],
+                  "AttachedPolicies": [{"PolicyName": "ReadOnlyAccess", "PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}]},
+        "UserDeletion": {"Outcome": "Removed", "VerificationAttempts": 1}, "Rounds": 0, "Timings": {}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn restore_recreates_identity_and_permissions_and_reports_what_it_could_not() {
+    use aws_sdk_iam::operation::{
+        add_user_to_group::AddUserToGroupOutput, attach_user_policy::AttachUserPolicyOutput, create_user::CreateUserOutput,
+        put_user_policy::PutUserPolicyOutput,
+    };
+    let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+    let create = mock!(Client::create_user)
+        .match_requests(|r| {
+            r.path() == Some("/eng/")
+                && r.permissions_boundary() == Some("arn:aws:iam::123456789012:policy/Boundary")
+                && r.tags().iter().any(|t| t.key() == "team" && t.value() == "payments")
+        })
+        .then_output(|| CreateUserOutput::builder().build());
+    let join = mock!(Client::add_user_to_group)
+        .match_requests(|r| r.group_name() == Some("developers"))
+        .then_output(|| AddUserToGroupOutput::builder().build());
+    let gone = mock!(Client::add_user_to_group)
+        .match_requests(|r| r.group_name() == Some("gone"))
+        .then_http_response(|| no_such_entity("group"));
+    let inline = mock!(Client::put_user_policy)
+        .match_requests(|r| r.policy_document() == Some(r#"{"Version":"2012-10-17","Statement":[]}"#))
+        .then_output(|| PutUserPolicyOutput::builder().build());
+    let attach = mock!(Client::attach_user_policy).then_output(|| AttachUserPolicyOutput::builder().build());
+    let iam = iam_client!(&absent, &create, &join, &gone, &inline, &attach);
+    let report = iam_offboard_core::restore::restore_from_record(&iam, &deleted_alice_record(), false).await.unwrap();
+    assert_eq!([create.num_calls(), join.num_calls(), gone.num_calls(), inline.num_calls(), attach.num_calls()], [1; 5]);
+    assert_eq!(report.could_not_restore, ["membership of group gone: it no longer exists"]);
+    assert_eq!(report.restored.len(), 4, "{:?}", report.restored);
+    assert_eq!(report.not_restored.len(), 3, "password, key and MFA device: {:?}", report.not_restored);
+}
+
+#[tokio::test]
+async fn restore_changes_nothing_over_an_existing_user_for_a_plan_or_in_a_dry_run() {
+    // Only GetUser rules: any creating call would panic.
+    let exists = alice_exists!();
+    let error = iam_offboard_core::restore::restore_from_record(&iam_client!(&exists), &deleted_alice_record(), false)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("already exists"), "{error}");
+    let mut plan = deleted_alice_record();
+    plan.dry_run = true;
+    let error = iam_offboard_core::restore::restore_from_record(&iam_client!(), &plan, false).await.unwrap_err();
+    assert_eq!(error.name(), "InvalidInput");
+    let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+    let report = iam_offboard_core::restore::restore_from_record(&iam_client!(&absent), &deleted_alice_record(), true).await.unwrap();
+    assert!(report.dry_run && report.restored.len() == 5, "{:?}", report.restored);
+}

@@ -1,0 +1,137 @@
+//! Restore after deletion: recreate a user's identity and permissions from
+//! its audit record (same name, path, tags, permissions boundary, group
+//! memberships, inline policies with their documents, managed policy
+//! attachments). Credentials and MFA devices are never recreated: a restored
+//! user gets new ones from its owner. Nothing is changed if a user of that
+//! name exists.
+
+use aws_sdk_iam::types::Tag as IamTag;
+use aws_sdk_iam::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
+use crate::record::AuditRecord;
+use crate::target::get_user;
+
+/// What a restore did, or in a dry run would do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestoreReport {
+    pub user_name: String,
+    pub dry_run: bool,
+    /// The user, its path, tags and boundary, groups and policies put back.
+    pub restored: Vec<String>,
+    /// Never restored by design: credentials and MFA devices.
+    pub not_restored: Vec<String>,
+    /// Restorable but gone from the account (a group or managed policy
+    /// deleted since): the restore is incomplete.
+    pub could_not_restore: Vec<String>,
+}
+
+/// Restores the user the record describes. `dry_run`: only the check that
+/// no user of that name exists, then the report of what would be done.
+pub async fn restore_from_record(iam: &Client, record: &AuditRecord, dry_run: bool) -> Result<RestoreReport, OffboardError> {
+    let user = &record.user;
+    let name = user.user_name.as_str();
+    if record.dry_run || record.user_deletion.is_none() {
+        return Err(OffboardError::InvalidInput(format!(
+            "the record of {name} is a plan, not the record of a deletion; there is nothing to restore"
+        )));
+    }
+    if let Some(existing) = get_user(iam, name).await? {
+        return Err(OffboardError::InvalidInput(format!(
+            "a user named {name} already exists ({}); restore never overwrites a user. Nothing was changed.",
+            existing.user_id
+        )));
+    }
+    let items = &record.items;
+    let mut report = RestoreReport { user_name: name.to_string(), dry_run, ..RestoreReport::default() };
+    report.not_restored = never_restored(record);
+    if dry_run {
+        report.restored.push(format!("user {name} at path {}", user.path));
+        report.restored.extend(items.groups.iter().map(|g| format!("membership of group {}", g.group_name)));
+        report.restored.extend(items.inline_policies.iter().map(|p| format!("inline policy {}", p.policy_name)));
+        report.restored.extend(items.attached_policies.iter().map(|p| format!("attached policy {}", p.policy_arn)));
+        return Ok(report);
+    }
+    let tags: Vec<IamTag> = user
+        .tags
+        .iter()
+        .map(|tag| IamTag::builder().key(&tag.key).value(&tag.value).build())
+        .collect::<Result<_, _>>()
+        .map_err(|e| OffboardError::InvalidInput(format!("the record's tags are malformed: {e}")))?;
+    iam.create_user()
+        .user_name(name)
+        .path(&user.path)
+        .set_permissions_boundary(user.permissions_boundary.clone())
+        .set_tags((!tags.is_empty()).then_some(tags))
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(e, "iam:CreateUser", &format!("user {name}")))?;
+    report.restored.push(format!(
+        "user {name} at path {} with {} tag(s){}",
+        user.path,
+        user.tags.len(),
+        user.permissions_boundary.as_deref().map(|b| format!(" and permissions boundary {b}")).unwrap_or_default()
+    ));
+    for group in &items.groups {
+        let what = format!("membership of group {}", group.group_name);
+        let added = iam.add_user_to_group().user_name(name).group_name(&group.group_name).send().await;
+        settle(&mut report, what, added.map(drop), "iam:AddUserToGroup")?;
+    }
+    for policy in &items.inline_policies {
+        let document = serde_json::to_string(&policy.policy_document).unwrap_or_default();
+        iam.put_user_policy()
+            .user_name(name)
+            .policy_name(&policy.policy_name)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, "iam:PutUserPolicy", &format!("inline policy {} of user {name}", policy.policy_name)))?;
+        report.restored.push(format!("inline policy {}", policy.policy_name));
+    }
+    for policy in &items.attached_policies {
+        let what = format!("attached policy {}", policy.policy_arn);
+        let attached = iam.attach_user_policy().user_name(name).policy_arn(&policy.policy_arn).send().await;
+        settle(&mut report, what, attached.map(drop), "iam:AttachUserPolicy")?;
+    }
+    Ok(report)
+}
+
+/// A group or managed policy that no longer exists is reported, not fatal:
+/// the rest of the user's permissions still come back.
+fn settle<E>(
+    report: &mut RestoreReport,
+    what: String,
+    result: Result<(), aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>>,
+    action: &str,
+) -> Result<(), OffboardError>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(()) => report.restored.push(what),
+        Err(error) if is_no_such_entity(&error) => report.could_not_restore.push(format!("{what}: it no longer exists")),
+        Err(error) => return Err(classify_sdk_error(error, action, &what)),
+    }
+    Ok(())
+}
+
+fn never_restored(record: &AuditRecord) -> Vec<String> {
+    let items = &record.items;
+    let mut lost = Vec::new();
+    if items.login_profile.is_some() {
+        lost.push("console password (login profile): set a new one".to_string());
+    }
+    lost.extend(items.access_keys.iter().map(|k| format!("access key {}", k.access_key_id)));
+    lost.extend(items.ssh_public_keys.iter().map(|k| format!("SSH public key {}", k.ssh_public_key_id)));
+    lost.extend(items.signing_certificates.iter().map(|c| format!("signing certificate {}", c.certificate_id)));
+    lost.extend(
+        items
+            .service_specific_credentials
+            .iter()
+            .map(|c| format!("{} credential {}", c.service_name, c.service_specific_credential_id)),
+    );
+    lost.extend(items.mfa_devices.iter().map(|d| format!("MFA device {}", d.serial_number)));
+    lost
+}
