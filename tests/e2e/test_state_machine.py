@@ -351,39 +351,3 @@ def test_zz_each_function_called_only_what_its_role_allows(stack):
     # Every declared action was exercised somewhere in the suite.
     assert {a for actions in observed.values() for a in actions} == {a for v in STAGE_ACTIONS.values() for a in v}
 
-
-def acted_on(action: str, params: dict) -> str:
-    """The ARN an observed call acted on, by the resource type the Service
-    Authorization Reference names for the action (parliament's copy)."""
-    from test_infra import sar_resource_types
-
-    types = {resource_type for resource_type, _, _ in sar_resource_types(action)}
-    if not types:
-        return "*"
-    if "mfa" in types and ":mfa/" in params.get("SerialNumber", ""):
-        return params["SerialNumber"]
-    if "group" in types:
-        return f"arn:aws:iam::{ACCOUNT}:group/{params['GroupName']}"
-    assert "user" in types, (action, types)
-    return f"arn:aws:iam::{ACCOUNT}:user/{params['UserName']}"
-
-
-def test_zz_every_observed_call_is_allowed_on_its_resource_and_user_mutations_are_under_the_deny(stack):
-    """Runs last: resource-level least privilege for every call of the session."""
-    from test_infra import as_list, covered, function_statements, render, template
-
-    resources = template()["Resources"]
-    checked = 0
-    for call in stack.all_calls():
-        stage = STAGE_BY_KEY.get(call["AccessKeyId"])
-        if not stage or call["Service"] != "iam" or call["Injected"]:
-            continue
-        action, arn = f"iam:{call['Action']}", acted_on(f"iam:{call['Action']}", call["Params"])
-        statements = [render(s) for s in function_statements(resources, f"{stage}Function")]
-        allows = [s for s in statements if s["Effect"] == "Allow"]
-        assert covered(allows, action, arn), f"{stage} called {action} on {arn}, which its role does not allow"
-        if call["Action"].startswith(MUTATING_PREFIXES) and ":user/" in arn:
-            denies = [s for s in statements if s["Effect"] == "Deny"]
-            assert covered(denies, action, arn), f"{stage}: {action} on {arn} escapes the protection Deny"
-        checked += 1
-    assert checked > 500, checked

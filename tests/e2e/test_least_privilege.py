@@ -1,0 +1,328 @@
+"""Least privilege, end to end: every IAM call the six real functions make
+while the state machine offboards users holding every credential type is
+checked against the function's policy in infra/template.yaml, resource by
+resource, using AWS's Service Authorization Reference (SAR) as PyPI
+`parliament` ships it (parliament/iam_definition.json), not action names.
+
+For each call in the emulator's call log (``Action``, ``AccessKeyId``,
+``Params`` = the request's form parameters), the SAR names the resource type
+the action is authorized on (user, group, mfa, policy, or none). From it and
+the parameters we build the ARN IAM authorizes the call against:
+
+- user   -> arn:aws:iam::<account>:user/<path><UserName>
+- group  -> arn:aws:iam::<account>:group/<GroupName>
+- mfa    -> the SerialNumber (for a virtual device it is the device's ARN:
+            "For virtual MFA devices, the serial number is the device ARN",
+            IAM API reference, DeactivateMFADevice/DeleteVirtualMFADevice)
+- policy -> the PolicyArn
+- none   -> "*" (the action supports no resource-level permissions)
+
+and assert that one of the calling function's Allow statements names the
+action on a Resource pattern matching that ARN, and that every mutation
+(SAR access level Write or Permissions management) on a *user* resource is
+also under the function's protection Deny, whose condition uses the global
+key aws:ResourceTag/offboard:protected (IAM User Guide, "Controlling access
+to and for IAM users and roles using tags": access_iam-tags.html; the SAR
+lists aws:ResourceTag/${TagKey} for the iam user resource type).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+from lambda_host import BIN_DIR, FUNCTIONS, access_key_for  # noqa: E402
+from seed import ACCOUNT, leftovers, seed_user  # noqa: E402
+from stack import Stack  # noqa: E402
+
+TEMPLATE = ROOT / "infra" / "template.yaml"
+STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
+STAGE_BY_KEY = {access_key_for(stage): stage for stage in FUNCTIONS}
+PARTITION = "aws"
+REGION = "us-east-1"
+PROTECTION = {"StringEqualsIgnoreCase": {"aws:ResourceTag/offboard:protected": "true"}}
+# SAR access levels that change something (the SAR's own classification).
+MUTATION_LEVELS = {"Write", "Permissions management", "Tagging"}
+
+
+# --- the Service Authorization Reference, as parliament ships it ------------
+
+def sar_privilege(action: str) -> tuple[dict, dict]:
+    """(privilege entry, {resource type: ARN format}) for "service:Action"."""
+    from parliament import iam_definition
+
+    prefix, name = action.split(":", 1)
+    service = next(s for s in iam_definition if s["prefix"] == prefix)
+    privilege = next((p for p in service["privileges"] if p["privilege"] == name), None)
+    assert privilege is not None, f"{action} is not in the Service Authorization Reference"
+    return privilege, {r["resource"]: r["arn"] for r in service["resources"]}
+
+
+def sar_resource_types(action: str) -> list[str]:
+    """The resource types the action is authorized on; [] = none ("*").
+    An entry with an empty type only lists condition keys (e.g. iam:PolicyARN
+    for DetachUserPolicy), it is no resource."""
+    privilege, _ = sar_privilege(action)
+    return [r["resource_type"].rstrip("*") for r in privilege["resource_types"] if r["resource_type"]]
+
+
+def is_mutation(action: str) -> bool:
+    return sar_privilege(action)[0]["access_level"] in MUTATION_LEVELS
+
+
+def arn_from_sar(action: str, resource_type: str, **values: str) -> str:
+    """The SAR's ARN format for the type, its ${...} placeholders filled."""
+    arn = sar_privilege(action)[1][resource_type]
+    arn = arn.replace("${Partition}", PARTITION).replace("${Account}", ACCOUNT).replace("${Region}", REGION)
+    for placeholder, value in values.items():
+        arn = arn.replace("${%s}" % placeholder, value)
+    assert "${" not in arn, f"{action}: unfilled {arn}"
+    return arn
+
+
+def acted_on(action: str, params: dict, paths: dict[str, str]) -> list[str]:
+    """The ARN(s) IAM authorizes this call against, from the SAR's resource
+    type for the action and the request's parameters. A call acts on one
+    resource; where the SAR lists alternatives (DeleteVirtualMFADevice: mfa or
+    sms-mfa) the serial decides which."""
+    types = sar_resource_types(action)
+    if not types:
+        return ["*"]
+    if "user" in types:
+        # Without UserName these actions act on the caller ("If you do not
+        # specify a user name, IAM determines the user name implicitly based on
+        # the AWS access key ID used to sign the request": IAM API reference,
+        # GetUser); a stage always names the user it works on.
+        assert "UserName" in params, f"{action} without UserName acts on the caller: {params}"
+        name = params["UserName"]
+        path = paths.get(name.lower(), "/")
+        return [arn_from_sar(action, "user", UserNameWithPath=path.lstrip("/") + name)]
+    if "group" in types:
+        return [arn_from_sar(action, "group", GroupNameWithPath=params["GroupName"])]
+    if "mfa" in types or "sms-mfa" in types:
+        serial = params["SerialNumber"]
+        virtual = re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(sms-mfa|mfa)/(.+)", serial)
+        assert virtual, f"{action} on {serial!r}: only a virtual device's serial is an mfa resource"
+        assert virtual[1] in types, f"{action}: {virtual[1]} is not a resource type of it in the SAR"
+        return [serial]
+    if "policy" in types:
+        return [params["PolicyArn"]]
+    raise AssertionError(f"{action}: resource types {types} not handled here")
+
+
+# --- the template's policies, rendered ---------------------------------------
+
+PSEUDO = {"AWS::Partition": PARTITION, "AWS::AccountId": ACCOUNT, "AWS::Region": REGION,
+          "AWS::StackName": "iam-offboard", "AWS::URLSuffix": "amazonaws.com"}
+
+
+def render(node, template: dict):
+    """Resolves the intrinsics a policy statement may hold to concrete values."""
+    if isinstance(node, list):
+        return [render(item, template) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"}:
+        name = node["Ref"]
+        if name in PSEUDO:
+            return PSEUDO[name]
+        if name in template.get("Parameters", {}):
+            return template["Parameters"][name].get("Default", "")
+        resource = template["Resources"][name]
+        return render(resource["Properties"].get("FunctionName", f"iam-offboard-{name}"), template)
+    if set(node) == {"Fn::Sub"}:
+        text, extra = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
+
+        def value(match):
+            name = match[1]
+            if name in extra:
+                return str(render(extra[name], template))
+            if "." in name:
+                return str(render({"Fn::GetAtt": name.split(".", 1)}, template))
+            return str(render({"Ref": name}, template))
+
+        return re.sub(r"\$\{([^}!]+)\}", value, text)
+    if set(node) == {"Fn::GetAtt"}:
+        name, attribute = node["Fn::GetAtt"] if isinstance(node["Fn::GetAtt"], list) else node["Fn::GetAtt"].split(".", 1)
+        assert attribute == "Arn", node
+        kind = template["Resources"][name]["Type"]
+        if kind == "AWS::Serverless::Function":
+            return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{render({'Ref': name}, template)}"
+        if kind == "AWS::Logs::LogGroup":
+            group = template["Resources"][name]["Properties"].get("LogGroupName", f"iam-offboard-{name}")
+            return f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{render(group, template)}:*"
+        if kind == "AWS::S3::Bucket":
+            return f"arn:{PARTITION}:s3:::iam-offboard-{name.lower()}"
+        raise AssertionError(f"no sample ARN for {kind}")
+    return {key: render(value, template) for key, value in node.items()}
+
+
+def function_policies() -> dict[str, list[dict]]:
+    template, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    policies = {}
+    for stage in STAGE_ACTIONS:
+        statements = []
+        for policy in template["Resources"][f"{stage}Function"]["Properties"].get("Policies", []):
+            assert "Statement" in policy, f"{stage}: inline statements only"
+            statements += render(policy["Statement"], template)
+        policies[stage] = statements
+    return policies
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def names(statement: dict, action: str) -> bool:
+    return any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in as_list(statement["Action"]))
+
+
+def matches(statement: dict, arn: str) -> bool:
+    # IAM matches a Resource pattern against the ARN, * and ? as wildcards that
+    # may span "/" (IAM User Guide, "IAM JSON policy elements: Resource").
+    return any(fnmatch.fnmatchcase(arn, pattern) for pattern in as_list(statement["Resource"]))
+
+
+def allowed(statements: list[dict], action: str, arn: str) -> bool:
+    return any(s["Effect"] == "Allow" and "Condition" not in s and names(s, action) and matches(s, arn)
+               for s in statements)
+
+
+def denied_when_protected(statements: list[dict], action: str, arn: str) -> bool:
+    return any(s["Effect"] == "Deny" and s.get("Condition") == PROTECTION and names(s, action) and matches(s, arn)
+               for s in statements)
+
+
+def check_call(policies: dict[str, list[dict]], stage: str, call: dict, paths: dict[str, str],
+               stage_actions: dict[str, list[str]] = STAGE_ACTIONS) -> list[str]:
+    """What is wrong with one observed call, [] if nothing."""
+    action = f"{call.get('Service') or 'iam'}:{call['Action']}"
+    if action == "sts:GetCallerIdentity":
+        # STS API reference, GetCallerIdentity: "No permissions are required to
+        # perform this operation" (an explicit deny cannot block it either).
+        return []
+    problems = []
+    if action not in stage_actions[stage]:
+        problems.append(f"{stage} called {action}, not in infra/stage-actions.json")
+    for arn in acted_on(action, call["Params"], paths):
+        if not allowed(policies[stage], action, arn):
+            problems.append(f"{stage}: no Allow for {action} on {arn}")
+        types = sar_resource_types(action)
+        if "user" in types and is_mutation(action) and not denied_when_protected(policies[stage], action, arn):
+            problems.append(f"{stage}: {action} on {arn} is a user mutation outside the protection Deny")
+    return problems
+
+
+# --- the SAR-based check itself, without the stack ----------------------------
+
+def test_the_resource_arn_comes_from_the_authorization_reference():
+    paths = {"alice": "/engineering/"}
+    assert acted_on("iam:ListUsers", {"MaxItems": "1000"}, paths) == ["*"]
+    assert acted_on("iam:DeleteAccessKey", {"UserName": "alice", "AccessKeyId": "AKIA1"}, paths) == [
+        f"arn:aws:iam::{ACCOUNT}:user/engineering/alice"]
+    assert acted_on("iam:RemoveUserFromGroup", {"UserName": "alice", "GroupName": "ops"}, paths) == [
+        f"arn:aws:iam::{ACCOUNT}:group/ops"]
+    serial = f"arn:aws:iam::{ACCOUNT}:mfa/alice-phone"
+    assert acted_on("iam:DeleteVirtualMFADevice", {"SerialNumber": serial}, paths) == [serial]
+    # DeactivateMFADevice is authorized on the user, not on the device.
+    assert acted_on("iam:DeactivateMFADevice", {"UserName": "alice", "SerialNumber": serial}, paths) == [
+        f"arn:aws:iam::{ACCOUNT}:user/engineering/alice"]
+    with pytest.raises(AssertionError, match="virtual device"):
+        acted_on("iam:DeleteVirtualMFADevice", {"SerialNumber": "GAKT00000001"}, paths)
+    with pytest.raises(AssertionError, match="acts on the caller"):
+        acted_on("iam:GetUser", {}, paths)
+
+
+def test_the_check_rejects_a_policy_scoped_by_action_name_only():
+    """The class of bug: ListUsers granted on user/* never works on real AWS
+    (it supports no resource-level permissions), and a user mutation left
+    outside the protection Deny."""
+    scoped = [{"Effect": "Allow", "Action": ["iam:ListUsers", "iam:GetUser"], "Resource": f"arn:aws:iam::{ACCOUNT}:user/*"}]
+    call = {"Service": "iam", "Action": "ListUsers", "Params": {"MaxItems": "1000"}}
+    assert check_call({"GetUsername": scoped}, "GetUsername", call, {},
+                      {"GetUsername": ["iam:ListUsers", "iam:GetUser"]}) == ["GetUsername: no Allow for iam:ListUsers on *"]
+    delete = [{"Effect": "Allow", "Action": "iam:DeleteUser", "Resource": f"arn:aws:iam::{ACCOUNT}:user/*"}]
+    call = {"Service": "iam", "Action": "DeleteUser", "Params": {"UserName": "bob"}}
+    assert check_call({"DeleteIAMUserAndVerify": delete}, "DeleteIAMUserAndVerify", call, {},
+                      {"DeleteIAMUserAndVerify": ["iam:DeleteUser"]}) == [
+        f"DeleteIAMUserAndVerify: iam:DeleteUser on arn:aws:iam::{ACCOUNT}:user/bob is a user mutation outside the protection Deny"]
+    # With the Deny, and an action the stage does not declare:
+    delete.append({"Effect": "Deny", "Action": "iam:DeleteUser", "Resource": f"arn:aws:iam::{ACCOUNT}:user/*", "Condition": PROTECTION})
+    assert check_call({"DeleteIAMUserAndVerify": delete}, "DeleteIAMUserAndVerify", call, {},
+                      {"DeleteIAMUserAndVerify": ["iam:DeleteUser"]}) == []
+    assert check_call({"DeleteIAMUserAndVerify": delete}, "DeleteIAMUserAndVerify", call, {},
+                      {"DeleteIAMUserAndVerify": []})[0].startswith("DeleteIAMUserAndVerify called iam:DeleteUser, not in")
+
+
+def test_the_template_passes_the_check_for_every_declared_action():
+    """Without the stack: one sample call per declared action, parameters as
+    the functions send them, against the template as it is."""
+    policies = function_policies()
+    serial = f"arn:aws:iam::{ACCOUNT}:mfa/alice-phone"
+    sample = {"UserName": "alice", "GroupName": "ops", "SerialNumber": serial, "PolicyName": "p",
+              "PolicyArn": f"arn:aws:iam::{ACCOUNT}:policy/p", "AccessKeyId": "AKIAEXAMPLE"}
+    problems = []
+    for stage, actions in STAGE_ACTIONS.items():
+        for action in actions:
+            service, name = action.split(":")
+            params = {} if name == "ListUsers" else sample
+            problems += check_call(policies, stage, {"Service": service, "Action": name, "Params": params},
+                                   {"alice": "/engineering/"})
+    assert problems == [], "\n".join(problems)
+
+
+# --- end to end -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stack():
+    missing = [b for b in FUNCTIONS.values() if not (BIN_DIR / b).exists()]
+    if missing:
+        pytest.fail(f"build the functions first (make build): missing {missing} in {BIN_DIR}")
+    with Stack(instances=1) as running:
+        yield running
+
+
+def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutations_are_denied_when_protected(stack):
+    policies = function_policies()
+    stack.faults()
+    stack.clear_calls()
+    # Every credential type; a path, so user ARNs are user/<path><name>.
+    paths = {"lp-by-name": "/engineering/", "lp-by-id": "/contractors/team-a/"}
+    for name, path in paths.items():
+        seed_user(stack.iam, name, path=path, access_keys=2, ssh_keys=2, certificates=2,
+                  services=("codecommit.amazonaws.com", "cassandra.amazonaws.com", "bedrock.amazonaws.com"),
+                  virtual_devices=2, passkeys=1, hardware_tokens=1, groups=2, inline_policies=2, attached_policies=2)
+    by_name = stack.run({"UserName": "lp-by-name"}, name="lp-by-name")
+    assert by_name["status"] == "SUCCEEDED", by_name.get("cause")
+    user_id = stack.iam.get_user(UserName="lp-by-id")["User"]["UserId"]
+    by_id = stack.run({"IAMUserId": user_id}, name="lp-by-id")  # GetUsername resolves it with ListUsers
+    assert by_id["status"] == "SUCCEEDED", by_id.get("cause")
+    for name in paths:
+        assert leftovers(stack.iam, name) == {}
+
+    calls = [c for c in stack.calls() if c["AccessKeyId"] in STAGE_BY_KEY and not c.get("Injected")]
+    lowered = {name.lower(): path for name, path in paths.items()}
+    problems = [p for c in calls for p in check_call(policies, STAGE_BY_KEY[c["AccessKeyId"]], c, lowered)]
+    assert problems == [], "\n".join(problems)
+
+    # The check covered what matters: every function called IAM, and between
+    # the two runs every action of infra/stage-actions.json was exercised.
+    observed: dict[str, set[str]] = {}
+    for c in calls:
+        observed.setdefault(STAGE_BY_KEY[c["AccessKeyId"]], set()).add(f"{c.get('Service') or 'iam'}:{c['Action']}")
+    for stage, actions in STAGE_ACTIONS.items():
+        unexercised = set(actions) - observed.get(stage, set())
+        assert not unexercised, f"{stage}: never called {sorted(unexercised)} in a full offboarding"
+    # The mutation kinds the Deny cannot cover by user tag were exercised too.
+    actions = [c["Action"] for c in calls]
+    assert "RemoveUserFromGroup" in actions and "DeleteVirtualMFADevice" in actions
