@@ -967,6 +967,7 @@ async fn restore_recreates_identity_and_permissions_and_reports_what_it_could_no
     let report = iam_offboard_core::restore::restore_from_record(&iam, &deleted_alice_record(), false).await.unwrap();
     assert_eq!([create.num_calls(), join.num_calls(), gone.num_calls(), inline.num_calls(), attach.num_calls()], [1; 5]);
     assert_eq!(report.could_not_restore, ["membership of group gone: it no longer exists"]);
+    assert_eq!(report.user_name, "alice");
     assert_eq!(report.restored.len(), 4, "{:?}", report.restored);
     assert_eq!(report.not_restored.len(), 3, "password, key and MFA device: {:?}", report.not_restored);
 }
@@ -986,4 +987,28 @@ async fn restore_changes_nothing_over_an_existing_user_for_a_plan_or_in_a_dry_ru
     let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
     let report = iam_offboard_core::restore::restore_from_record(&iam_client!(&absent), &deleted_alice_record(), true).await.unwrap();
     assert!(report.dry_run && report.restored.len() == 5, "{:?}", report.restored);
+}
+
+#[tokio::test]
+async fn a_denied_restore_step_is_an_error_not_a_missing_group() {
+    use aws_sdk_iam::operation::{add_user_to_group::AddUserToGroupOutput, create_user::CreateUserOutput, put_user_policy::PutUserPolicyOutput};
+    let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+    let create = mock!(Client::create_user).then_output(|| CreateUserOutput::builder().build());
+    let join = mock!(Client::add_user_to_group).then_output(|| AddUserToGroupOutput::builder().build());
+    let inline = mock!(Client::put_user_policy).then_output(|| PutUserPolicyOutput::builder().build());
+    let denied = mock!(Client::attach_user_policy).then_http_response(|| {
+        error_xml(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:AttachUserPolicy")
+    });
+    let iam = iam_client!(&absent, &create, &join, &inline, &denied);
+    let error = iam_offboard_core::restore::restore_from_record(&iam, &deleted_alice_record(), false).await.unwrap_err();
+    assert_eq!(error.name(), "AccessDenied", "{error}");
+}
+
+#[test]
+fn records_count_items_and_carry_step_functions_causes() {
+    let record = deleted_alice_record();
+    assert_eq!(record.items.count(), 7, "login profile, key, device, 2 groups, inline and attached policy");
+    let error = iam_offboard_core::OffboardError::ProtectedUser("kept".into());
+    let cause: Value = serde_json::from_str(&iam_offboard_core::record::step_functions_cause(&error)).unwrap();
+    assert_eq!(cause, json!({"errorType": "ProtectedUser", "errorMessage": "kept"}));
 }
