@@ -337,3 +337,16 @@ def test_restore_from_a_record_in_a_bucket(emulator, iam):
     restored = offboard(emulator, "restore", "--record", f"s3://restore-bucket/{key}", "--yes")
     assert restored.returncode == 0, restored.stderr
     assert permissions(iam, "roza") == before
+
+
+def test_plan_files_the_plan_and_nothing_is_changed(emulator, iam, tmp_path):
+    seed_user(iam, "remo")
+    control(emulator, "calls", method="DELETE")
+    result = offboard(emulator, "plan", "--user-name", "remo", "--output", "json", "--record-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [execution] = list((tmp_path / "records" / "123456789012" / "remo").iterdir())
+    assert [p.name for p in execution.iterdir()] == ["plan.json"], "a dry run's only record is its plan"
+    plan = json.loads((execution / "plan.json").read_text())
+    assert plan == json.loads(result.stdout) and plan["DryRun"] is True
+    assert [c for c in operator_calls(emulator) if c["Action"].startswith(MUTATING_PREFIXES) and c["Service"] == "iam"] == []
+    assert leftovers(iam, "remo") != {}

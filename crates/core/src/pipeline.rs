@@ -76,7 +76,9 @@ async fn resolve(ctx: &StageContext, input: Value, progress: &mut impl Progress)
 pub async fn plan(ctx: &StageContext, input: Value, progress: &mut impl Progress) -> Result<AuditRecord, OffboardError> {
     let target = resolve(ctx, input, progress).await?;
     let inventory = take_inventory(ctx, &target.user.user_name, progress).await?;
-    Ok(build_plan(target, inventory.credentials, inventory.permissions))
+    let plan = build_plan(target, inventory.credentials, inventory.permissions);
+    progress.plan_ready(&plan).await?;
+    Ok(plan)
 }
 
 /// Offboards the user the execution input names, or returns the plan when
