@@ -209,7 +209,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if !yes && !dry_run {
                 confirm(&record.user.user_name, "recreates IAM user {} with the permissions its record lists")?;
             }
-            let iam = aws_sdk_iam::Client::new(&config);
+            let iam = iam_offboard_core::clients::iam_client(&config);
             let report = iam_offboard_core::restore::restore_from_record(&iam, &record, *dry_run).await?;
             print_restore(&report, cli.output)?;
             match report.could_not_restore.is_empty() {
@@ -241,7 +241,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Standard AWS configuration, then an MFA session if asked for.
 async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(iam_offboard_core::stages::retry_policy());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(iam_offboard_core::clients::retry_policy());
     if let Some(region) = &cli.region {
         loader = loader.region(Region::new(region.clone()));
     }

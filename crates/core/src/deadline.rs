@@ -1,5 +1,5 @@
 //! A Lambda invocation's time budget. Under account-wide throttling IAM
-//! calls keep retrying (see [`crate::stages::retry_policy`]), which can
+//! calls keep retrying (see [`crate::clients::retry_policy`]), which can
 //! outlast the function's timeout, and a killed invocation loses the record
 //! of what it removed. So a stage stops waiting on IAM shortly before the
 //! deadline and returns `Throttled` naming what it did remove; the state

@@ -38,7 +38,7 @@ fn client_with_retry_policy<'a>(
     retry: aws_config::retry::RetryConfig,
     rules: impl IntoIterator<Item = &'a aws_smithy_mocks::Rule>,
 ) -> Client {
-    use iam_offboard_core::stages::patient_retry_partition;
+    use iam_offboard_core::clients::patient_retry_partition;
     aws_smithy_mocks::mock_client!(
         aws_sdk_iam,
         aws_smithy_mocks::RuleMode::MatchAny,
@@ -681,7 +681,7 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
 
 #[test]
 fn lambda_https_client_trusts_the_five_amazon_roots() {
-    use iam_offboard_core::stages::{amazon_trust_http_client, AMAZON_TRUST_SERVICES_ROOTS};
+    use iam_offboard_core::clients::{amazon_trust_http_client, AMAZON_TRUST_SERVICES_ROOTS};
     assert_eq!(AMAZON_TRUST_SERVICES_ROOTS.matches("-----BEGIN CERTIFICATE-----").count(), 5);
     assert_eq!(AMAZON_TRUST_SERVICES_ROOTS.matches("-----END CERTIFICATE-----").count(), 5);
     // Building the client parses nothing from disk; both variants construct.
@@ -691,7 +691,7 @@ fn lambda_https_client_trusts_the_five_amazon_roots() {
 
 #[tokio::test(start_paused = true)]
 async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
-    use iam_offboard_core::stages::retry_policy;
+    use iam_offboard_core::clients::retry_policy;
     let throttled_then_ok = mock!(Client::list_mfa_devices)
         .sequence()
         .http_response(|| error_xml(400, "Throttling", "Rate exceeded"))
@@ -707,7 +707,7 @@ async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
 #[tokio::test(start_paused = true)]
 async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
     use iam_offboard_core::deadline;
-    use iam_offboard_core::stages::retry_policy;
+    use iam_offboard_core::clients::retry_policy;
     let delete_key = mock!(Client::delete_access_key)
         .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA1"))
         .then_output(|| DeleteAccessKeyOutput::builder().build());
@@ -741,7 +741,7 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_throttled_call_gives_up_after_twenty_attempts() {
-    use iam_offboard_core::stages::retry_policy;
+    use iam_offboard_core::clients::retry_policy;
     let always_throttled = mock!(Client::list_mfa_devices)
         .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
     let iam = client_with_retry_policy(retry_policy(), [&always_throttled]);
@@ -755,7 +755,7 @@ async fn a_throttled_call_gives_up_after_twenty_attempts() {
 #[tokio::test(start_paused = true)]
 async fn a_lambda_read_stage_also_stops_by_its_deadline() {
     use iam_offboard_core::deadline;
-    use iam_offboard_core::stages::retry_policy;
+    use iam_offboard_core::clients::retry_policy;
     let throttled = mock!(Client::list_mfa_devices).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
     let others = credentials_rules();
     let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), std::iter::once(&throttled).chain(&others));

@@ -1,0 +1,73 @@
+//! How the AWS clients are built: once per process (Lambda init, or the CLI),
+//! with the TLS roots and the retry behaviour every IAM call relies on.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// A Lambda function's AWS configuration: the standard sources (environment,
+/// `AWS_ENDPOINT_URL_*`), the patient retry policy, and an HTTPS client that
+/// trusts the Amazon roots only (see [`amazon_trust_http_client`]).
+pub async fn lambda_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_policy())
+        .http_client(amazon_trust_http_client(native_roots_wanted()))
+        .load()
+        .await
+}
+
+/// The IAM client: `config` with the retry partition of [`patient_retry_partition`].
+pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
+    let iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition()).build();
+    aws_sdk_iam::Client::from_conf(iam)
+}
+
+/// The roots IAM and STS certificates chain to (Amazon Trust Services),
+/// public regional and VPC endpoints alike.
+pub const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("amazon-trust-services-roots.pem");
+
+/// Set `OFFBOARD_TRUST_NATIVE_ROOTS=true` to also trust the system store
+/// (a TLS-inspecting proxy with its own CA).
+pub const ENV_TRUST_NATIVE_ROOTS: &str = "OFFBOARD_TRUST_NATIVE_ROOTS";
+
+fn native_roots_wanted() -> bool {
+    std::env::var(ENV_TRUST_NATIVE_ROOTS).is_ok_and(|value| value.eq_ignore_ascii_case("true"))
+}
+
+/// The default HTTPS client reads every file of the system trust store
+/// (~280 on Debian) before the first invocation; AWS endpoints need only the
+/// five Amazon Trust Services roots, compiled in.
+pub fn amazon_trust_http_client(with_native_roots: bool) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust_store = TrustStore::empty()
+        .with_native_roots(with_native_roots)
+        .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
+    let context = TlsContext::builder().with_trust_store(trust_store).build().expect("a static TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
+}
+
+/// IAM throttles per account, so many offboardings at once queue behind one
+/// rate. Each call waits its turn (up to 20 attempts, full-jitter backoff
+/// from 100 ms to 10 s, about a minute in all) rather than failing its stage
+/// after a few seconds and making the state machine redo the stage's earlier
+/// calls. Inside a Lambda the invocation's deadline comes first
+/// ([`crate::deadline`]); the state machine's retries cover longer throttling.
+/// (Adaptive retry mode was measured and rejected: its per-process rate
+/// limiter does not coordinate hundreds of Lambda instances, and after
+/// sporadic throttles it paced a single offboarding down to 0.5 calls/s.)
+pub fn retry_policy() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(20)
+        .with_initial_backoff(std::time::Duration::from_millis(100))
+        .with_max_backoff(std::time::Duration::from_secs(10))
+}
+
+/// IAM calls get a retry partition without the SDK's client-side retry
+/// quota: the quota (shared by every invocation of a warm function) empties
+/// under sustained throttling and then fails calls on their first throttle,
+/// which turns an account-wide slowdown into failed stages.
+pub fn patient_retry_partition() -> aws_smithy_runtime::client::retries::RetryPartition {
+    use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
+    RetryPartition::custom("iam-offboard").token_bucket(TokenBucket::unlimited()).build()
+}
