@@ -226,79 +226,21 @@ def test_the_linter_catches_list_users_scoped_to_users_and_the_iam_only_tag_key(
     assert ("Delete", "UNKNOWN_CONDITION_FOR_ACTION") in lint([("Delete", iam_key)])
 
 
-def sar_resource_types(action: str) -> list[tuple[str, str, bool]]:
-    """(resource type, ARN format, required) the action acts on, per the
-    Service Authorization Reference (a trailing * marks a required type); []
-    when it supports no resource-level permissions."""
-    from parliament import iam_definition
+def test_an_action_with_resource_types_is_never_granted_on_star():
+    """Resource-level least privilege per declared action (the ARN of the
+    type the Service Authorization Reference names, and user mutations under
+    the Deny) is test_least_privilege.py's check; here, the one thing it does
+    not look at: a scoped action is never also granted on "*"."""
+    from test_least_privilege import function_policies, names, sar_resource_types
 
-    service, name = action.split(":")
-    definition_ = next(s for s in iam_definition if s["prefix"] == service)
-    privilege = next(p for p in definition_["privileges"] if p["privilege"] == name)
-    arn_formats = {r["resource"]: r["arn"] for r in definition_["resources"]}
-    return [(r["resource_type"].rstrip("*"), arn_formats[r["resource_type"].rstrip("*")], r["resource_type"].endswith("*"))
-            for r in privilege["resource_types"] if r["resource_type"]]
-
-
-SAMPLE_NAMES = {"${Partition}": "aws", "${Account}": "123456789012", "${UserNameWithPath}": "engineering/alice",
-                "${GroupNameWithPath}": "developers", "${MfaTokenIdWithPath}": "alice-phone"}
-
-
-def sample_arn(arn_format: str) -> str:
-    for placeholder, value in SAMPLE_NAMES.items():
-        arn_format = arn_format.replace(placeholder, value)
-    return arn_format
-
-
-def covered(statements: list[dict], action: str, arn: str) -> bool:
-    import fnmatch
-
-    return any(action in as_list(s["Action"]) and any(fnmatch.fnmatchcase(arn, r) for r in as_list(s["Resource"]))
-               for s in statements)
-
-
-def test_each_action_is_allowed_on_the_resource_type_aws_authorizes_it_on():
-    resources = template()["Resources"]
+    policies = function_policies()
     for stage, actions in STAGE_ACTIONS.items():
-        allows = [render(s) for s in function_statements(resources, f"{stage}Function") if s["Effect"] == "Allow"]
         for action in actions:
-            granted = [r for s in allows if action in as_list(s["Action"]) for r in as_list(s["Resource"])]
-            types = sar_resource_types(action)
-            if not types:
+            granted = [r for s in policies[stage] if s["Effect"] == "Allow" and names(s, action) for r in as_list(s["Resource"])]
+            if sar_resource_types(action):
+                assert "*" not in granted, f"{stage}: {action} is scoped, so no Resource *"
+            else:
                 assert granted == ["*"], f"{stage}: {action} supports no resource-level permissions, so only *"
-                continue
-            assert "*" not in granted, f"{stage}: {action} is scoped, so no Resource *"
-            required = [(t, arn) for t, arn, needed in types if needed]
-            for resource_type, arn_format in required:
-                assert covered(allows, action, sample_arn(arn_format)), f"{stage}: {action} on {resource_type}"
-            if not required:  # optional types only: the action acts on one of them
-                assert any(covered(allows, action, sample_arn(arn)) for _, arn, _ in types), f"{stage}: {action}"
-
-
-def sar_access_level(action: str) -> str:
-    from parliament import iam_definition
-
-    service, name = action.split(":")
-    definition_ = next(s for s in iam_definition if s["prefix"] == service)
-    return next(p for p in definition_["privileges"] if p["privilege"] == name)["access_level"]
-
-
-# The Reference's access levels that change something.
-SAR_MUTATIONS = {"Write", "Permissions management", "Tagging"}
-
-
-def test_every_user_resource_mutation_is_covered_by_the_protection_deny():
-    """Mutation and resource type both as the Service Authorization Reference
-    has them, not guessed from the action's name."""
-    resources = template()["Resources"]
-    for stage, actions in STAGE_ACTIONS.items():
-        denies = [render(s) for s in function_statements(resources, f"{stage}Function") if s["Effect"] == "Deny"]
-        for action in actions:
-            if sar_access_level(action) not in SAR_MUTATIONS:
-                continue
-            for resource_type, arn_format, _ in sar_resource_types(action):
-                if resource_type == "user":
-                    assert covered(denies, action, sample_arn(arn_format)), f"{stage}: {action} not under the Deny"
 
 
 def test_each_function_logs_to_its_own_group_with_the_retention_parameter():
