@@ -369,11 +369,7 @@ impl Progress for Reporter {
 /// Reads an audit record from a file or from `s3://bucket/key`.
 async fn load_record(config: &SdkConfig, location: &str, path_style: bool) -> Result<AuditRecord, Failure> {
     let document = match location.strip_prefix("s3://").and_then(|rest| rest.split_once('/')) {
-        Some((bucket, key)) => {
-            let args = RecordArgs { record_dir: None, record_bucket: Some(bucket.to_string()) };
-            let store = RecordStore::from_args(&args, config, path_style).expect("a bucket was given");
-            store.get(key).await.map_err(Failure::Local)?
-        }
+        Some((bucket, key)) => RecordStore::bucket(bucket, config, path_style).get(key).await.map_err(Failure::Local)?,
         None => {
             let text = std::fs::read_to_string(location).map_err(|e| Failure::Local(format!("{location}: {e}")))?;
             serde_json::from_str(&text).map_err(|e| Failure::Local(format!("{location} is not JSON: {e}")))?

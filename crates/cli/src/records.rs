@@ -36,9 +36,13 @@ impl RecordStore {
         if let Some(dir) = &args.record_dir {
             return Some(Self::Dir(dir.clone()));
         }
-        let bucket = args.record_bucket.clone()?;
+        let bucket = args.record_bucket.as_deref()?;
+        Some(Self::bucket(bucket, config, path_style))
+    }
+
+    pub fn bucket(bucket: &str, config: &aws_config::SdkConfig, path_style: bool) -> Self {
         let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
-        Some(Self::Bucket { s3: aws_sdk_s3::Client::from_conf(s3), bucket })
+        Self::Bucket { s3: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.to_string() }
     }
 
     /// Stores `document` as JSON at `key`; returns where it went.
