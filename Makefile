@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
-	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify offboard bench-floor
+	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
+	quarantine-user offboard bench-floor
 
 .PHONY: test demo build build-release unit e2e bench deploy-artifacts
 
@@ -46,7 +47,8 @@ $(VENV)/.installed: tests/requirements.txt
 LAMBDA_TARGET ?= x86_64-unknown-linux-gnu
 GLIBC := 2.34
 LAMBDA_BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
-	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify
+	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
+	quarantine-user
 ZIGBUILD = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(GLIBC)
 LAMBDA_DIR := target/$(LAMBDA_TARGET)/release
 
@@ -68,6 +70,7 @@ $(eval $(call lambda_build,GetGroupsAndPoliciesFunction,get-groups-and-policies)
 $(eval $(call lambda_build,DeleteKeysCertificatesMfaAndCredentialsFunction,delete-keys-certificates-mfa-and-credentials))
 $(eval $(call lambda_build,DeleteGroupsAndPoliciesFunction,delete-groups-and-policies))
 $(eval $(call lambda_build,DeleteIAMUserAndVerifyFunction,delete-iam-user-and-verify))
+$(eval $(call lambda_build,QuarantineUserFunction,quarantine-user))
 
 # Benchmarks (not part of `make test`): writes bench/results/latest.{json,md}.
 bench: $(VENV)/.installed build-release

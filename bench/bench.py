@@ -135,7 +135,7 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def stage_requests(account: str) -> dict[str, dict]:
+def stage_requests(account: str, bench_user_id: str) -> dict[str, dict]:
     """One representative request per stage, repeatable against the same
     state (removals take the NoSuchEntity path, which is the same code)."""
     return {
@@ -154,6 +154,10 @@ def stage_requests(account: str) -> dict[str, dict]:
             "Removed": {"Credentials": {"LoginProfile": None, "AccessKeys": [], "SSHPublicKeys": [], "SigningCertificates": [],
                                         "ServiceSpecificCredentials": [], "MFADevices": []}, "MFADevices": [],
                         "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}}},
+        # The check after a quarantine's wait (one GetUser): the bench user is
+        # not quarantined, so it answers StillQuarantined false, every time.
+        "QuarantineUser": {"Action": "Check", "UserName": "bench", "UserId": bench_user_id,
+                           "DeleteAfter": "2026-12-01T17:00:00Z"},
     }
 
 
@@ -161,7 +165,9 @@ def bench_invocations(iam_url: str) -> dict:
     from lambda_host import ACCOUNT
 
     results = {}
-    requests = stage_requests(ACCOUNT)
+    iam = boto3.client("iam", endpoint_url=iam_url, region_name="us-east-1",
+                       aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
+    requests = stage_requests(ACCOUNT, iam.get_user(UserName="bench")["User"]["UserId"])
     host = LambdaHost(iam_url, bin_dir=RELEASE, log_dir=Path(tempfile.mkdtemp()))
     host.start()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release"
 FUNCTIONS = ["get-username", "get-keys-certificates-mfa-and-credentials", "get-groups-and-policies",
-             "delete-keys-certificates-mfa-and-credentials", "delete-groups-and-policies", "delete-iam-user-and-verify"]
+             "delete-keys-certificates-mfa-and-credentials", "delete-groups-and-policies", "delete-iam-user-and-verify",
+             "quarantine-user"]
 RUNTIME_GLIBC = (2, 34)
 MAX_ZIP_BYTES = 3 * 2**20
 
@@ -32,6 +34,33 @@ def test_the_makefile_pins_the_runtimes_glibc():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^GLIBC := 2\.34$", makefile, re.M)
     assert "zigbuild --release --locked --target $(LAMBDA_TARGET).$(GLIBC)" in makefile
+
+
+def makefile_list(name: str) -> list[str]:
+    """A `NAME := a b \\ c` variable of the Makefile, continuation lines joined."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    return re.search(rf"^{name} := (.*)$", text, re.M)[1].split()
+
+
+def test_every_template_function_is_built_and_shipped():
+    """`sam build` calls build-<LogicalId> (BuildMethod: makefile) for each
+    function of infra/template.yaml: each needs its rule, its binary in
+    LAMBDA_BINS (deploy-artifacts) and in BINS (the local stack's build)."""
+    from cfnlint.decode import decode
+
+    template, matches = decode(str(ROOT / "infra" / "template.yaml"))
+    assert not matches, matches
+    functions = {k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    assert all(template["Resources"][f]["Metadata"]["BuildMethod"] == "makefile" for f in functions)
+    rules = dict(re.findall(r"^\$\(eval \$\(call lambda_build,(\w+),([\w-]+)\)\)$", (ROOT / "Makefile").read_text(), re.M))
+    assert set(rules) == functions
+    assert sorted(rules.values()) == sorted(FUNCTIONS) == sorted(makefile_list("LAMBDA_BINS"))
+    assert set(FUNCTIONS) <= set(makefile_list("BINS"))
+    # Each rule ships the binary the local stack runs for that stage.
+    sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+    from lambda_host import FUNCTIONS as STAGE_BINARIES
+
+    assert rules == {f"{stage}Function": binary for stage, binary in STAGE_BINARIES.items()}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

@@ -30,7 +30,7 @@ NEVER_RETRIED = {"InvalidInput", "UserNotFound", "ProtectedUser", "AccessDenied"
                  "DeleteConflict", "VerificationFailed", "LimitExceeded", "RecordNotWritten"}
 OTHER_SUBSTITUTIONS = {"AuditBucketName": "offboard-audit", "EventBusName": "default"}
 ALLOWLIST = json.loads((ROOT / "infra" / "policy-lint-allowlist.json").read_text())
-MUTATING = ("Delete", "Deactivate", "Detach", "Remove")
+MUTATING = ("Delete", "Deactivate", "Detach", "Remove", "Attach", "Tag", "Update")
 
 
 def definition() -> dict:
@@ -268,7 +268,7 @@ def test_mutating_functions_deny_protected_users():
     assert environment["OFFBOARD_PROTECTED_TAG_KEY"] == "offboard:protected"
 
 
-def test_state_machine_invokes_only_the_six_functions():
+def test_state_machine_invokes_only_the_seven_functions():
     machine = template()["Resources"]["OffboardStateMachine"]["Properties"]
     substitutions = machine["DefinitionSubstitutions"]
     assert set(substitutions) == {f"{stage}FunctionArn" for stage in STAGE_ACTIONS} | set(OTHER_SUBSTITUTIONS)
@@ -301,7 +301,8 @@ def lambda_tasks(states: dict):
 
 def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_others():
     tasks = lambda_tasks(definition()["States"])
-    assert len(tasks) == 8, "six stages, the MFA Map's two routes counted apart"
+    assert len(tasks) == 10, "six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine and check"
+    assert {s["Resource"] for _, s in tasks} == {"${%sFunctionArn}" % stage for stage in STAGE_ACTIONS}
     for name, state in tasks:
         retried = set()
         for retrier in state["Retry"]:
@@ -315,7 +316,8 @@ def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_
 def test_record_and_event_tasks_are_bounded_and_fail_loudly():
     states = definition()["States"]
     sdk = {n: s for n, s in states.items() if s["Type"] == "Task" and not s["Resource"].startswith("${")}
-    assert set(sdk) == {"WritePlan", "WriteRecord", "WriteFailureRecord", "PublishPlanned", "PublishOffboarded", "PublishFailed"}
+    assert set(sdk) == {"WritePlan", "WriteRecord", "WriteFailureRecord", "WriteQuarantineRecord",
+                        "PublishPlanned", "PublishOffboarded", "PublishFailed", "PublishQuarantined"}
     for name, state in sdk.items():
         assert [r["MaxAttempts"] for r in state["Retry"]] == [3], name
         assert state["Catch"][0]["Next"] in ("RecordNotWritten", "EventNotPublished"), name
@@ -367,12 +369,19 @@ def test_delete_conflict_loops_back_at_most_three_rounds_and_other_failures_fail
                                           "ErrorPath": "$.Failure.Error", "CausePath": "$.Failure.Cause"}
 
 
-def test_dry_run_plan_has_the_audit_record_shape():
-    plan = definition()["States"]["BuildPlan"]["Parameters"]
-    fields = {key.removesuffix(".$") for key in plan}
+def test_dry_run_plan_and_quarantine_record_have_the_audit_record_shape():
+    states = definition()["States"]
+    fields = {key.removesuffix(".$") for key in states["BuildPlan"]["Parameters"]}
     assert fields == {"User", "DryRun", "Context", "Items", "UserDeletion", "Rounds", "Timings"}
     record_fields = re.findall(r"pub (\w+):", (ROOT / "crates/core/src/record.rs").read_text().split("pub struct AuditRecord")[1].split("}")[0])
-    assert fields == {"".join(part.title() for part in f.split("_")) for f in record_fields}
+    record_fields = {"".join(part.title() for part in f.split("_")) for f in record_fields}
+    # Quarantine: only in the records of an offboarding that began with one.
+    assert fields == record_fields - {"Quarantine"}
+    quarantine = states["QuarantineRecord"]["Parameters"]
+    assert {key.removesuffix(".$") for key in quarantine} == record_fields
+    assert (quarantine["DryRun"], quarantine["UserDeletion"], quarantine["Rounds"]) == (False, None, 0)
+    assert (quarantine["Items.$"], quarantine["Timings.$"], quarantine["Quarantine.$"]) == (
+        "$.Plan.Items", "$.Plan.Timings", "$.Quarantine")
 
 
 def test_the_audit_bucket_is_private_versioned_encrypted_and_tls_only():
@@ -418,3 +427,296 @@ def test_alarms_watch_failed_timed_out_and_aborted_executions():
         assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "OffboardStateMachine"}}]
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
         assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
+# --- the quarantine (issue 14): disable now, wait, check, then delete ---------
+
+def path_value(document: dict, path: str):
+    """A JSONPath of the plain $.a.b form; KeyError when absent."""
+    value = document
+    for part in path.removeprefix("$.").split("."):
+        value = value[part]
+    return value
+
+
+def rule_matches(rule: dict, document: dict) -> bool:
+    """One Choice rule, for the comparison operators this definition uses
+    (Step Functions developer guide, "Choice workflow state")."""
+    if "And" in rule:
+        return all(rule_matches(r, document) for r in rule["And"])
+    if "Or" in rule:
+        return any(rule_matches(r, document) for r in rule["Or"])
+    if "Not" in rule:
+        return not rule_matches(rule["Not"], document)
+    value = path_value(document, rule["Variable"])
+    operators = {"IsNull": lambda v, w: (v is None) == w, "BooleanEquals": lambda v, w: v is w,
+                 "NumericEquals": lambda v, w: v == w, "NumericLessThan": lambda v, w: v < w,
+                 "NumericGreaterThan": lambda v, w: v > w, "StringMatches": lambda v, w: fnmatch.fnmatchcase(v, w)}
+    [operator] = [key for key in rule if key in operators]
+    return operators[operator](value, rule[operator])
+
+
+def walk(states: dict, start: str, document: dict, stop: str | None = None) -> list[str]:
+    """The states an execution passes through from ``start`` when every Task
+    succeeds and each Choice is decided on ``document``: up to an End, a Fail,
+    ``stop`` or a state already visited."""
+    visited, name = [], start
+    while name not in visited and name != stop:
+        visited.append(name)
+        state = states[name]
+        if state["Type"] == "Choice":
+            name = next((c["Next"] for c in state["Choices"] if rule_matches(c, document)), state.get("Default"))
+        elif state["Type"] == "Fail" or state.get("End"):
+            break
+        else:
+            name = state["Next"]
+    return visited
+
+
+SAMPLE_STATE = {"Target": {"DryRun": False, "DeleteAfter": "2026-12-01T17:00:00Z"}, "Round": 0, "Quarantine": None,
+                "QuarantineCheck": None, "Published": {"FailedEntryCount": 0}}
+DELETIONS = {"DeleteKeysCertificatesMfaAndCredentials", "RemoveMFADevices", "DeleteGroupsAndPolicies", "DeleteIAMUserAndVerify"}
+
+
+def test_a_grace_period_quarantines_waits_until_delete_after_checks_and_only_then_deletes():
+    d = definition()
+    states = d["States"]
+    before = walk(states, d["StartAt"], SAMPLE_STATE, stop="StillQuarantined")
+    assert before[before.index("IsDryRun"):] == [
+        "IsDryRun", "QuarantineRequested", "QuarantineUser", "QuarantineRecord", "WriteQuarantineRecord",
+        "QuarantinedDetail", "PublishQuarantined", "QuarantinedEventAccepted", "WaitForDeleteAfter",
+        "CheckQuarantine"]
+    assert states["CheckQuarantine"]["Next"] == "StillQuarantined"
+    assert before[:before.index("IsDryRun")] == [
+        "GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGroupsAndPolicies", "BuildPlan", "FirstRound", "WritePlan"]
+    assert states["WaitForDeleteAfter"]["TimestampPath"] == "$.Target.DeleteAfter"
+    assert not {"Seconds", "SecondsPath", "Timestamp"} & set(states["WaitForDeleteAfter"])
+    # Still quarantined: a fresh inventory, its own plan file, then today's deletion.
+    still = {**SAMPLE_STATE, "QuarantineCheck": {"StillQuarantined": True, "Reason": "tagged"}}
+    assert walk(states, "StillQuarantined", still, stop="GetKeysCertificatesMfaAndCredentials") == ["StillQuarantined", "DeletionPhase"]
+    phase = states["DeletionPhase"]["Parameters"]
+    after = {**SAMPLE_STATE, "Quarantine": {"QuarantinedUntil": SAMPLE_STATE["Target"]["DeleteAfter"]}}
+    assert phase["Round"] == 0 and phase["Quarantine.$"] == "$.Quarantine" and phase["PlanFile"] == "deletion-plan.json"
+    deletion = walk(states, "DeletionPhase", after)
+    assert deletion[-1] == "Offboarded" and "WritePlan" in deletion and DELETIONS <= set(deletion)
+    assert "QuarantineUser" not in deletion, "a second pass through QuarantineRequested goes to the deletion"
+    # Restored meanwhile: nothing deleted.
+    for check in ({"StillQuarantined": False, "Reason": "tag removed"}, {"StillQuarantined": None, "Reason": "?"}):
+        ended = walk(states, "StillQuarantined", {**SAMPLE_STATE, "QuarantineCheck": check})
+        assert ended == ["StillQuarantined", "Restored"], check
+    assert states["Restored"] == {**states["Restored"], "Type": "Pass", "End": True, "Parameters": {
+        "Outcome": "Restored", "User.$": "$.Target.User", "Quarantine.$": "$.Quarantine", "Reason.$": "$.QuarantineCheck.Reason"}}
+    assert not DELETIONS & set(before)
+    # Without a grace period, or on a dry run: no quarantine at all.
+    plain = walk(states, d["StartAt"], {**SAMPLE_STATE, "Target": {"DryRun": False, "DeleteAfter": None}})
+    assert plain[-1] == "Offboarded" and not {"QuarantineUser", "WaitForDeleteAfter"} & set(plain)
+    dry = walk(states, d["StartAt"], {**SAMPLE_STATE, "Target": {"DryRun": True, "DeleteAfter": "2026-12-01T17:00:00Z"}})
+    assert dry[-1] == "Planned" and "QuarantineUser" not in dry
+
+
+def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quarantine_along():
+    states = definition()["States"]
+    assert states["QuarantineUser"]["Parameters"] == {
+        "Action": "Quarantine", "UserName.$": "$.Target.User.UserName", "UserId.$": "$.Target.User.UserId",
+        "DeleteAfter.$": "$.Target.DeleteAfter", "ExecutionArn.$": "$$.Execution.Id",
+        "Credentials.$": "$.Credentials", "Permissions.$": "$.Permissions"}
+    assert states["CheckQuarantine"]["Parameters"] == {
+        "Action": "Check", "UserName.$": "$.Target.User.UserName", "UserId.$": "$.Target.User.UserId",
+        "DeleteAfter.$": "$.Target.DeleteAfter"}
+    assert states["QuarantineUser"]["Resource"] == states["CheckQuarantine"]["Resource"] == "${QuarantineUserFunctionArn}"
+    assert (states["QuarantineUser"]["ResultPath"], states["CheckQuarantine"]["ResultPath"]) == ("$.Quarantine", "$.QuarantineCheck")
+    for name in ("QuarantineUser", "CheckQuarantine"):
+        assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Failure", "Next": "RecordFailure"}], name
+    # The same retriers on every function task, the new ones included.
+    reference = states["GetUsername"]["Retry"]
+    for name, state in lambda_tasks(states):
+        assert state["Retry"] == reference, name
+    # plan.json first, deletion-plan.json after the wait; plan.json is never overwritten.
+    assert states["WritePlan"]["Parameters"]["Key.$"] == "States.Format('{}{}', $.RecordPrefix, $.PlanFile)"
+    first = states["GetUsername"]["ResultSelector"]
+    assert (first["PlanFile"], first["Quarantine"], first["QuarantineCheck"]) == ("plan.json", None, None)
+    # Every state-resetting Pass keeps the same fields as GetUsername's.
+    for name in ("NextRound", "DeletionPhase"):
+        fields = {key.removesuffix(".$") for key in states[name]["Parameters"]}
+        assert fields == {key.removesuffix(".$") for key in first}, (name, fields ^ set(first))
+    assert states["NextRound"]["Parameters"]["PlanFile.$"] == "$.PlanFile"
+    assert states["NextRound"]["Parameters"]["Quarantine.$"] == "$.Quarantine"
+    # The final record and the failure record carry it.
+    assert states["DeleteIAMUserAndVerify"]["Parameters"]["Quarantine.$"] == "$.Quarantine"
+    assert states["RecordFailure"]["Parameters"]["FailureRecord"]["Quarantine.$"] == "$.Quarantine"
+    write = states["WriteQuarantineRecord"]["Parameters"]
+    assert write["Key.$"] == "States.Format('{}quarantine.json', $.RecordPrefix)"
+    assert write["Body.$"] == "States.JsonToString($.QuarantineRecord)" == f"States.JsonToString({states['QuarantineRecord']['ResultPath']})"
+    entry = states["PublishQuarantined"]["Parameters"]["Entries"][0]
+    assert entry["DetailType"] == "IAM User Quarantined" and entry["Detail.$"] == "States.JsonToString($.EventDetail)"
+
+
+def test_the_quarantined_event_detail_fits_the_schema():
+    schema = json.loads((ROOT / "schemas" / "offboard-event-detail.schema.json").read_text())
+    detail = definition()["States"]["QuarantinedDetail"]["Parameters"]
+    fields = {key.removesuffix(".$") for key in detail}
+    assert set(schema["required"]) | {"Items", "DeleteAfter"} == fields, fields ^ set(schema["required"])
+    assert fields <= set(schema["properties"])
+    assert detail["Outcome"] == "Quarantined" and detail["DeleteAfter.$"] == "$.Target.DeleteAfter"
+    assert detail["RecordUri.$"] == "States.Format('s3://${AuditBucketName}/{}quarantine.json', $.RecordPrefix)"
+    assert {key.removesuffix(".$") for key in detail["Items"]} == set(schema["properties"]["Items"]["required"])
+
+
+# --- the definition executed by moto's interpreter, with stand-in functions ----
+
+STAND_IN = r'''
+"""A stand-in for every function (which one: AWS_LAMBDA_FUNCTION_NAME), on the
+Lambda Runtime API: canned answers shaped as the contract's, each request
+logged to $STUB_LOG/<stage>.jsonl."""
+import json, os, time, urllib.request
+
+STAGE = os.environ["AWS_LAMBDA_FUNCTION_NAME"].removeprefix("offboard-")
+EMPTY_CREDENTIALS = {"LoginProfile": None, "AccessKeys": [], "SSHPublicKeys": [], "SigningCertificates": [],
+                     "ServiceSpecificCredentials": [], "MFADevices": []}
+IDS = {"AccessKeys": [], "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": []}
+
+
+def answer(event):
+    if STAGE == "GetUsername":
+        name = event["UserName"]
+        user = {"UserName": name, "UserId": "AIDA" + "".join(c for c in name.upper() if c.isalnum()),
+                "Arn": f"arn:aws:iam::123456789012:user/{name}", "Path": "/", "CreateDate": "2026-01-01T00:00:00Z",
+                "PasswordLastUsed": None, "Tags": [], "PermissionsBoundary": None}
+        return {"User": user, "DryRun": False, "Context": None, "DeleteAfter": event.get("DeleteAfter"), "DurationMs": 1}
+    if STAGE == "GetKeysCertificatesMfaAndCredentials":
+        return {**EMPTY_CREDENTIALS, "AccessKeys": [{"AccessKeyId": "AKIASTANDIN000000001", "Status": "Active",
+                                                     "CreateDate": "2026-01-01T00:00:00Z"}], "DurationMs": 1}
+    if STAGE == "GetGroupsAndPolicies":
+        return {"Groups": [], "InlinePolicies": [], "AttachedPolicies": [], "DurationMs": 1}
+    if STAGE == "QuarantineUser" and event["Action"] == "Quarantine":
+        return {"QuarantinedUntil": event["DeleteAfter"], "ExecutionArn": event["ExecutionArn"],
+                "TagKey": "offboard:quarantined-until", "DenyAllPolicyArn": "arn:aws:iam::aws:policy/AWSDenyAll",
+                "DenyAllAttachedByQuarantine": True,
+                "Deactivated": {**IDS, "AccessKeys": ["AKIASTANDIN000000001"]}, "AlreadyInactive": IDS,
+                "Kept": {"LoginProfile": False, "MFADevices": []}, "DurationMs": 1}
+    if STAGE == "QuarantineUser":
+        if event["UserName"].startswith("gone"):
+            raise LookupError("UserNotFound")
+        still = event["UserName"].startswith("still")
+        return {"StillQuarantined": still, "Reason": "tagged by this quarantine" if still else "tag removed", "DurationMs": 1}
+    if STAGE == "DeleteIAMUserAndVerify":
+        items = {**EMPTY_CREDENTIALS, "Groups": [], "InlinePolicies": [], "AttachedPolicies": []}
+        return {"User": event["Target"]["User"], "DryRun": False, "Context": None, "Items": items,
+                "UserDeletion": {"Outcome": "Removed", "VerificationAttempts": 1}, "Rounds": 0, "Timings": {},
+                "Quarantine": event.get("Quarantine")}
+    return {**EMPTY_CREDENTIALS, "Groups": [], "InlinePolicies": [], "AttachedPolicies": []}
+
+
+base = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation"
+while True:
+    with urllib.request.urlopen(f"{base}/next") as response:
+        request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = json.loads(response.read() or b"{}")
+    with open(os.path.join(os.environ["STUB_LOG"], f"{STAGE}.jsonl"), "a") as log:
+        log.write(json.dumps({"Time": time.time(), "Event": event}) + "\n")
+    try:
+        body, outcome = answer(event), "response"
+    except LookupError as error:
+        body, outcome = {"errorType": str(error), "errorMessage": "stand-in: the user is gone"}, "error"
+    urllib.request.urlopen(urllib.request.Request(f"{base}/{request_id}/{outcome}", data=json.dumps(body).encode(),
+                                                  method="POST")).read()
+'''
+
+
+@pytest.fixture()
+def stand_in_stack(tmp_path, monkeypatch):
+    """The local stack (moto's interpreter, S3, EventBridge) running the real
+    definition, its functions replaced by STAND_IN: the definition's own
+    behaviour, whatever the binaries do."""
+    import sys
+    import stat
+
+    sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+    from lambda_host import FUNCTIONS
+    from stack import Stack
+
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN)
+    bin_dir, log_dir = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    log_dir.mkdir()
+    for binary in FUNCTIONS.values():
+        launcher = bin_dir / binary
+        launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {script}\n")
+        launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("OFFBOARD_BIN_DIR", str(bin_dir))
+    with Stack(env={"STUB_LOG": str(log_dir)}) as stack:
+        stack.invoked = lambda stage: [json.loads(line) for line in (log_dir / f"{stage}.jsonl").read_text().splitlines()] \
+            if (log_dir / f"{stage}.jsonl").exists() else []
+        yield stack
+
+
+def test_the_definition_quarantines_waits_and_then_deletes_or_ends_restored(stand_in_stack):
+    import datetime
+
+    import jsonschema
+    from stack import AUDIT_BUCKET
+
+    stack = stand_in_stack
+    schema = json.loads((ROOT / "schemas" / "offboard-event-detail.schema.json").read_text())
+    delete_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    due = datetime.datetime.strptime(delete_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+    arns = {name: stack.start({"UserName": name, "DeleteAfter": delete_after}, name=name)
+            for name in ("still-q", "restored-q", "gone-q")}
+    results = {name: stack.wait(arn, timeout=120) for name, arn in arns.items()}
+    account = "123456789012"
+
+    def keys(name):
+        return [key.rsplit("/", 1)[1] for key in stack.record_keys(f"records/{account}/{name}/{name}/")]
+
+    quarantine_calls = {c["Event"]["UserName"] + ":" + c["Event"]["Action"]: c for c in stack.invoked("QuarantineUser")}
+    for name, arn in arns.items():
+        request = quarantine_calls[f"{name}:Quarantine"]["Event"]
+        assert request["ExecutionArn"] == arn and request["DeleteAfter"] == delete_after
+        assert request["Credentials"]["AccessKeys"][0]["AccessKeyId"] == "AKIASTANDIN000000001"
+        check = quarantine_calls[f"{name}:Check"]
+        assert set(check["Event"]) == {"Action", "UserName", "UserId", "DeleteAfter"}
+        # moto's Wait truncates to whole seconds (int(delta.total_seconds()) in
+        # moto's wait_function/timestamp.py): up to 1 s early, never more.
+        assert check["Time"] >= due - 1, "the check runs after the wait"
+        record = stack.record(f"records/{account}/{name}/{name}/quarantine.json")
+        assert set(record) == {"User", "DryRun", "Context", "Items", "UserDeletion", "Rounds", "Timings", "Quarantine"}
+        assert record["Quarantine"]["QuarantinedUntil"] == delete_after and record["DryRun"] is False
+        assert record["Items"]["AccessKeys"][0]["AccessKeyId"] == "AKIASTANDIN000000001"
+
+    still = results["still-q"]
+    assert still["status"] == "SUCCEEDED", still.get("cause")
+    assert keys("still-q") == ["deletion-plan.json", "plan.json", "quarantine.json", "record.json"]
+    final = json.loads(still["output"])
+    assert final["Quarantine"] == stack.record("records/123456789012/still-q/still-q/quarantine.json")["Quarantine"]
+    assert [e["Event"]["Target"]["User"]["UserName"] for e in stack.invoked("DeleteIAMUserAndVerify")] == ["still-q"]
+    assert len([e for e in stack.invoked("GetKeysCertificatesMfaAndCredentials") if e["Event"]["UserName"] == "still-q"]) == 2, \
+        "a fresh inventory after the wait"
+
+    restored = results["restored-q"]
+    assert restored["status"] == "SUCCEEDED", restored.get("cause")
+    output = json.loads(restored["output"])
+    assert (output["Outcome"], output["Reason"], output["User"]["UserName"]) == ("Restored", "tag removed", "restored-q")
+    assert output["Quarantine"]["QuarantinedUntil"] == delete_after
+    assert keys("restored-q") == ["plan.json", "quarantine.json"]
+
+    gone = results["gone-q"]
+    assert (gone["status"], gone["error"]) == ("FAILED", "UserNotFound")
+    failure = stack.record("records/123456789012/gone-q/gone-q/record.json")
+    assert failure["Error"] == "UserNotFound" and failure["Quarantine"]["QuarantinedUntil"] == delete_after
+
+    deleted = {e["Event"]["UserName"] for stage in ("DeleteKeysCertificatesMfaAndCredentials", "DeleteGroupsAndPolicies")
+               for e in stack.invoked(stage)}
+    assert deleted == {"still-q"}, "nothing is deleted for a restored or vanished user"
+
+    events = {}
+    for event in stack.events():
+        jsonschema.validate(event["detail"], schema)
+        events.setdefault(event["detail"]["UserName"], []).append((event["detail-type"], event["detail"]))
+    assert [kind for kind, _ in events["still-q"]] == ["IAM User Quarantined", "IAM User Offboarded"]
+    assert [kind for kind, _ in events["restored-q"]] == ["IAM User Quarantined"]
+    assert [kind for kind, _ in events["gone-q"]] == ["IAM User Quarantined", "IAM User Offboarding Failed"]
+    quarantined = events["still-q"][0][1]
+    assert quarantined["DeleteAfter"] == delete_after and quarantined["Outcome"] == "Quarantined"
+    assert quarantined["RecordUri"] == f"s3://{AUDIT_BUCKET}/records/{account}/still-q/still-q/quarantine.json"
+    assert quarantined["Items"]["AccessKeys"] == 1

@@ -1,6 +1,6 @@
-"""Least privilege, end to end: every IAM call the six real functions make
-while the state machine offboards users holding every credential type is
-checked against the function's policy in infra/template.yaml, resource by
+"""Least privilege, end to end: every IAM call the seven real functions make
+while the state machine offboards users holding every credential type (one
+of them through a quarantine's grace period) is checked against the function's policy in infra/template.yaml, resource by
 resource, using AWS's Service Authorization Reference (SAR) as PyPI
 `parliament` ships it (parliament/iam_definition.json), not action names.
 
@@ -18,7 +18,9 @@ the parameters we build the ARN IAM authorizes the call against:
 - none   -> "*" (the action supports no resource-level permissions)
 
 and assert that one of the calling function's Allow statements names the
-action on a Resource pattern matching that ARN, and that every mutation
+action on a Resource pattern matching that ARN, its Condition (if any) holding
+for the request (``condition_holds``: QuarantineUser may attach AWSDenyAll
+only, and tag its own key only), and that every mutation
 (SAR access level Write or Permissions management) on a *user* resource is
 also under the function's protection Deny, whose condition uses the global
 key aws:ResourceTag/offboard:protected (IAM User Guide, "Controlling access
@@ -28,6 +30,7 @@ lists aws:ResourceTag/${TagKey} for the iam user resource type).
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import json
 import re
@@ -52,6 +55,11 @@ REGION = "us-east-1"
 PROTECTION = {"StringEqualsIgnoreCase": {"aws:ResourceTag/offboard:protected": "true"}}
 # SAR access levels that change something (the SAR's own classification).
 MUTATION_LEVELS = {"Write", "Permissions management", "Tagging"}
+
+
+def core_constant(name: str) -> str:
+    """A string constant of the core's quarantine module (what the function sends)."""
+    return re.search(rf'pub const {name}: &str = "([^"]+)"', (ROOT / "crates/core/src/quarantine.rs").read_text())[1]
 
 
 # --- the Service Authorization Reference, as parliament ships it ------------
@@ -193,8 +201,62 @@ def matches(statement: dict, arn: str) -> bool:
     return any(fnmatch.fnmatchcase(arn, pattern) for pattern in as_list(statement["Resource"]))
 
 
-def allowed(statements: list[dict], action: str, arn: str) -> bool:
-    return any(s["Effect"] == "Allow" and "Condition" not in s and names(s, action) and matches(s, arn)
+def request_context(key: str, params: dict) -> list[str] | None:
+    """The values a condition key has for this request (None: not in the
+    request context), from the request's form parameters."""
+    if key == "iam:PolicyARN":
+        # Service Authorization Reference (IAM): iam:PolicyARN filters by the
+        # ARN of the policy the request names, AttachUserPolicy's PolicyArn.
+        return [params["PolicyArn"]] if "PolicyArn" in params else None
+    if key == "aws:TagKeys":
+        # IAM User Guide, "Single-valued vs. multivalued context keys": "when you
+        # tag resources in AWS, you can include multiple tag key-value pairs in a
+        # single request. Therefore, aws:TagKeys is a multivalued context key."
+        # The query protocol sends them as Tags.member.N.Key.
+        tag_keys = [value for name, value in sorted(params.items()) if re.fullmatch(r"Tags\.member\.\d+\.Key", name)]
+        return tag_keys or None
+    raise AssertionError(f"condition key {key} is not evaluated here: add it to request_context")
+
+
+def arn_matches(pattern: str, arn: str) -> bool:
+    # IAM User Guide, "IAM JSON policy elements: Condition operators", ARN
+    # condition operators: case-sensitive; each of the six colon-delimited
+    # components is checked separately and may hold * and ? wildcards.
+    patterns, parts = pattern.split(":", 5), arn.split(":", 5)
+    return len(patterns) == len(parts) == 6 and all(fnmatch.fnmatchcase(p, w) for w, p in zip(patterns, parts))
+
+
+def condition_holds(condition: dict, params: dict) -> bool:
+    """Every operator of the Condition block holds for the request (IAM ANDs
+    them). Only the operators this project's Allow statements use are known;
+    any other fails loudly rather than being assumed true."""
+    for operator, keys in condition.items():
+        for key, wanted in keys.items():
+            values, wanted = request_context(key, params), as_list(wanted)
+            if operator == "ArnEquals":
+                # Same page: "If the key that you specify in a policy condition is
+                # not present in the request context, the values do not match and
+                # the condition is false."
+                holds = values is not None and all(any(arn_matches(w, v) for w in wanted) for v in values)
+            elif operator == "ForAllValues:StringEquals":
+                # IAM User Guide, "Multivalued context key examples": "every value
+                # in the request context must match at least one value in the
+                # policy"; it "also returns true if there are no context keys in
+                # the request".
+                holds = values is None or all(v in wanted for v in values)
+            elif operator == "Null":
+                # "Null": "false" = the key is present in the request context.
+                holds = (values is None) == (wanted == ["true"])
+            else:
+                raise AssertionError(f"condition operator {operator} is not evaluated here")
+            if not holds:
+                return False
+    return True
+
+
+def allowed(statements: list[dict], action: str, arn: str, params: dict | None = None) -> bool:
+    return any(s["Effect"] == "Allow" and names(s, action) and matches(s, arn)
+               and condition_holds(s.get("Condition", {}), params or {})
                for s in statements)
 
 
@@ -215,7 +277,7 @@ def check_call(policies: dict[str, list[dict]], stage: str, call: dict, paths: d
     if action not in stage_actions[stage]:
         problems.append(f"{stage} called {action}, not in infra/stage-actions.json")
     for arn in acted_on(action, call["Params"], paths):
-        if not allowed(policies[stage], action, arn):
+        if not allowed(policies[stage], action, arn, call["Params"]):
             problems.append(f"{stage}: no Allow for {action} on {arn}")
         types = sar_resource_types(action)
         if "user" in types and is_mutation(action) and not denied_when_protected(policies[stage], action, arn):
@@ -269,8 +331,10 @@ def test_the_template_passes_the_check_for_every_declared_action():
     the functions send them, against the template as it is."""
     policies = function_policies()
     serial = f"arn:aws:iam::{ACCOUNT}:mfa/alice-phone"
+    # The policy a quarantine attaches (and the deletion after it detaches), the tag it sets.
     sample = {"UserName": "alice", "GroupName": "ops", "SerialNumber": serial, "PolicyName": "p",
-              "PolicyArn": f"arn:aws:iam::{ACCOUNT}:policy/p", "AccessKeyId": "AKIAEXAMPLE"}
+              "PolicyArn": DENY_ALL, "AccessKeyId": "AKIAEXAMPLE",
+              "Tags.member.1.Key": core_constant("QUARANTINE_TAG_KEY"), "Tags.member.1.Value": "2026-12-01T17:00:00Z"}
     problems = []
     for stage, actions in STAGE_ACTIONS.items():
         for action in actions:
@@ -279,6 +343,78 @@ def test_the_template_passes_the_check_for_every_declared_action():
             problems += check_call(policies, stage, {"Service": service, "Action": name, "Params": params},
                                    {"alice": "/engineering/"})
     assert problems == [], "\n".join(problems)
+
+
+# --- QuarantineUser: AttachUserPolicy for AWSDenyAll only, TagUser for its key only ---
+
+DENY_ALL = f"arn:{PARTITION}:iam::aws:policy/{core_constant('DENY_ALL_POLICY_NAME')}"
+
+
+def test_the_condition_evaluation_fails_loudly_on_what_it_does_not_know():
+    with pytest.raises(AssertionError, match="operator StringLike"):
+        condition_holds({"StringLike": {"aws:TagKeys": "offboard:*"}}, {"Tags.member.1.Key": "offboard:x"})
+    with pytest.raises(AssertionError, match="condition key aws:RequestTag/team"):
+        condition_holds({"StringEquals": {"aws:RequestTag/team": "x"}}, {})
+    assert arn_matches("arn:aws:iam::*:policy/*", "arn:aws:iam::123456789012:policy/p")
+    assert not arn_matches("arn:aws:iam::*:policy/*", "arn:aws:iam::123456789012:user/p")
+    assert not arn_matches("arn:aws:iam::aws:policy/AWSDenyAll", "arn:aws:iam::aws:policy/awsdenyall"), "case-sensitive"
+
+
+def test_the_quarantine_role_may_attach_aws_deny_all_and_nothing_else():
+    # The Service Authorization Reference lists iam:PolicyARN among
+    # AttachUserPolicy's condition keys: IAM evaluates the condition on it.
+    privilege, _ = sar_privilege("iam:AttachUserPolicy")
+    assert "iam:PolicyARN" in {key for entry in privilege["resource_types"] for key in entry["condition_keys"]}
+    # AWS Managed Policy Reference, AWSDenyAll: "ARN: arn:aws:iam::aws:policy/AWSDenyAll".
+    assert DENY_ALL == "arn:aws:iam::aws:policy/AWSDenyAll"
+    template, _ = decode(str(TEMPLATE))
+    raw = [s for p in template["Resources"]["QuarantineUserFunction"]["Properties"]["Policies"] for s in p["Statement"]
+           if s["Effect"] == "Allow" and "iam:AttachUserPolicy" in as_list(s["Action"])]
+    assert [s["Condition"] for s in raw] == [
+        {"ArnEquals": {"iam:PolicyARN": {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSDenyAll"}}}], \
+        "the stack's own partition (aws-cn, aws-us-gov too)"
+
+    policies = function_policies()
+    grants = {stage: [s for s in statements if s["Effect"] == "Allow" and names(s, "iam:AttachUserPolicy")]
+              for stage, statements in policies.items()}
+    assert {stage for stage, found in grants.items() if found} == {"QuarantineUser"}, "no other role may attach"
+    [grant] = grants["QuarantineUser"]
+    assert as_list(grant["Action"]) == ["iam:AttachUserPolicy"], "the condition binds this action alone"
+    assert grant["Condition"] == {"ArnEquals": {"iam:PolicyARN": DENY_ALL}}
+
+    def attach(policy_arn: str) -> dict:
+        return {"Service": "iam", "Action": "AttachUserPolicy", "Params": {"UserName": "alice", "PolicyArn": policy_arn}}
+
+    assert check_call(policies, "QuarantineUser", attach(DENY_ALL), {}) == []
+    refused = [f"QuarantineUser: no Allow for iam:AttachUserPolicy on arn:aws:iam::{ACCOUNT}:user/alice"]
+    for other in ("arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::aws:policy/IAMFullAccess",
+                  f"arn:aws:iam::{ACCOUNT}:policy/AWSDenyAll", "arn:aws:iam::aws:policy/AWSDenyAllExceptMe"):
+        assert check_call(policies, "QuarantineUser", attach(other), {}) == refused, other
+    assert check_call(policies, "QuarantineUser", {"Service": "iam", "Action": "AttachUserPolicy",
+                                                   "Params": {"UserName": "alice"}}, {}) == refused
+    # Without the condition, the same check lets AdministratorAccess through.
+    unconditioned = {"QuarantineUser": [{**s, "Condition": {}} if s is grant else s for s in policies["QuarantineUser"]]}
+    assert check_call(unconditioned, "QuarantineUser", attach("arn:aws:iam::aws:policy/AdministratorAccess"), {}) == []
+
+
+def test_the_quarantine_role_may_tag_its_own_key_only():
+    privilege, _ = sar_privilege("iam:TagUser")
+    assert "aws:TagKeys" in {key for entry in privilege["resource_types"] for key in entry["condition_keys"]}
+    policies = function_policies()
+    key = core_constant("QUARANTINE_TAG_KEY")
+
+    def tag(*keys: str) -> dict:
+        params = {"UserName": "alice"}
+        for number, tag_key in enumerate(keys, 1):
+            params[f"Tags.member.{number}.Key"], params[f"Tags.member.{number}.Value"] = tag_key, "2026-12-01T17:00:00Z"
+        return {"Service": "iam", "Action": "TagUser", "Params": params}
+
+    assert check_call(policies, "QuarantineUser", tag(key), {}) == []
+    refused = [f"QuarantineUser: no Allow for iam:TagUser on arn:aws:iam::{ACCOUNT}:user/alice"]
+    for keys in (("offboard:protected",), (key, "team"), ()):
+        assert check_call(policies, "QuarantineUser", tag(*keys), {}) == refused, keys
+    assert not any(names(s, "iam:TagUser") for stage, statements in policies.items() if stage != "QuarantineUser"
+                   for s in statements if s["Effect"] == "Allow")
 
 
 # --- end to end -----------------------------------------------------------------
@@ -297,16 +433,23 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
     stack.faults()
     stack.clear_calls()
     # Every credential type; a path, so user ARNs are user/<path><name>.
-    paths = {"lp-by-name": "/engineering/", "lp-by-id": "/contractors/team-a/"}
+    paths = {"lp-by-name": "/engineering/", "lp-by-id": "/contractors/team-a/", "lp-quarantined": "/contractors/"}
     for name, path in paths.items():
         seed_user(stack.iam, name, path=path, access_keys=2, ssh_keys=2, certificates=2,
                   services=("codecommit.amazonaws.com", "cassandra.amazonaws.com", "bedrock.amazonaws.com"),
                   virtual_devices=2, passkeys=1, hardware_tokens=1, groups=2, inline_policies=2, attached_policies=2)
+    # A grace period a few seconds long: QuarantineUser disables the user, the
+    # execution waits, checks, then deletes (AWSDenyAll detached with the rest).
+    delete_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    quarantined = stack.start({"UserName": "lp-quarantined", "DeleteAfter": delete_after}, name="lp-quarantined")
     by_name = stack.run({"UserName": "lp-by-name"}, name="lp-by-name")
     assert by_name["status"] == "SUCCEEDED", by_name.get("cause")
     user_id = stack.iam.get_user(UserName="lp-by-id")["User"]["UserId"]
     by_id = stack.run({"IAMUserId": user_id}, name="lp-by-id")  # GetUsername resolves it with ListUsers
     assert by_id["status"] == "SUCCEEDED", by_id.get("cause")
+    quarantined = stack.wait(quarantined)
+    assert quarantined["status"] == "SUCCEEDED", quarantined.get("cause")
+    assert json.loads(quarantined["output"])["Quarantine"]["QuarantinedUntil"] == delete_after
     for name in paths:
         assert leftovers(stack.iam, name) == {}
 
@@ -323,6 +466,11 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
     for stage, actions in STAGE_ACTIONS.items():
         unexercised = set(actions) - observed.get(stage, set())
         assert not unexercised, f"{stage}: never called {sorted(unexercised)} in a full offboarding"
+    # The conditional grants were exercised with the values they allow.
+    attached = {c["Params"].get("PolicyArn") for c in calls if c["Action"] == "AttachUserPolicy"}
+    assert attached == {DENY_ALL}
+    detached = {c["Params"].get("PolicyArn") for c in calls if c["Action"] == "DetachUserPolicy"}
+    assert DENY_ALL in detached, "the deletion after the wait removes the quarantine's policy like any other"
     # The mutation kinds the Deny cannot cover by user tag were exercised too.
     actions = [c["Action"] for c in calls]
     assert "RemoveUserFromGroup" in actions and "DeleteVirtualMFADevice" in actions

@@ -1,5 +1,5 @@
 """Evidence that outlives the execution: every execution (succeeded, failed,
-dry run) leaves its record in S3 and puts exactly one outcome event on
+dry run, quarantined) leaves its record in S3 and puts exactly one outcome event on
 EventBridge, whose detail validates against schemas/offboard-event-detail.schema.json.
 
 moto's Step Functions interpreter runs the definition's S3 and EventBridge
@@ -9,6 +9,8 @@ through an EventBridge rule with an SQS target, as a consumer would set one up
 
 from __future__ import annotations
 
+import copy
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from stack import AUDIT_BUCKET, Stack  # noqa: E402
 
 SCHEMA = json.loads((ROOT / "schemas" / "offboard-event-detail.schema.json").read_text())
 MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach")
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +136,72 @@ def test_an_unwritable_record_fails_the_execution_before_anything_is_removed(sta
     assert [c for c in stack.calls() if c["Action"].startswith(MUTATING_PREFIXES)] == []
     assert leftovers(stack.iam, "vic") != {}
     assert stack.events() == [], "no outcome event claims a record that does not exist"
+
+
+def test_a_grace_period_leaves_a_quarantine_record_and_event_then_the_deletions_own(stack):
+    seed_user(stack.iam, "wes")
+    delete_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    execution = stack.run({"UserName": "wes", "DeleteAfter": delete_after, "Context": {"Ticket": "HR-7"}}, name="wes-1")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    at = prefix("wes", "wes-1")
+    assert stack.record_keys(at) == [at + name for name in ("deletion-plan.json", "plan.json", "quarantine.json", "record.json")]
+    plan, quarantine = stack.record(at + "plan.json"), stack.record(at + "quarantine.json")
+    deletion_plan, record = stack.record(at + "deletion-plan.json"), stack.record(at + "record.json")
+    assert record == json.loads(execution["output"])
+    # plan.json is the inventory before the quarantine and is never overwritten;
+    # the deletion's own plan is the fresh inventory, AWSDenyAll attached.
+    assert DENY_ALL not in [p["PolicyArn"] for p in plan["Items"]["AttachedPolicies"]]
+    assert DENY_ALL in [p["PolicyArn"] for p in deletion_plan["Items"]["AttachedPolicies"]]
+    assert {k["AccessKeyId"]: k["Status"] for k in plan["Items"]["AccessKeys"]} == dict.fromkeys(
+        quarantine["Quarantine"]["Deactivated"]["AccessKeys"], "Active")
+    assert {k["Status"] for k in deletion_plan["Items"]["AccessKeys"]} == {"Inactive"}
+    # quarantine.json: the audit record's shape for the quarantine phase.
+    assert quarantine["Items"] == plan["Items"] and quarantine["UserDeletion"] is None and quarantine["DryRun"] is False
+    assert quarantine["Context"] == {"Ticket": "HR-7"} and quarantine["Quarantine"] == record["Quarantine"]
+    assert record["Quarantine"]["QuarantinedUntil"] == delete_after
+    events = stack.events()
+    assert [e["detail-type"] for e in events] == ["IAM User Quarantined", "IAM User Offboarded"]
+    for event in events:
+        assert event["source"] == "iam-offboard"
+        jsonschema.validate(event["detail"], SCHEMA)
+    quarantined, offboarded = (e["detail"] for e in events)
+    assert quarantined["DeleteAfter"] == delete_after and quarantined["Context"] == {"Ticket": "HR-7"}
+    assert quarantined["RecordUri"] == f"s3://{AUDIT_BUCKET}/{at}quarantine.json"
+    assert quarantined["Items"]["AccessKeys"] == len(plan["Items"]["AccessKeys"])
+    assert offboarded["RecordUri"] == f"s3://{AUDIT_BUCKET}/{at}record.json" and "DeleteAfter" not in offboarded
+    assert leftovers(stack.iam, "wes") == {}
+
+
+def test_the_event_schema_takes_a_quarantined_detail_and_keeps_each_outcome_to_its_own_fields():
+    """No stack: the schema itself, on details shaped as the state machine's."""
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    items = {"LoginProfile": None, "AccessKeys": 2, "SSHPublicKeys": 0, "SigningCertificates": 0,
+             "ServiceSpecificCredentials": 1, "MFADevices": 3, "Groups": 1, "InlinePolicies": 0, "AttachedPolicies": 1}
+    at = f"s3://{AUDIT_BUCKET}/{prefix('wes', 'wes-1')}"
+    quarantined = {"Outcome": "Quarantined", "UserName": "wes", "UserId": "AIDAEXAMPLE1234567890",
+                   "UserArn": f"arn:aws:iam::{ACCOUNT}:user/wes", "Account": ACCOUNT,
+                   "ExecutionArn": f"arn:aws:states:us-east-1:{ACCOUNT}:execution:offboard:wes-1",
+                   "RecordUri": at + "quarantine.json", "DryRun": False, "Context": None, "Items": items,
+                   "DeleteAfter": "2026-12-01T17:00:00Z"}
+    assert list(validator.iter_errors(quarantined)) == []
+
+    def invalid(**changes) -> bool:
+        detail = copy.deepcopy(quarantined)
+        for key, value in changes.items():
+            if value is None and key != "Context":
+                detail.pop(key)
+            else:
+                detail[key] = value
+        return bool(list(validator.iter_errors(detail)))
+
+    assert invalid(DeleteAfter=None), "a quarantine names its deadline"
+    assert invalid(DeleteAfter="2026-12-01 17:00:00"), "UTC, ISO 8601 with T and Z"
+    assert invalid(DeleteAfter="2026-12-01T17:00:00+01:00")
+    assert invalid(RecordUri=at + "plan.json") and invalid(RecordUri=at + "record.json")
+    assert invalid(DryRun=True)
+    assert invalid(Items=None), "Items are required outside failures"
+    assert invalid(Error="AlreadyQuarantined")
+    assert invalid(Outcome="Offboarded"), "DeleteAfter belongs to the Quarantined outcome only"
+    assert invalid(Outcome="Offboarded", DeleteAfter=None), "and quarantine.json to it too"
+    assert not invalid(Outcome="Offboarded", DeleteAfter=None, RecordUri=at + "record.json")
+    assert invalid(Outcome="Restored"), "Restored is an execution output, not an event"

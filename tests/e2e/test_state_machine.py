@@ -1,14 +1,16 @@
 """The real statemachine/offboard.asl.json, executed by moto's interpreter,
-invoking the six real release binaries through the Lambda Runtime API,
+invoking the seven real release binaries through the Lambda Runtime API,
 against the strict IAM emulator. Each scenario asserts the final IAM state,
 the execution status, the error name and which calls were made."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,11 @@ from stack import Stack  # noqa: E402
 
 STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
 STAGE_BY_KEY = {access_key_for(stage): stage for stage in FUNCTIONS}
-MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Enable")
+MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Enable", "Tag", "Untag")
+# AWS Managed Policy Reference, AWSDenyAll: "ARN: arn:aws:iam::aws:policy/AWSDenyAll"
+# (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSDenyAll.html).
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
+QUARANTINE_TAG = "offboard:quarantined-until"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +100,8 @@ def test_passkey_hardware_and_virtual_devices_succeed_in_one_execution(stack):
     assert {d["SerialNumber"]: d["HandledAs"] for d in record["Items"]["MFADevices"]} == {
         made["MFADevices"][0]: "Virtual", made["MFADevices"][1]: "NonVirtual", made["MFADevices"][2]: "NonVirtual"}
     assert record["Context"] == {"Ticket": "OPS-1"} and record["Rounds"] == 0
-    assert set(record["Timings"]) == set(FUNCTIONS)
+    assert set(record["Timings"]) == set(FUNCTIONS) - {"QuarantineUser"}, "no grace period, no quarantine"
+    assert "Quarantine" not in record
     assert snapshot(stack.iam, "bob") == before, "nothing outside the target user is touched"
 
 
@@ -336,6 +343,72 @@ def test_offboard_start_names_the_execution_after_the_user_and_follows_it(stack)
     again = subprocess.run(upper, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
     assert again.returncode == 2 and "already exists" in again.stderr, again.stderr
     assert leftovers(stack.iam, "lena") == {}
+
+
+def utc_in(seconds: float) -> str:
+    """A DeleteAfter ``seconds`` from now, in the form Wait's TimestampPath takes."""
+    return (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wait_for_state(stack, execution_arn: str, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while name not in entered_states(stack, execution_arn):
+        execution = stack.sfn.describe_execution(executionArn=execution_arn)
+        assert execution["status"] == "RUNNING", (execution["status"], execution.get("cause"))
+        assert time.monotonic() < deadline, f"{name} not reached in {timeout} s"
+        time.sleep(0.1)
+
+
+def test_a_grace_period_disables_the_user_at_once_and_deletes_it_after_the_wait(stack):
+    made = seed_user(stack.iam, "quinn", certificates=1, ssh_keys=1, services=("codecommit.amazonaws.com", "bedrock.amazonaws.com"))
+    iam = stack.iam
+    # One key already inactive: the quarantine leaves it, and says so.
+    iam.update_access_key(UserName="quinn", AccessKeyId=made["AccessKeys"][1], Status="Inactive")
+    stack.clear_calls()
+    delete_after = utc_in(8)
+    arn = stack.start({"UserName": "quinn", "DeleteAfter": delete_after}, name="quinn")
+    wait_for_state(stack, arn, "WaitForDeleteAfter")
+
+    # During the wait: every credential Inactive, AWSDenyAll attached, the tag
+    # set; login profile and MFA devices kept; nothing deleted. IAM API
+    # Reference: UpdateAccessKey "Changes the status of the specified access key
+    # from Active to Inactive, or vice versa" (https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateAccessKey.html),
+    # UpdateSSHPublicKey, UpdateSigningCertificate and UpdateServiceSpecificCredential
+    # likewise (Status: Active | Inactive), and the List* calls return each
+    # item's Status; stock moto keeps those statuses (emulator.py extends only
+    # the service-specific credentials). AWSDenyAll is attachable because the
+    # stack loads AWS managed policies (stack.py, beside mock_aws).
+    assert {k["Status"] for k in iam.list_access_keys(UserName="quinn")["AccessKeyMetadata"]} == {"Inactive"}
+    assert {k["Status"] for k in iam.list_ssh_public_keys(UserName="quinn")["SSHPublicKeys"]} == {"Inactive"}
+    assert {c["Status"] for c in iam.list_signing_certificates(UserName="quinn")["Certificates"]} == {"Inactive"}
+    assert {c["Status"] for c in iam.list_service_specific_credentials(UserName="quinn")["ServiceSpecificCredentials"]} == {"Inactive"}
+    attached = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName="quinn")["AttachedPolicies"]}
+    assert attached == set(made["AttachedPolicies"]) | {DENY_ALL}
+    assert {t["Key"]: t["Value"] for t in iam.get_user(UserName="quinn")["User"]["Tags"]}[QUARANTINE_TAG] == delete_after
+    assert _login(iam, "quinn") is not None
+    assert sorted(d["SerialNumber"] for d in iam.list_mfa_devices(UserName="quinn")["MFADevices"]) == sorted(made["MFADevices"])
+    # The contract's order: the deny first, then the deactivations, the tag last.
+    changes = mutating(function_calls(stack, "QuarantineUser"))
+    assert changes[0] == "AttachUserPolicy" and changes[-1] == "TagUser", changes
+    assert sorted(changes[1:-1]) == sorted(["UpdateAccessKey", "UpdateSSHPublicKey", "UpdateSigningCertificate",
+                                            "UpdateServiceSpecificCredential", "UpdateServiceSpecificCredential"])
+    assert mutating(function_calls(stack)) == changes, "no other function changed anything before the wait"
+    assert "CheckQuarantine" not in entered_states(stack, arn), "the checks above ran during the wait"
+
+    execution = stack.wait(arn)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    record = json.loads(execution["output"])
+    quarantine = record["Quarantine"]
+    assert quarantine["QuarantinedUntil"] == delete_after and quarantine["ExecutionArn"] == arn
+    assert quarantine["Deactivated"]["AccessKeys"] == [made["AccessKeys"][0]]
+    assert quarantine["AlreadyInactive"]["AccessKeys"] == [made["AccessKeys"][1]]
+    assert quarantine["DenyAllAttachedByQuarantine"] is True and quarantine["Kept"]["LoginProfile"] is True
+    # The deletion took a fresh inventory: AWSDenyAll is detached like any attached policy.
+    assert DENY_ALL in [p["PolicyArn"] for p in record["Items"]["AttachedPolicies"]]
+    states = entered_states(stack, arn)
+    assert [states.count(s) for s in ("QuarantineUser", "WaitForDeleteAfter", "CheckQuarantine", "DeletionPhase")] == [1, 1, 1, 1]
+    assert states.count("GetKeysCertificatesMfaAndCredentials") == 2
+    assert leftovers(stack.iam, "quinn") == {}
 
 
 def test_zz_each_function_called_only_what_its_role_allows(stack):

@@ -1,4 +1,4 @@
-"""Runs the six release binaries as Lambda functions on 127.0.0.1.
+"""Runs the seven release binaries as Lambda functions on 127.0.0.1.
 
 Each function gets its own Lambda Runtime API endpoint (the one a real
 function polls: GET .../invocation/next, POST .../response|error), served
@@ -53,6 +53,7 @@ FUNCTIONS = {
     "DeleteKeysCertificatesMfaAndCredentials": "delete-keys-certificates-mfa-and-credentials",
     "DeleteGroupsAndPolicies": "delete-groups-and-policies",
     "DeleteIAMUserAndVerify": "delete-iam-user-and-verify",
+    "QuarantineUser": "quarantine-user",
 }
 
 
@@ -203,7 +204,7 @@ class Function:
 
 
 class LambdaHost:
-    """The six functions plus the Lambda Invoke API in front of them."""
+    """The seven functions plus the Lambda Invoke API in front of them."""
 
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
                  bin_dir: Path | None = None, log_dir: Path | None = None,

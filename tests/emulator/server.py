@@ -4,6 +4,7 @@ EmulatorApp middleware in front of it."""
 from __future__ import annotations
 
 import logging
+import os
 
 from threading import Thread
 
@@ -19,6 +20,10 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 class EmulatorServer:
     def __init__(self, port: int = 0):
+        # Real IAM has every AWS managed policy, AWSDenyAll included
+        # (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSDenyAll.html);
+        # stock moto loads them only when asked (moto/settings.py).
+        os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         extend_moto()
         self.app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
         self.server = make_server("127.0.0.1", port, self.app, threaded=True, request_handler=MotoRequestHandler)

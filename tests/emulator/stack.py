@@ -4,7 +4,7 @@
   interpreter runs statemachine/offboard.asl.json for real;
 - the strict IAM emulator (moto's server plus this project's extensions,
   fault injection and call log) that the Rust functions call over HTTP;
-- the Lambda host running the six release binaries under the Runtime API,
+- the Lambda host running the seven release binaries under the Runtime API,
   reached by the interpreter through AWS_ENDPOINT_URL_LAMBDA.
 """
 
@@ -39,7 +39,20 @@ class Stack:
         self.archived_calls: list[dict] = []
 
     def __enter__(self) -> "Stack":
-        self.mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self.use_utc()
+        self.mock = mock_aws(config={
+            "stepfunctions": {"execute_state_machine": True},
+            # Real IAM has every AWS managed policy, among them the one a
+            # quarantine attaches. AWS Managed Policy Reference, AWSDenyAll
+            # (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSDenyAll.html):
+            # "Description: Deny all access." "You can attach AWSDenyAll to
+            # your users, groups, and roles." "ARN: arn:aws:iam::aws:policy/AWSDenyAll";
+            # its document is one statement, "Effect" : "Deny", "Action" : [ "*" ],
+            # "Resource" : "*". Stock moto loads AWS managed policies only when
+            # asked (moto/settings.py load_iam_aws_managed_policies); its copy
+            # (moto/iam/aws_managed_policies.py) holds AWSDenyAll with that document.
+            "iam": {"load_aws_managed_policies": True},
+        })
         self.mock.start()
         extend_moto()
         self.emulator = EmulatorServer(0)
@@ -52,6 +65,20 @@ class Stack:
         self.lambdas = self.start_lambdas()
         self.state_machine_arn = self.create_state_machine()
         return self
+
+    def use_utc(self) -> None:
+        """A quarantine's Wait state ends at ``$.Target.DeleteAfter``, a UTC
+        timestamp ("an uppercase Z must denote that a numeric time zone offset
+        is not present": Step Functions developer guide, "Wait workflow state",
+        https://docs.aws.amazon.com/step-functions/latest/dg/state-wait.html).
+        moto's interpreter subtracts the naive local ``datetime.now()`` from it
+        (moto/stepfunctions/parser/asl/component/state/wait/wait_function/timestamp.py,
+        ``_get_wait_seconds``), which is right only when local time is UTC."""
+        if time.localtime().tm_gmtoff == 0:
+            return
+        self.saved_env.setdefault("TZ", os.environ.get("TZ"))
+        os.environ["TZ"] = "UTC"
+        time.tzset()
 
     def start_lambdas(self) -> LambdaHost:
         host = LambdaHost(self.emulator.url, instances=self.instances, env=self.env, credentials=self.credentials,
@@ -113,6 +140,8 @@ class Stack:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if "TZ" in self.saved_env:
+            time.tzset()
 
     # --- driving executions ------------------------------------------------
 

@@ -17,6 +17,7 @@ use iam_offboard_core::target::ProtectionPolicy;
 use iam_offboard_core::{pipeline, OffboardError};
 use serde_json::{json, Value};
 
+mod grace;
 mod records;
 use records::{user_prefix, RecordArgs, RecordStore};
 
@@ -78,6 +79,15 @@ struct Common {
     context: Option<String>,
 }
 
+/// Quarantine first: deactivate every credential and attach AWSDenyAll now,
+/// delete after this many days (1-364: the deletion must end within Step
+/// Functions' one-year execution limit).
+#[derive(Args, Clone, Default)]
+struct Grace {
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=364))]
+    grace_days: Option<u16>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Show everything that would be removed; change nothing.
@@ -87,22 +97,33 @@ enum Command {
         #[command(flatten)]
         records: RecordArgs,
     },
-    /// Offboard the user in-process, stage by stage, and print the audit record.
+    /// Offboard the user in-process, stage by stage, and print the audit
+    /// record. With --grace-days: quarantine now (a later delete finishes).
     Delete {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        grace: Grace,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
         #[command(flatten)]
         records: RecordArgs,
     },
-    /// Recreate a deleted user's identity and permissions from its audit
-    /// record (never its credentials or MFA devices).
+    /// Undo a quarantine (--user-name, or --record quarantine.json): stop the
+    /// waiting execution, reactivate what it deactivated, detach AWSDenyAll,
+    /// remove the tag. Or recreate a deleted user's identity and permissions
+    /// from its record.json (never its credentials or MFA devices).
+    #[command(group(clap::ArgGroup::new("restore_source").required(true).args(["record", "user_name"])))]
     Restore {
-        /// The audit record: a file, or s3://bucket/key.
+        /// The record: a file, or s3://bucket/key.
         #[arg(long)]
-        record: String,
+        record: Option<String>,
+        /// The quarantined user: its quarantine.json is found in the records.
+        #[arg(long, requires = "RecordArgs")]
+        user_name: Option<String>,
+        #[command(flatten)]
+        records: RecordArgs,
         /// Only say what would be restored.
         #[arg(long)]
         dry_run: bool,
@@ -127,6 +148,8 @@ enum Command {
         common: Common,
         #[arg(long)]
         state_machine_arn: String,
+        #[command(flatten)]
+        grace: Grace,
         /// Only gather and report.
         #[arg(long)]
         dry_run: bool,
@@ -142,7 +165,7 @@ enum Command {
 
 /// What ends a run: a stage's typed error, work left incomplete, or a local
 /// problem (usage, output).
-enum Failure {
+pub(crate) enum Failure {
     Offboard(OffboardError),
     Incomplete(String),
     Local(String),
@@ -180,19 +203,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Plan { common, records } => {
             let ctx = StageContext::new(&config, protection_policy()?);
             let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
-            let record = pipeline::plan(&ctx, execution_input(common, true)?, &mut reporter).await?;
+            let record = pipeline::plan(&ctx, execution_input(common, true, &Grace::default())?, &mut reporter).await?;
             print_record(&record, cli.output)
         }
-        Command::Delete { common, yes, records } => {
-            let input = execution_input(common, false)?;
+        Command::Delete { common, grace, yes, records } => {
+            let input = execution_input(common, false, grace)?;
             if !yes {
-                confirm(common.target.identifier(), "deletes IAM user {} and everything it holds")?;
+                let what = match grace.grace_days {
+                    Some(days) => format!("quarantines IAM user {{}} now (every credential off, AWSDenyAll attached) for deletion in {days} day(s)"),
+                    None => "deletes IAM user {} and everything it holds".to_string(),
+                };
+                confirm(common.target.identifier(), &what)?;
             }
             let ctx = StageContext::new(&config, protection_policy()?);
             let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
             match pipeline::offboard(&ctx, input, &mut reporter).await {
                 Ok(record) => {
-                    reporter.store(Some(&record.user.user_name), "record.json", &record).await?;
+                    let file = if record.quarantine.is_some() { "quarantine.json" } else { "record.json" };
+                    reporter.store(Some(&record.user.user_name), file, &record).await?;
                     print_record(&record, cli.output)
                 }
                 Err(failed) => {
@@ -204,22 +232,33 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Restore { record, dry_run, yes } => {
-            let record = load_record(&config, record, cli.endpoint_url.is_some()).await?;
+        Command::Restore { record, user_name, records, dry_run, yes } => {
+            let path_style = cli.endpoint_url.is_some();
+            let found = match (record, user_name) {
+                (Some(location), _) => grace::FoundRecord::at(&config, location, path_style).await?,
+                (None, Some(user_name)) => {
+                    let store = RecordStore::from_args(records, &config, path_style)
+                        .ok_or_else(|| Failure::Local("give --record-dir or --record-bucket".into()))?;
+                    grace::find_quarantine(&config, store, user_name).await?
+                }
+                (None, None) => return Err(Failure::Local("give --record or --user-name".into())),
+            };
+            if found.record.quarantine.is_some() && found.record.user_deletion.is_none() {
+                if !yes && !dry_run {
+                    confirm(&found.record.user.user_name, "lifts the quarantine of IAM user {}: stops its pending deletion and reactivates its credentials")?;
+                }
+                let report = grace::lift(&config, &found, *dry_run).await?;
+                print_restore(&report, cli.output)?;
+                return incomplete_if_any(&report);
+            }
+            let record = found.record;
             if !yes && !dry_run {
                 confirm(&record.user.user_name, "recreates IAM user {} with the permissions its record lists")?;
             }
             let iam = iam_offboard_core::clients::iam_client(&config);
             let report = iam_offboard_core::restore::restore_from_record(&iam, &record, *dry_run).await?;
             print_restore(&report, cli.output)?;
-            match report.could_not_restore.is_empty() {
-                true => Ok(()),
-                false => Err(Failure::Incomplete(format!(
-                    "{} could not be restored: {}",
-                    report.user_name,
-                    report.could_not_restore.join("; ")
-                ))),
-            }
+            incomplete_if_any(&report)
         }
         Command::Records { user_name, account, records } => {
             let Some(store) = RecordStore::from_args(records, &config, cli.endpoint_url.is_some()) else {
@@ -231,8 +270,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             list_records(&store, &account, user_name, cli.output).await
         }
-        Command::Start { common, state_machine_arn, dry_run, execution_name, wait } => {
-            let input = execution_input(common, *dry_run)?;
+        Command::Start { common, state_machine_arn, grace, dry_run, execution_name, wait } => {
+            let input = execution_input(common, *dry_run, grace)?;
             let name = execution_name.clone().unwrap_or_else(|| execution_name_for(&common.target));
             start_execution(&config, state_machine_arn, &name, input, *wait, cli.output).await
         }
@@ -275,7 +314,19 @@ async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
     Ok(config.into_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build())
 }
 
-fn execution_input(common: &Common, dry_run: bool) -> Result<Value, Failure> {
+/// Exit status 1 when part of a restore could not be done.
+fn incomplete_if_any(report: &iam_offboard_core::restore::RestoreReport) -> Result<(), Failure> {
+    match report.could_not_restore.is_empty() {
+        true => Ok(()),
+        false => Err(Failure::Incomplete(format!(
+            "{} could not be restored: {}",
+            report.user_name,
+            report.could_not_restore.join("; ")
+        ))),
+    }
+}
+
+fn execution_input(common: &Common, dry_run: bool, grace: &Grace) -> Result<Value, Failure> {
     let mut input = match (&common.target.user_name, &common.target.user_id) {
         (Some(name), _) => json!({"UserName": name}),
         (None, Some(id)) => json!({"IAMUserId": id}),
@@ -283,6 +334,9 @@ fn execution_input(common: &Common, dry_run: bool) -> Result<Value, Failure> {
     };
     if dry_run {
         input["DryRun"] = json!(true);
+    }
+    if let Some(days) = grace.grace_days {
+        input["GraceDays"] = json!(days);
     }
     if let Some(context) = &common.context {
         input["Context"] = serde_json::from_str(context)
@@ -366,19 +420,6 @@ impl Progress for Reporter {
     }
 }
 
-/// Reads an audit record from a file or from `s3://bucket/key`.
-async fn load_record(config: &SdkConfig, location: &str, path_style: bool) -> Result<AuditRecord, Failure> {
-    let document = match location.strip_prefix("s3://").and_then(|rest| rest.split_once('/')) {
-        Some((bucket, key)) => RecordStore::bucket(bucket, config, path_style).get(key).await.map_err(Failure::Local)?,
-        None => {
-            let text = std::fs::read_to_string(location).map_err(|e| Failure::Local(format!("{location}: {e}")))?;
-            serde_json::from_str(&text).map_err(|e| Failure::Local(format!("{location} is not JSON: {e}")))?
-        }
-    };
-    serde_json::from_value(document)
-        .map_err(|e| Failure::Local(format!("{location} is not an audit record of iam-offboard: {e}")))
-}
-
 fn print_restore(report: &iam_offboard_core::restore::RestoreReport, output: Output) -> Result<(), Failure> {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(report).map_err(|e| Failure::Local(e.to_string()))?);
@@ -444,13 +485,36 @@ fn render_text(record: &AuditRecord) -> String {
     let verb = if record.dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
     let user = &record.user;
-    let _ = writeln!(out, "\n{} {} ({}, path {})", if record.dry_run { "Plan for" } else { "Offboarded" }, user.user_name, user.user_id, user.path);
+    let heading = match (record.dry_run, &record.quarantine, &record.user_deletion) {
+        (true, _, _) => "Plan for",
+        (false, Some(_), None) => "Quarantined",
+        _ => "Offboarded",
+    };
+    let _ = writeln!(out, "\n{heading} {} ({}, path {})", user.user_name, user.user_id, user.path);
     let _ = writeln!(out, "  arn                  {}", user.arn);
     if let Some(boundary) = &user.permissions_boundary {
         let _ = writeln!(out, "  boundary (kept)      {boundary}");
     }
     for tag in &user.tags {
         let _ = writeln!(out, "  tag (recorded)       {}={}", tag.key, tag.value);
+    }
+    if let (Some(quarantine), None) = (&record.quarantine, &record.user_deletion) {
+        let deactivated = &quarantine.deactivated;
+        let ids = [
+            &deactivated.access_keys,
+            &deactivated.ssh_public_keys,
+            &deactivated.signing_certificates,
+            &deactivated.service_specific_credentials,
+        ];
+        let _ = writeln!(out, "  deactivated          {}", ids.into_iter().flatten().cloned().collect::<Vec<_>>().join(", "));
+        let _ = writeln!(out, "  deny attached        {}", quarantine.deny_all_policy_arn);
+        let _ = writeln!(out, "  tagged               {}={}", quarantine.tag_key, quarantine.quarantined_until);
+        let _ = writeln!(
+            out,
+            "  deletion due {}: run `offboard delete --user-name {}` then; `offboard restore --user-name {}` undoes it",
+            quarantine.quarantined_until, user.user_name, user.user_name
+        );
+        return out;
     }
     let _ = writeln!(out, "  {verb}:");
     let mut line = |what: &str, values: Vec<String>| {
@@ -595,6 +659,22 @@ mod tests {
         assert!(Cli::try_parse_from(["offboard", "records", "--user-name", "a", "--record-bucket", "b"]).is_ok());
         assert!(Cli::try_parse_from(["offboard", "restore", "--record", "r.json", "--dry-run"]).is_ok());
         assert!(Cli::try_parse_from(["offboard", "restore"]).is_err());
+        assert!(Cli::try_parse_from(["offboard", "restore", "--user-name", "a", "--record-bucket", "b", "--yes"]).is_ok());
+        assert!(Cli::try_parse_from(["offboard", "restore", "--user-name", "a"]).is_err(), "the records to search are required");
+        assert!(Cli::try_parse_from(["offboard", "restore", "--user-name", "a", "--record", "r.json"]).is_err());
+    }
+
+    #[test]
+    fn grace_days_are_one_to_364_and_become_the_input() {
+        for bad in ["0", "365", "-1", "1.5", "x"] {
+            assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--grace-days", bad]).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["offboard", "start", "--user-name", "a", "--state-machine-arn", "arn", "--grace-days", "364"]).unwrap();
+        let Command::Start { common, grace, .. } = &cli.command else { panic!("start") };
+        assert_eq!(execution_input(common, false, grace).ok().unwrap(), json!({"UserName": "a", "GraceDays": 364}));
+        let cli = Cli::try_parse_from(["offboard", "delete", "--user-name", "a"]).unwrap();
+        let Command::Delete { common, grace, .. } = &cli.command else { panic!("delete") };
+        assert_eq!(execution_input(common, false, grace).ok().unwrap(), json!({"UserName": "a"}));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum OffboardError {
     /// of the same name. Before the first change this stops the offboarding.
     #[error("{0}")]
     RecordNotWritten(String),
+    /// A quarantine was asked for a user another quarantine already holds
+    /// (its `offboard:quarantined-until` tag names another time).
+    #[error("{0}")]
+    AlreadyQuarantined(String),
 }
 
 impl OffboardError {
@@ -50,6 +54,7 @@ impl OffboardError {
             Self::VerificationFailed(_) => "VerificationFailed",
             Self::LimitExceeded(_) => "LimitExceeded",
             Self::RecordNotWritten(_) => "RecordNotWritten",
+            Self::AlreadyQuarantined(_) => "AlreadyQuarantined",
         }
     }
 
@@ -73,6 +78,7 @@ impl OffboardError {
             Self::VerificationFailed(m) => Self::VerificationFailed(append(m)),
             Self::LimitExceeded(m) => Self::LimitExceeded(append(m)),
             Self::RecordNotWritten(m) => Self::RecordNotWritten(append(m)),
+            Self::AlreadyQuarantined(m) => Self::AlreadyQuarantined(append(m)),
         }
     }
 }
@@ -145,7 +151,7 @@ pub fn is_mfa_required_denial(message: &str) -> bool {
 /// aws/aws-sdk-go#807). A call that creates nothing cannot meet a quota.
 fn creates_nothing(action: &str) -> bool {
     let name = action.rsplit(':').next().unwrap_or(action);
-    ["Delete", "Deactivate", "Detach", "Remove", "Get", "List"].iter().any(|verb| name.starts_with(verb))
+    ["Delete", "Deactivate", "Detach", "Remove", "Get", "List", "Update", "Untag"].iter().any(|verb| name.starts_with(verb))
 }
 
 /// MFA actions: a denial of these may come from a policy that requires MFA,
@@ -245,6 +251,7 @@ mod tests {
             OffboardError::VerificationFailed(String::new()),
             OffboardError::LimitExceeded(String::new()),
             OffboardError::RecordNotWritten(String::new()),
+            OffboardError::AlreadyQuarantined(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, crate::ERROR_NAMES);
@@ -272,7 +279,7 @@ mod tests {
 
     #[test]
     fn limit_exceeded_is_a_quota_only_for_calls_that_create() {
-        for action in ["iam:DeleteAccessKey", "iam:DeactivateMFADevice", "iam:DetachUserPolicy", "iam:RemoveUserFromGroup", "iam:ListUsers"] {
+        for action in ["iam:DeleteAccessKey", "iam:DeactivateMFADevice", "iam:DetachUserPolicy", "iam:RemoveUserFromGroup", "iam:ListUsers", "iam:UpdateAccessKey", "iam:UntagUser"] {
             assert!(creates_nothing(action), "{action}");
         }
         for action in ["iam:CreateUser", "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:AddUserToGroup", "iam:TagUser"] {

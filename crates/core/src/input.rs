@@ -1,5 +1,6 @@
 //! The execution input GetUsername accepts, validated before any IAM call.
 
+use aws_sdk_iam::primitives::{DateTime, DateTimeFormat as Format};
 use serde_json::{Map, Value};
 
 use crate::errors::OffboardError;
@@ -29,9 +30,18 @@ pub struct OffboardRequest {
     pub dry_run: bool,
     /// The caller's free-form data, carried unchanged into the audit record.
     pub context: Value,
+    /// A quarantine's end (`GraceDays` or `DeleteAfter`): disable at once,
+    /// delete then. `None`: delete now.
+    pub delete_after: Option<DateTime>,
 }
 
-const PLAIN_FIELDS: &[&str] = &["UserName", "IAMUserId", "DryRun", "Context"];
+/// A standard workflow runs for at most one year (Step Functions quotas,
+/// "Maximum execution time"), and the deletion after the wait must fit in
+/// the same execution: a day is kept for it.
+pub const MAX_GRACE_DAYS: i64 = 364;
+const DAY_SECONDS: i64 = 86_400;
+
+const PLAIN_FIELDS: &[&str] = &["UserName", "IAMUserId", "DryRun", "Context", "GraceDays", "DeleteAfter"];
 const EVENT_FIELDS: &[&str] =
     &["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
 const CONFIG_DETAIL_TYPE: &str = "Config Rules Compliance Change";
@@ -84,9 +94,15 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 }
 
 /// Parses the execution input: `{"UserName"}` or `{"IAMUserId"}` with
-/// optional `DryRun` and `Context`, or an AWS Config compliance-change event
-/// for an `AWS::IAM::User`. Anything else is `InvalidInput`.
+/// optional `DryRun`, `Context` and a grace period (`GraceDays` or
+/// `DeleteAfter`), or an AWS Config compliance-change event for an
+/// `AWS::IAM::User`. Anything else is `InvalidInput`.
 pub fn parse_execution_input(input: &Value) -> Result<OffboardRequest, OffboardError> {
+    parse_execution_input_at(input, DateTime::from(std::time::SystemTime::now()))
+}
+
+/// [`parse_execution_input`] as of `now`.
+pub fn parse_execution_input_at(input: &Value, now: DateTime) -> Result<OffboardRequest, OffboardError> {
     let size = serde_json::to_vec(input).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
     if size > MAX_INPUT_BYTES {
         return Err(invalid(format!("input is {size} bytes; at most {MAX_INPUT_BYTES} are accepted")));
@@ -100,11 +116,46 @@ pub fn parse_execution_input(input: &Value) -> Result<OffboardRequest, OffboardE
     if fields.contains_key("detail") || fields.contains_key("detail-type") {
         parse_config_event(fields)
     } else {
-        parse_plain_input(fields)
+        parse_plain_input(fields, now)
     }
 }
 
-fn parse_plain_input(fields: &Map<String, Value>) -> Result<OffboardRequest, OffboardError> {
+/// The RFC 3339 UTC form used in the input, the plan and the quarantine tag.
+pub fn format_timestamp(at: DateTime) -> String {
+    at.fmt(Format::DateTime).unwrap_or_default()
+}
+
+/// An ISO-8601 UTC timestamp (RFC 3339 ending in `Z`), as Step Functions'
+/// Wait state takes it.
+pub fn parse_timestamp(text: &str, field: &str) -> Result<DateTime, OffboardError> {
+    DateTime::from_str(text, Format::DateTime).ok().filter(|_| text.ends_with('Z')).ok_or_else(|| {
+        invalid(format!("{field} {text:?} is not an ISO-8601 UTC timestamp such as 2026-12-31T17:00:00Z"))
+    })
+}
+
+fn parse_grace(fields: &Map<String, Value>, now: DateTime) -> Result<Option<DateTime>, OffboardError> {
+    match (fields.get("GraceDays"), fields.get("DeleteAfter")) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(invalid("input has both GraceDays and DeleteAfter; give at most one")),
+        (Some(days), None) => match days.as_i64() {
+            Some(days) if (1..=MAX_GRACE_DAYS).contains(&days) => Ok(Some(DateTime::from_secs(now.secs() + days * DAY_SECONDS))),
+            _ => Err(invalid(format!("GraceDays must be a whole number of days from 1 to {MAX_GRACE_DAYS}, got {days}"))),
+        },
+        (None, Some(at)) => {
+            let text = expect_str(at, "DeleteAfter")?;
+            let at = parse_timestamp(text, "DeleteAfter")?;
+            if at.secs() < now.secs() {
+                return Err(invalid(format!("DeleteAfter {text} is in the past (now is {})", format_timestamp(now))));
+            }
+            if at.secs() > now.secs() + MAX_GRACE_DAYS * DAY_SECONDS {
+                return Err(invalid(format!("DeleteAfter {text} is more than {MAX_GRACE_DAYS} days ahead")));
+            }
+            Ok(Some(DateTime::from_secs(at.secs())))
+        }
+    }
+}
+
+fn parse_plain_input(fields: &Map<String, Value>, now: DateTime) -> Result<OffboardRequest, OffboardError> {
     reject_unknown_fields(fields, PLAIN_FIELDS, "input")?;
     let user = match (fields.get("UserName"), fields.get("IAMUserId")) {
         (Some(_), Some(_)) => return Err(invalid("input names both UserName and IAMUserId; give exactly one")),
@@ -130,7 +181,8 @@ fn parse_plain_input(fields: &Map<String, Value>) -> Result<OffboardRequest, Off
         Some(context @ Value::Object(_)) => context.clone(),
         Some(other) => return Err(invalid(format!("Context must be a JSON object, got {}", json_type(other)))),
     };
-    Ok(OffboardRequest { user, dry_run, context })
+    let delete_after = parse_grace(fields, now)?;
+    Ok(OffboardRequest { user, dry_run, context, delete_after })
 }
 
 fn parse_config_event(fields: &Map<String, Value>) -> Result<OffboardRequest, OffboardError> {
@@ -168,7 +220,12 @@ fn parse_config_event(fields: &Map<String, Value>) -> Result<OffboardRequest, Of
     context.insert("Source".into(), fields.get("source").cloned().unwrap_or(Value::Null));
     context.insert("EventId".into(), fields.get("id").cloned().unwrap_or(Value::Null));
     context.insert("ConfigRuleName".into(), detail.get("configRuleName").cloned().unwrap_or(Value::Null));
-    Ok(OffboardRequest { user: UserRef::Id(id.to_string()), dry_run: false, context: Value::Object(context) })
+    Ok(OffboardRequest {
+        user: UserRef::Id(id.to_string()),
+        dry_run: false,
+        context: Value::Object(context),
+        delete_after: None,
+    })
 }
 
 fn reject_unknown_fields(fields: &Map<String, Value>, known: &[&str], what: &str) -> Result<(), OffboardError> {
@@ -263,6 +320,32 @@ mod tests {
         }
         let by_id = execution_name_for(&UserRef::Id("AIDAEXAMPLE1234567890".into()));
         assert!(by_id.starts_with("AIDAEXAMPLE1234567890-"), "{by_id}");
+    }
+
+    #[test]
+    fn a_grace_period_is_days_or_a_utc_timestamp_within_a_year() {
+        let now = DateTime::from_str("2026-11-25T08:00:00Z", Format::DateTime).unwrap();
+        let at = |input: Value| parse_execution_input_at(&input, now).map(|r| r.delete_after.map(format_timestamp));
+        assert_eq!(at(json!({"UserName": "a"})).unwrap(), None);
+        assert_eq!(at(json!({"UserName": "a", "GraceDays": 1})).unwrap().as_deref(), Some("2026-11-26T08:00:00Z"));
+        assert_eq!(at(json!({"UserName": "a", "GraceDays": 364})).unwrap().as_deref(), Some("2027-11-24T08:00:00Z"));
+        assert_eq!(at(json!({"UserName": "a", "DeleteAfter": "2026-11-25T08:00:00Z"})).unwrap().as_deref(), Some("2026-11-25T08:00:00Z"));
+        assert_eq!(at(json!({"UserName": "a", "DeleteAfter": "2027-11-24T08:00:00Z"})).unwrap().as_deref(), Some("2027-11-24T08:00:00Z"));
+        for bad in [
+            json!({"UserName": "a", "GraceDays": 0}),
+            json!({"UserName": "a", "GraceDays": 365}),
+            json!({"UserName": "a", "GraceDays": 1.5}),
+            json!({"UserName": "a", "GraceDays": "7"}),
+            json!({"UserName": "a", "GraceDays": -1}),
+            json!({"UserName": "a", "GraceDays": 7, "DeleteAfter": "2026-12-01T00:00:00Z"}),
+            json!({"UserName": "a", "DeleteAfter": "2026-11-25T07:59:59Z"}),
+            json!({"UserName": "a", "DeleteAfter": "2027-11-24T08:00:01Z"}),
+            json!({"UserName": "a", "DeleteAfter": "2026-12-01T00:00:00+01:00"}),
+            json!({"UserName": "a", "DeleteAfter": "next week"}),
+            json!({"UserName": "a", "DeleteAfter": 1764057600}),
+        ] {
+            assert_eq!(at(bad.clone()).unwrap_err().name(), "InvalidInput", "{bad}");
+        }
     }
 
     #[test]

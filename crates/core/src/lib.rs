@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod lambda;
 pub mod pipeline;
 pub mod mfa;
+pub mod quarantine;
 pub mod record;
 pub mod removal;
 pub mod restore;
@@ -18,7 +19,7 @@ pub mod target;
 pub use errors::OffboardError;
 
 /// Every `errorType` a stage can raise, as the state machine names them.
-pub const ERROR_NAMES: [&str; 11] = [
+pub const ERROR_NAMES: [&str; 12] = [
     "InvalidInput",
     "UserNotFound",
     "ProtectedUser",
@@ -30,6 +31,7 @@ pub const ERROR_NAMES: [&str; 11] = [
     "VerificationFailed",
     "LimitExceeded",
     "RecordNotWritten",
+    "AlreadyQuarantined",
 ];
 
 /// The IAM actions each stage's code calls: the least-privilege policy of
@@ -38,7 +40,7 @@ pub const ERROR_NAMES: [&str; 11] = [
 /// (Every stage that checks the caller also calls sts:GetCallerIdentity,
 /// which needs no permission.) Mutating stages re-check the user (GetUser)
 /// before their first change; the MFA task also checks the serial is held.
-pub const STAGE_ACTIONS: [(&str, &[&str]); 6] = [
+pub const STAGE_ACTIONS: [(&str, &[&str]); 7] = [
     ("GetUsername", &["iam:GetUser", "iam:ListUsers"]),
     (
         "GetKeysCertificatesMfaAndCredentials",
@@ -68,6 +70,18 @@ pub const STAGE_ACTIONS: [(&str, &[&str]); 6] = [
     ),
     ("DeleteGroupsAndPolicies", &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetUser", "iam:RemoveUserFromGroup"]),
     ("DeleteIAMUserAndVerify", &["iam:DeleteUser", "iam:GetUser"]),
+    (
+        "QuarantineUser",
+        &[
+            "iam:AttachUserPolicy",
+            "iam:GetUser",
+            "iam:TagUser",
+            "iam:UpdateAccessKey",
+            "iam:UpdateSSHPublicKey",
+            "iam:UpdateServiceSpecificCredential",
+            "iam:UpdateSigningCertificate",
+        ],
+    ),
 ];
 
 #[cfg(test)]
@@ -93,6 +107,7 @@ mod tests {
             include_str!("removal.rs"),
             include_str!("mfa.rs"),
             include_str!("target.rs"),
+            include_str!("quarantine.rs"),
         ];
         for source in sources {
             for (at, _) in source.match_indices("\"iam:") {

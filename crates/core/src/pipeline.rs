@@ -1,6 +1,8 @@
 //! The state machine's flow, run in-process for `offboard plan|delete`: the
 //! same stages with the same requests, the same MFA rule per device, and the
-//! same bounded DeleteConflict loop.
+//! same bounded DeleteConflict loop. A grace period (`GraceDays`) stops
+//! after the quarantine: a process cannot wait days; a later `offboard
+//! delete` (or the state machine) does the deletion.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,8 @@ use crate::record::{step_functions_cause, AuditRecord, FailureRecord, PartialRem
 use crate::stages::{
     build_plan, invoke, CredentialRemoval, CredentialRemovalRequest, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
     DeleteKeysCertificatesMfaAndCredentials, GetGroupsAndPolicies, GetKeysCertificatesMfaAndCredentials, GetUsername,
-    PermissionRemovalRequest, Resolution, RoundRemoval, Stage, StageContext, UserDeletionRequest, UserRequest,
+    PermissionRemovalRequest, QuarantineAction, QuarantineOutcome, QuarantineRequest, QuarantineUser, Resolution,
+    RoundRemoval, Stage, StageContext, UserDeletionRequest, UserRequest,
 };
 
 /// Extra inventory rounds after a DeleteConflict, as in the state machine.
@@ -82,7 +85,9 @@ pub async fn plan(ctx: &StageContext, input: Value, progress: &mut impl Progress
 }
 
 /// Offboards the user the execution input names, or returns the plan when
-/// the input asks for a dry run. A failure comes with its record.
+/// the input asks for a dry run, or, with a grace period, quarantines the
+/// user and returns the quarantine's record (its `Quarantine` set, no
+/// `UserDeletion`). A failure comes with its record.
 pub async fn offboard(ctx: &StageContext, input: Value, progress: &mut impl Progress) -> Result<AuditRecord, Failed> {
     let target = match resolve(ctx, input.clone(), progress).await {
         Ok(target) => target,
@@ -117,6 +122,26 @@ impl Run {
                 if self.target.dry_run {
                     return Ok(plan);
                 }
+                if let Some(until) = self.target.delete_after.clone() {
+                    let request = QuarantineRequest {
+                        action: QuarantineAction::Quarantine,
+                        user_name: user_name.clone(),
+                        user_id: user_id.clone(),
+                        delete_after: until.clone(),
+                        execution_arn: None,
+                        credentials: Some(inventory.credentials),
+                        permissions: Some(inventory.permissions),
+                    };
+                    self.plan = Some(plan.clone());
+                    let QuarantineOutcome::Quarantined(quarantine) = invoke::<QuarantineUser>(ctx, request).await? else {
+                        unreachable!("a Quarantine request answers with the quarantine's record")
+                    };
+                    progress.stage_done(
+                        QuarantineUser::NAME,
+                        &format!("{} credentials deactivated, AWSDenyAll attached, deletion due {until}", quarantine.deactivated.count()),
+                    );
+                    return Ok(AuditRecord { quarantine: Some(quarantine), ..plan });
+                }
                 self.plan = Some(plan);
             }
             let mut timings = BTreeMap::new();
@@ -130,6 +155,7 @@ impl Run {
                 timings,
                 round: self.round,
                 earlier_rounds: self.earlier_rounds.clone(),
+                quarantine: None,
             };
             match invoke::<DeleteIamUserAndVerify>(ctx, request).await {
                 Ok(record) => {
@@ -162,6 +188,7 @@ impl Run {
             removed: Some(self.removed),
             earlier_rounds: Some(self.earlier_rounds),
             rounds: Some(self.round),
+            quarantine: None,
         };
         Failed { error, record }
     }

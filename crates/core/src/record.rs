@@ -11,6 +11,7 @@ use crate::inventory::{
     AccessKey, AttachedPolicy, CredentialInventory, GroupMembership, InlinePolicy, LoginProfile, MfaDevice,
     PermissionInventory, ServiceSpecificCredential, SigningCertificate, SshPublicKey,
 };
+use crate::quarantine::QuarantineRecord;
 use crate::removal::UserDeletion;
 use crate::target::TargetUser;
 
@@ -94,6 +95,10 @@ pub struct AuditRecord {
     pub rounds: u32,
     /// Milliseconds spent in each stage's own work.
     pub timings: BTreeMap<String, u64>,
+    /// What the quarantine did, for an offboarding that began with one
+    /// (`GraceDays`/`DeleteAfter`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineRecord>,
 }
 
 /// What each removal stage of the last round had finished removing when an
@@ -132,6 +137,8 @@ pub struct FailureRecord {
     pub earlier_rounds: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineRecord>,
 }
 
 /// A function error's cause as Step Functions records it.
@@ -153,6 +160,7 @@ impl FailureRecord {
             removed: None,
             earlier_rounds: None,
             rounds: None,
+            quarantine: None,
         }
     }
 }

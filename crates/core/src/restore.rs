@@ -1,4 +1,5 @@
-//! Restore after deletion: recreate a user's identity and permissions from
+//! Restore during a grace period: undo a quarantine from its record
+//! ([`lift_quarantine`]). Restore after deletion: recreate a user's identity and permissions from
 //! its audit record (same name, path, tags, permissions boundary, group
 //! memberships, inline policies with their documents, managed policy
 //! attachments). Credentials and MFA devices are never recreated: a restored
@@ -10,6 +11,8 @@ use aws_sdk_iam::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
+use crate::inventory::Outcome;
+use crate::quarantine::{quarantined_until, reactivate};
 use crate::record::AuditRecord;
 use crate::target::get_user;
 
@@ -26,6 +29,93 @@ pub struct RestoreReport {
     /// Restorable but gone from the account (a group or managed policy
     /// deleted since): the restore is incomplete.
     pub could_not_restore: Vec<String>,
+}
+
+/// Undoes the quarantine a record (quarantine.json) describes: reactivates
+/// exactly the credentials it deactivated, detaches AWSDenyAll if the
+/// quarantine attached it, and removes the tag last. The user must still be
+/// the one quarantined (same id) and not be held by another quarantine. A
+/// re-run after a partial restore finishes it. Stopping the waiting
+/// execution first is the caller's part.
+pub async fn lift_quarantine(iam: &Client, record: &AuditRecord, dry_run: bool) -> Result<RestoreReport, OffboardError> {
+    let name = record.user.user_name.as_str();
+    let Some(quarantine) = record.quarantine.as_ref().filter(|_| record.user_deletion.is_none()) else {
+        return Err(OffboardError::InvalidInput(format!(
+            "the record of {name} is not the record of a quarantine; restore --record takes a quarantine.json or a record.json"
+        )));
+    };
+    let Some(user) = get_user(iam, name).await? else {
+        return Err(OffboardError::UserNotFound(format!(
+            "user {name} no longer exists: its quarantine ended in deletion. Restore it from its record.json instead."
+        )));
+    };
+    if user.user_id != record.user.user_id {
+        return Err(OffboardError::UserNotFound(format!(
+            "user {name} now has id {}, not {} as quarantined: it is a different user. Nothing was changed.",
+            user.user_id, record.user.user_id
+        )));
+    }
+    match quarantined_until(&user) {
+        Some(until) if until == quarantine.quarantined_until => {}
+        Some(until) => {
+            return Err(OffboardError::AlreadyQuarantined(format!(
+                "user {name} is held by another quarantine (until {until}, not {}); restore from that quarantine's record. Nothing was changed.",
+                quarantine.quarantined_until
+            )))
+        }
+        // The tag goes last, so without it the restore is complete; going
+        // on would re-enable a key someone disabled since.
+        None => {
+            return Err(OffboardError::InvalidInput(format!(
+                "user {name} is not quarantined (no {} tag): already restored, or restored by hand. Nothing was changed.",
+                quarantine.tag_key
+            )))
+        }
+    }
+    let mut report = RestoreReport { user_name: name.to_string(), dry_run, ..RestoreReport::default() };
+    let detach = quarantine.deny_all_attached_by_quarantine;
+    if dry_run {
+        report.restored.extend(
+            [
+                &quarantine.deactivated.access_keys,
+                &quarantine.deactivated.ssh_public_keys,
+                &quarantine.deactivated.signing_certificates,
+                &quarantine.deactivated.service_specific_credentials,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|id| format!("reactivate {id}")),
+        );
+        if detach {
+            report.restored.push(format!("detach {}", quarantine.deny_all_policy_arn));
+        }
+        report.restored.push(format!("remove tag {}", quarantine.tag_key));
+        return Ok(report);
+    }
+    for (what, outcome) in reactivate(iam, name, &quarantine.deactivated).await? {
+        match outcome {
+            Outcome::Removed => report.restored.push(format!("{what} reactivated")),
+            Outcome::AlreadyAbsent => report.could_not_restore.push(format!("{what}: it was deleted since the quarantine")),
+        }
+    }
+    if detach {
+        let detached = iam.detach_user_policy().user_name(name).policy_arn(&quarantine.deny_all_policy_arn).send().await;
+        match detached {
+            Ok(_) => report.restored.push(format!("{} detached", quarantine.deny_all_policy_arn)),
+            Err(error) if is_no_such_entity(&error) => {
+                report.restored.push(format!("{} (already detached)", quarantine.deny_all_policy_arn))
+            }
+            Err(error) => return Err(classify_sdk_error(error, "iam:DetachUserPolicy", &format!("user {name}"))),
+        }
+    }
+    iam.untag_user()
+        .user_name(name)
+        .tag_keys(&quarantine.tag_key)
+        .send()
+        .await
+        .map_err(|error| classify_sdk_error(error, "iam:UntagUser", &format!("user {name}")))?;
+    report.restored.push(format!("tag {} removed", quarantine.tag_key));
+    Ok(report)
 }
 
 /// Restores the user the record describes. `dry_run`: only the check that

@@ -1,4 +1,5 @@
-//! The six stages, each a request type, a response type and a `run`. The
+//! The seven stages (six to offboard, QuarantineUser for a grace period),
+//! each a request type, a response type and a `run`. The
 //! Lambda binaries and the CLI both drive them through [`invoke`].
 
 use std::collections::BTreeMap;
@@ -15,12 +16,15 @@ use tracing::Instrument;
 use crate::clients;
 use crate::deadline;
 use crate::errors::OffboardError;
-use crate::input::{parse_execution_input, validate_user_id, validate_user_name};
+use crate::input::{parse_execution_input, parse_timestamp, validate_user_id, validate_user_name};
 use crate::inventory::{
     gather_credentials, gather_permissions, list_mfa_devices, CredentialInventory, MfaDevice, Outcome,
     PermissionInventory,
 };
 use crate::mfa::{remove_mfa_device, MfaClass};
+use crate::quarantine::{
+    quarantine_user, quarantined_until, refuse_if_quarantined, refuse_if_quarantined_otherwise, QuarantineRecord,
+};
 use crate::record::{AuditRecord, Items};
 use crate::removal::{delete_credentials, delete_permissions, delete_user_and_verify, UserDeletion, VerifyPolicy};
 use crate::target::{
@@ -143,6 +147,10 @@ pub struct Resolution {
     pub user: TargetUser,
     pub dry_run: bool,
     pub context: Value,
+    /// The end of the grace period (`GraceDays`/`DeleteAfter`): quarantine
+    /// now, delete then. `null`: delete now.
+    #[serde(default)]
+    pub delete_after: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
 }
@@ -191,8 +199,14 @@ impl Stage for GetUsername {
         let user = resolve_user(&ctx.iam, &request.user).await?;
         tracing::Span::current().record("user_name", user.user_name.as_str());
         refuse_if_protected(&user, &ctx.protection, ctx.caller().await?)?;
-        tracing::info!(user_id = %user.user_id, dry_run = request.dry_run, "user resolved");
-        Ok(Resolution { user, dry_run: request.dry_run, context: request.context, duration_ms: None })
+        let delete_after = request.delete_after.map(crate::input::format_timestamp);
+        if delete_after.is_some() {
+            // GetUsername runs before its own execution's quarantine: any
+            // quarantine tag, even with the same time, is another one's.
+            refuse_if_quarantined(&user)?;
+        }
+        tracing::info!(user_id = %user.user_id, dry_run = request.dry_run, delete_after = ?delete_after, "user resolved");
+        Ok(Resolution { user, dry_run: request.dry_run, context: request.context, delete_after, duration_ms: None })
     }
 }
 
@@ -404,6 +418,9 @@ pub struct UserDeletionRequest {
     /// `States.Array($.EarlierRounds, $.Removed)` builds them.
     #[serde(default)]
     pub earlier_rounds: Value,
+    /// The quarantine this deletion ends, carried into the record.
+    #[serde(default)]
+    pub quarantine: Option<QuarantineRecord>,
 }
 
 /// Flattens `EarlierRounds` (`[[[], r1], r2]`, or null) into the rounds in order.
@@ -445,6 +462,7 @@ pub fn build_record(request: UserDeletionRequest, user_deletion: crate::removal:
         user_deletion: Some(user_deletion),
         rounds: request.round,
         timings,
+        quarantine: request.quarantine,
     })
 }
 
@@ -472,6 +490,7 @@ pub fn build_plan(
         user_deletion: None,
         rounds: 0,
         timings,
+        quarantine: None,
     }
 }
 
@@ -501,5 +520,113 @@ impl Stage for DeleteIamUserAndVerify {
         };
         tracing::info!(attempts = deletion.verification_attempts, outcome = ?deletion.outcome, "user deleted and verified");
         build_record(request, deletion)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuarantineAction {
+    /// Disable the user now (from its inventory) and tag it.
+    Quarantine,
+    /// After the wait: is the user still held by this quarantine?
+    Check,
+}
+
+/// QuarantineUser's input: `Quarantine` carries the inventory, `Check` none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct QuarantineRequest {
+    pub action: QuarantineAction,
+    pub user_name: String,
+    /// The id GetUsername resolved: re-checked before the first change.
+    pub user_id: String,
+    /// The deletion time: the tag's value.
+    pub delete_after: String,
+    #[serde(default)]
+    pub execution_arn: Option<String>,
+    #[serde(default)]
+    pub credentials: Option<CredentialInventory>,
+    #[serde(default)]
+    pub permissions: Option<PermissionInventory>,
+}
+
+/// The check after the wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct QuarantineCheck {
+    pub still_quarantined: bool,
+    pub reason: String,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum QuarantineOutcome {
+    Quarantined(QuarantineRecord),
+    Checked(QuarantineCheck),
+}
+
+impl Timed for QuarantineOutcome {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        match self {
+            Self::Quarantined(record) => record.duration_ms = Some(duration_ms),
+            Self::Checked(check) => check.duration_ms = Some(duration_ms),
+        }
+    }
+}
+
+pub struct QuarantineUser;
+
+impl Stage for QuarantineUser {
+    const NAME: &'static str = "QuarantineUser";
+    type Request = QuarantineRequest;
+    type Response = QuarantineOutcome;
+
+    fn user_name(request: &QuarantineRequest) -> Option<&str> {
+        Some(&request.user_name)
+    }
+
+    async fn run(ctx: &StageContext, request: QuarantineRequest) -> Result<QuarantineOutcome, OffboardError> {
+        let until = crate::input::format_timestamp(parse_timestamp(&request.delete_after, "DeleteAfter")?);
+        match (request.action, request.credentials, request.permissions) {
+            (QuarantineAction::Quarantine, Some(credentials), Some(permissions)) => {
+                let user = ctx.recheck_existing(&request.user_name, &request.user_id).await?;
+                refuse_if_quarantined_otherwise(&user, &until)?;
+                let record =
+                    quarantine_user(&ctx.iam, &user, &credentials, &permissions, &until, request.execution_arn).await?;
+                tracing::info!(deactivated = record.deactivated.count(), until = %until, "user quarantined");
+                Ok(QuarantineOutcome::Quarantined(record))
+            }
+            (QuarantineAction::Check, None, None) => {
+                let user = ctx.recheck_existing(&request.user_name, &request.user_id).await?;
+                let check = match quarantined_until(&user) {
+                    Some(tagged) if tagged == until => QuarantineCheck {
+                        still_quarantined: true,
+                        reason: format!("still quarantined until {until}: the deletion goes ahead"),
+                        duration_ms: None,
+                    },
+                    Some(tagged) => QuarantineCheck {
+                        still_quarantined: false,
+                        reason: format!("now held by another quarantine (until {tagged}): this one deletes nothing"),
+                        duration_ms: None,
+                    },
+                    None => QuarantineCheck {
+                        still_quarantined: false,
+                        reason: "the quarantine tag was removed (the user was restored): nothing is deleted".into(),
+                        duration_ms: None,
+                    },
+                };
+                tracing::info!(still_quarantined = check.still_quarantined, reason = %check.reason, "quarantine checked");
+                Ok(QuarantineOutcome::Checked(check))
+            }
+            (QuarantineAction::Quarantine, _, _) => Err(OffboardError::InvalidInput(format!(
+                "{} input: Action Quarantine needs Credentials and Permissions (the user's inventory)",
+                Self::NAME
+            ))),
+            (QuarantineAction::Check, _, _) => Err(OffboardError::InvalidInput(format!(
+                "{} input: Action Check takes no Credentials or Permissions",
+                Self::NAME
+            ))),
+        }
     }
 }

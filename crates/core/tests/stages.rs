@@ -22,7 +22,7 @@ use iam_offboard_core::removal::VerifyPolicy;
 use iam_offboard_core::stages::{
     invoke, parse_request, CredentialRemoval, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
     DeleteKeysCertificatesMfaAndCredentials, GetGroupsAndPolicies, GetKeysCertificatesMfaAndCredentials, GetUsername,
-    StageContext,
+    QuarantineUser, StageContext,
 };
 use iam_offboard_core::target::ProtectionPolicy;
 use serde_json::{json, Value};
@@ -801,6 +801,9 @@ fn mutating_requests() -> Vec<(&'static str, Value)> {
             "MFADevice": {"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual"}})),
         ("permissions", json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": {
             "Groups": [{"GroupName": "admins", "GroupArn": null}], "InlinePolicies": [], "AttachedPolicies": []}})),
+        ("quarantine", json!({"Action": "Quarantine", "UserName": "alice", "UserId": ALICE_ID, "DeleteAfter": "2026-12-01T00:00:00Z",
+            "Credentials": serde_json::to_value(CredentialInventory::default()).unwrap(),
+            "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}})),
         ("user deletion", json!({"Target": {"User": user, "DryRun": false, "Context": null}, "Removed": empty_round})),
     ]
 }
@@ -814,6 +817,10 @@ async fn run_mutating_stage(ctx: &StageContext, which: &str, payload: Value) -> 
                 CredentialRemoval::MfaDevice(device) => serde_json::to_value(device).unwrap(),
             }
         }
+        "quarantine" => serde_json::to_value(
+            invoke::<QuarantineUser>(ctx, parse_request::<QuarantineUser>(payload)?).await?,
+        )
+        .unwrap(),
         "permissions" => serde_json::to_value(
             invoke::<DeleteGroupsAndPolicies>(ctx, parse_request::<DeleteGroupsAndPolicies>(payload)?).await?,
         )
@@ -900,7 +907,7 @@ async fn a_user_already_deleted_is_verified_not_deleted_again() {
     assert_eq!(record["UserDeletion"], json!({"Outcome": "AlreadyAbsent", "VerificationAttempts": 1}));
     assert_eq!(gone.num_calls(), 1);
 
-    for (which, payload) in mutating_requests().into_iter().take(3) {
+    for (which, payload) in mutating_requests().into_iter().take(4) {
         let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
         let ctx = context(iam_client!(&gone));
         let error = run_mutating_stage(&ctx, which, payload).await.unwrap_err();
