@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CARGO ?= cargo
 BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
 	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
-	quarantine-user offboard bench-floor
+	quarantine-user offboard-batch offboard bench-floor
 
 .PHONY: test demo build build-release unit e2e bench deploy-artifacts
 
@@ -48,7 +48,7 @@ LAMBDA_TARGET ?= x86_64-unknown-linux-gnu
 GLIBC := 2.34
 LAMBDA_BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-policies \
 	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
-	quarantine-user
+	quarantine-user offboard-batch
 ZIGBUILD = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) zigbuild --release --locked --target $(LAMBDA_TARGET).$(GLIBC)
 LAMBDA_DIR := target/$(LAMBDA_TARGET)/release
 
@@ -71,6 +71,7 @@ $(eval $(call lambda_build,DeleteKeysCertificatesMfaAndCredentialsFunction,delet
 $(eval $(call lambda_build,DeleteGroupsAndPoliciesFunction,delete-groups-and-policies))
 $(eval $(call lambda_build,DeleteIAMUserAndVerifyFunction,delete-iam-user-and-verify))
 $(eval $(call lambda_build,QuarantineUserFunction,quarantine-user))
+$(eval $(call lambda_build,OffboardBatchFunction,offboard-batch))
 
 # Benchmarks (not part of `make test`): writes bench/results/latest.{json,md}.
 bench: $(VENV)/.installed build-release

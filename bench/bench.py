@@ -158,6 +158,8 @@ def stage_requests(account: str, bench_user_id: str) -> dict[str, dict]:
         # not quarantined, so it answers StillQuarantined false, every time.
         "QuarantineUser": {"Action": "Check", "UserName": "bench", "UserId": bench_user_id,
                            "DeleteAfter": "2026-12-01T17:00:00Z"},
+        # The batch machine's first call on an inline list (no AWS call at all).
+        "OffboardBatch": {"Validate": {"UserNames": ["bench", "bench-2"], "MaxConcurrency": 5}},
     }
 
 

@@ -18,9 +18,9 @@ sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 from seed import leftovers, seed_user  # noqa: E402
 from lambda_host import BIN_DIR  # noqa: E402
+from cli import OFFBOARD, run_offboard  # noqa: E402
 from server import start  # noqa: E402
 
-OFFBOARD = Path(os.environ.get("OFFBOARD_BIN", BIN_DIR / "offboard"))
 MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Enable", "Tag", "Untag")
 
 
@@ -51,17 +51,7 @@ def control(emulator, what: str, body=None, method: str | None = None):
 
 
 def offboard(emulator, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    assert OFFBOARD.exists(), f"build the CLI first: {OFFBOARD}"
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "AWS_ACCESS_KEY_ID": "AKIAOPERATOROPERATOR",
-        "AWS_SECRET_ACCESS_KEY": "operator",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "HOME": os.environ.get("HOME", "/tmp"),
-        **(env or {}),
-    }
-    command = [str(OFFBOARD), "--endpoint-url", emulator.url, "--region", "us-east-1", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL, timeout=120)
+    return run_offboard(emulator.url, *args, env=env, timeout=120)
 
 
 def operator_calls(emulator) -> list[dict]:

@@ -20,9 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release"
 FUNCTIONS = ["get-username", "get-keys-certificates-mfa-and-credentials", "get-groups-and-policies",
              "delete-keys-certificates-mfa-and-credentials", "delete-groups-and-policies", "delete-iam-user-and-verify",
-             "quarantine-user"]
+             "quarantine-user", "offboard-batch"]
 RUNTIME_GLIBC = (2, 34)
 MAX_ZIP_BYTES = 3 * 2**20
+# The batch function alone links the S3 client (user lists, the Map's report);
+# it runs twice per batch, off the per-user path. 3.58 MiB measured.
+MAX_ZIP_BYTES_WITH_S3 = {"offboard-batch": 4 * 2**20}
 
 
 def glibc_versions(binary: Path) -> set[tuple[int, ...]]:
@@ -73,6 +76,7 @@ def test_each_function_needs_at_most_the_runtimes_glibc_and_fits_the_zip_budget(
     archive = tmp_path / "function.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         zipped.write(binary, "bootstrap")
-    assert archive.stat().st_size <= MAX_ZIP_BYTES, f"{function}: {archive.stat().st_size} bytes zipped"
+    budget = MAX_ZIP_BYTES_WITH_S3.get(function, MAX_ZIP_BYTES)
+    assert archive.stat().st_size <= budget, f"{function}: {archive.stat().st_size} bytes zipped"
     assert "debug" not in subprocess.run(["readelf", "-S", str(binary)], capture_output=True, text=True).stdout, "stripped"
 

@@ -4,6 +4,7 @@ CreateStateMachine, least privilege per function, retry/catch rules."""
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import re
 import subprocess
@@ -15,8 +16,12 @@ from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachine" / "offboard.asl.json"
+BATCH_ASL = ROOT / "statemachine" / "offboard-batch.asl.json"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
+# Functions that make no IAM call (infra/stage-actions.json lists IAM only):
+# the batch state machine's, which reads S3 only (user lists, the Map's report).
+NON_IAM_FUNCTIONS = {"OffboardBatch": {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}}
 # Step Functions developer guide, "Handle transient Lambda service exceptions":
 # Lambda service errors are reported as Lambda.<ErrorName>, and "unhandled
 # errors in Lambda are reported as Lambda.Unknown ... out-of-memory errors and
@@ -98,7 +103,9 @@ def function_statements(resources: dict, logical_id: str) -> list[dict]:
     statements = []
     for policy in resources[logical_id]["Properties"].get("Policies", []):
         assert isinstance(policy, dict) and "Statement" in policy, f"{logical_id}: only inline statements, no managed policies"
-        statements += policy["Statement"]
+        # A conditional statement (Fn::If [condition, statement, AWS::NoValue])
+        # counts as granted, as render() lints it.
+        statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["Statement"]]
     return statements
 
 
@@ -109,12 +116,13 @@ def as_list(value) -> list:
 def test_each_function_role_allows_exactly_what_its_stage_calls():
     resources = template()["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"}
-    assert {k.removesuffix("Function") for k in functions} == set(STAGE_ACTIONS)
+    assert {k.removesuffix("Function") for k in functions} == set(STAGE_ACTIONS) | set(NON_IAM_FUNCTIONS)
     for logical_id in functions:
         stage = logical_id.removesuffix("Function")
         statements = function_statements(resources, logical_id)
         allowed = {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
-        assert allowed == set(STAGE_ACTIONS[stage]), f"{stage}: {sorted(allowed ^ set(STAGE_ACTIONS[stage]))}"
+        expected = set(STAGE_ACTIONS.get(stage, NON_IAM_FUNCTIONS.get(stage, ())))
+        assert allowed == expected, f"{stage}: {sorted(allowed ^ expected)}"
         for statement in statements:
             assert not any("*" in a for a in as_list(statement["Action"])), statement
 
@@ -122,8 +130,12 @@ def test_each_function_role_allows_exactly_what_its_stage_calls():
 # --- AWS's Service Authorization Reference, as PyPI parliament ships it -----
 
 SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
+          "AWS::StackName": "iam-offboard",
           "AuditBucket.Arn": "arn:aws:s3:::offboard-audit", "EventBusName": "default",
-          "AuditKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}
+          "AuditKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+          "BatchReportBucket.Arn": "arn:aws:s3:::offboard-batch-reports", "BatchListBucketName": "offboard-user-lists",
+          "OffboardStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:offboard",
+          "OffboardStateMachine.Name": "offboard", "OffboardBatchFunction": "iam-offboard-OffboardBatchFunction"}
 
 
 def render(node):
@@ -188,7 +200,8 @@ def lint(documents: list[tuple[str, dict]]) -> set[tuple[str, str]]:
 
 def test_every_policy_passes_the_authorization_reference_linter():
     documents = policy_documents(template()["Resources"])
-    expected = {f"{stage}Function" for stage in STAGE_ACTIONS} | {"OffboardStateMachine", "AuditBucketPolicy"}
+    expected = {f"{stage}Function" for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} | {
+        "OffboardStateMachine", "AuditBucketPolicy", "OffboardBatchStateMachine", "BatchReportBucketPolicy"}
     assert {name for name, _ in documents} >= expected
     assert all(set(entry) == {"Resource", "Issue", "Actions", "Reason"} and entry["Reason"].strip() for entry in ALLOWLIST)
     allowed = {(entry["Resource"], entry["Issue"], tuple(sorted(a.lower() for a in entry["Actions"]))) for entry in ALLOWLIST}
@@ -245,7 +258,7 @@ def test_an_action_with_resource_types_is_never_granted_on_star():
 
 def test_each_function_logs_to_its_own_group_with_the_retention_parameter():
     resources = template()["Resources"]
-    for stage in STAGE_ACTIONS:
+    for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]:
         config = resources[f"{stage}Function"]["Properties"]["LoggingConfig"]
         group = resources[config["LogGroup"]["Ref"]]
         assert group["Type"] == "AWS::Logs::LogGroup" and config["LogFormat"] == "JSON"
@@ -384,21 +397,24 @@ def test_dry_run_plan_and_quarantine_record_have_the_audit_record_shape():
         "$.Plan.Items", "$.Plan.Timings", "$.Quarantine")
 
 
-def test_the_audit_bucket_is_private_versioned_encrypted_and_tls_only():
+@pytest.mark.parametrize("name, arn", [("AuditBucket", "arn:aws:s3:::offboard-audit"),
+                                       ("BatchReportBucket", "arn:aws:s3:::offboard-batch-reports")])
+def test_the_audit_and_batch_report_buckets_are_private_versioned_encrypted_and_tls_only(name, arn):
     resources = template()["Resources"]
-    bucket = resources["AuditBucket"]["Properties"]
+    bucket = resources[name]["Properties"]
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert all(bucket["PublicAccessBlockConfiguration"][k] is True for k in
                ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
     encryption = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert encryption["Fn::If"][0] == "HasKmsKey" and encryption["Fn::If"][2] == {"SSEAlgorithm": "AES256"}
-    assert resources["AuditBucket"]["DeletionPolicy"] == "Retain"
+    assert resources[name]["DeletionPolicy"] == "Retain"
     # S3 user guide, "Enforce encryption in transit": deny every request whose
     # aws:SecureTransport is false, on the bucket and its objects.
-    [tls] = resources["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert resources[f"{name}Policy"]["Properties"]["Bucket"] == {"Ref": name}
+    [tls] = resources[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"]
     assert (tls["Effect"], tls["Principal"], tls["Action"]) == ("Deny", "*", "s3:*")
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert render(tls["Resource"]) == ["arn:aws:s3:::offboard-audit", "arn:aws:s3:::offboard-audit/*"]
+    assert render(tls["Resource"]) == [arn, f"{arn}/*"]
 
 
 def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
@@ -448,6 +464,13 @@ def rule_matches(rule: dict, document: dict) -> bool:
         return any(rule_matches(r, document) for r in rule["Or"])
     if "Not" in rule:
         return not rule_matches(rule["Not"], document)
+    if "IsPresent" in rule:
+        try:
+            path_value(document, rule["Variable"])
+            present = True
+        except KeyError:
+            present = False
+        return present is rule["IsPresent"]
     value = path_value(document, rule["Variable"])
     operators = {"IsNull": lambda v, w: (v is None) == w, "BooleanEquals": lambda v, w: v is w,
                  "NumericEquals": lambda v, w: v == w, "NumericLessThan": lambda v, w: v < w,
@@ -466,7 +489,7 @@ def walk(states: dict, start: str, document: dict, stop: str | None = None) -> l
         state = states[name]
         if state["Type"] == "Choice":
             name = next((c["Next"] for c in state["Choices"] if rule_matches(c, document)), state.get("Default"))
-        elif state["Type"] == "Fail" or state.get("End"):
+        elif state["Type"] in ("Fail", "Succeed") or state.get("End"):
             break
         else:
             name = state["Next"]
@@ -720,3 +743,217 @@ def test_the_definition_quarantines_waits_and_then_deletes_or_ends_restored(stan
     assert quarantined["DeleteAfter"] == delete_after and quarantined["Outcome"] == "Quarantined"
     assert quarantined["RecordUri"] == f"s3://{AUDIT_BUCKET}/records/{account}/still-q/still-q/quarantine.json"
     assert quarantined["Items"]["AccessKeys"] == 1
+
+
+# --- the batch state machine (issue 13): statemachine/offboard-batch.asl.json ---
+
+BATCH_SUBSTITUTIONS = {"OffboardBatchFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:OffboardBatch",
+                       "OffboardStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:offboard",
+                       "BatchReportBucketName": "offboard-batch-reports"}
+
+
+def batch_definition() -> dict:
+    return json.loads(BATCH_ASL.read_text())
+
+
+def batch_substituted() -> str:
+    text = BATCH_ASL.read_text()
+    for name, value in BATCH_SUBSTITUTIONS.items():
+        text = text.replace("${%s}" % name, value)
+    assert "${" not in text
+    return text
+
+
+def rust_struct_fields(source: str, struct: str) -> set[str]:
+    """The PascalCase JSON field names of a `#[serde(rename_all = "PascalCase")]` struct."""
+    body = source.split(f"pub struct {struct} {{", 1)[1].split("\n}", 1)[0]
+    return {"".join(part.title() for part in name.split("_")) for name in re.findall(r"pub (\w+):", body)}
+
+
+BATCH_RS = (ROOT / "crates" / "core" / "src" / "batch.rs").read_text()
+PLAN_FIELDS = rust_struct_fields(BATCH_RS, "BatchPlan")
+USER_FIELDS = rust_struct_fields(BATCH_RS, "BatchUser")
+SUMMARY_FIELDS = rust_struct_fields(BATCH_RS, "BatchSummary")
+SUMMARY_REQUEST_FIELDS = rust_struct_fields(BATCH_RS, "SummaryRequest")
+
+
+def test_the_batch_definition_passes_asl_validator_and_moto(tmp_path):
+    from moto import mock_aws
+
+    good = tmp_path / "batch.json"
+    good.write_text(batch_substituted())
+    result = asl_validator(good)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = batch_definition()
+    broken["States"]["SummarizeBatch"]["Next"] = "NoSuchState"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(broken))
+    assert asl_validator(bad).returncode != 0
+    with mock_aws():
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(RoleName="offboard-batch-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        arn = sfn.create_state_machine(name="offboard-batch", definition=batch_substituted(), roleArn=role)["stateMachineArn"]
+        assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])["StartAt"] == "ValidateBatch"
+
+
+def test_the_batch_function_tasks_have_the_offboarding_machines_retriers():
+    states = batch_definition()["States"]
+    reference = definition()["States"]["GetUsername"]["Retry"]
+    tasks = lambda_tasks(states)
+    assert [name for name, _ in tasks] == ["ValidateBatch", "SummarizeBatch"]
+    for name, state in tasks:
+        assert state["Resource"] == "${OffboardBatchFunctionArn}", name
+        assert state["Retry"] == reference, name
+        assert {e for r in state["Retry"] for e in r["ErrorEquals"]} == RETRIED, name
+    # A malformed list ends FAILED with the function's own error name, before any child.
+    validate = states["ValidateBatch"]
+    assert validate["Parameters"] == {"Validate.$": "$"} and validate["Next"] == "OffboardUsers"
+    assert validate["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "InvalidBatch"}]
+    assert states["InvalidBatch"] == {**states["InvalidBatch"], "Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"}
+    # Only the plan is kept: {"Batch": <BatchPlan>}.
+    assert (validate["ResultSelector"], validate["ResultPath"]) == ({"Batch.$": "$"}, "$")
+    summarize = states["SummarizeBatch"]
+    assert set(summarize["Parameters"]) == {"Summarize"}
+    assert {k.removesuffix(".$") for k in summarize["Parameters"]["Summarize"]} == SUMMARY_REQUEST_FIELDS
+    assert summarize["Parameters"]["Summarize"]["ResultWriterDetails.$"] == "$.Report.ResultWriterDetails"
+    assert summarize["ResultPath"] == "$.Summary"
+
+
+def test_the_distributed_map_uses_the_path_forms_and_names_each_child_after_its_user():
+    states = batch_definition()["States"]
+    offboard = states["OffboardUsers"]
+    assert offboard["Type"] == "Map" and offboard["ItemsPath"] == "$.Batch.Users"
+    assert offboard["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    # The plan's values, never literals (moto also refuses an integer
+    # ToleratedFailurePercentage literal: see tests/emulator/sfn_integration.py).
+    assert offboard["MaxConcurrencyPath"] == "$.Batch.MaxConcurrency"
+    assert offboard["ToleratedFailurePercentagePath"] == "$.Batch.ToleratedFailurePercentage"
+    assert not {"MaxConcurrency", "ToleratedFailurePercentage", "ToleratedFailureCount", "ToleratedFailureCountPath",
+                "ItemReader", "ItemBatcher"} & set(offboard)
+    assert offboard["ItemSelector"] == {"UserName.$": "$$.Map.Item.Value.UserName",
+                                        "ExecutionName.$": "$$.Map.Item.Value.ExecutionName",
+                                        "DryRun.$": "$.Batch.DryRun", "Context.$": "$.Batch.Context"}
+    [(name, child)] = offboard["ItemProcessor"]["States"].items()
+    assert offboard["ItemProcessor"]["StartAt"] == name == "OffboardUser" and child["End"] is True
+    assert child["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    parameters = child["Parameters"]
+    assert parameters["StateMachineArn"] == "${OffboardStateMachineArn}"
+    assert parameters["Name.$"] == "$.ExecutionName", "the name a single offboarding of the user gets"
+    assert parameters["Input"] == {"UserName.$": "$.UserName", "DryRun.$": "$.DryRun", "Context.$": "$.Context"}
+    # The offboarding machine's input parser accepts exactly these fields; it
+    # rejects unknown ones (AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID included).
+    plain = re.search(r"const PLAIN_FIELDS: &\[&str\] = &\[([^\]]+)\]", (ROOT / "crates/core/src/input.rs").read_text())[1]
+    accepted = set(re.findall(r'"(\w+)"', plain))
+    assert {k.removesuffix(".$") for k in parameters["Input"]} <= accepted
+    assert "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID" not in accepted
+    assert child["ResultSelector"] == {"ExecutionArn.$": "$.ExecutionArn", "Status.$": "$.Status"}, "small results"
+    # Only StartExecution/DescribeExecution throttling and SDK errors are
+    # retried; never States.TaskFailed (the child's own failure).
+    [retrier] = child["Retry"]
+    assert all(error.startswith("StepFunctions.") for error in retrier["ErrorEquals"])
+    assert "StepFunctions.ThrottlingException" in retrier["ErrorEquals"]
+    assert retrier["JitterStrategy"] == "FULL" and retrier["MaxAttempts"] <= 10
+    assert "Catch" not in child, "a failed child fails its item, and only its item"
+    writer = offboard["ResultWriter"]
+    assert writer == {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {
+        "Bucket": "${BatchReportBucketName}", "Prefix.$": "States.Format('batches/{}', $$.Execution.Name)"}}
+    assert offboard["ResultPath"] == "$.Report" and offboard["Next"] == "SummarizeBatch"
+    assert offboard["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.MapFailure", "Next": "FindReport"}]
+
+
+def test_every_path_into_the_plan_and_the_summary_names_a_field_of_the_contract():
+    text = BATCH_ASL.read_text()
+    plan_paths = set(re.findall(r"\$\.Batch\.(\w+)", text))
+    assert plan_paths and plan_paths <= PLAN_FIELDS, plan_paths - PLAN_FIELDS
+    item_paths = set(re.findall(r"\$\$\.Map\.Item\.Value\.(\w+)", text))
+    assert item_paths == USER_FIELDS == {"UserName", "ExecutionName"}
+    summary_paths = set(re.findall(r"\$\.Summary\.(\w+)", text))
+    assert summary_paths and summary_paths <= SUMMARY_FIELDS, summary_paths - SUMMARY_FIELDS
+
+
+def test_the_batch_fails_when_any_offboarding_failed_and_otherwise_outputs_the_summary():
+    d = batch_definition()
+    states = d["States"]
+    done = {"Summary": {"FailedCount": 0}}
+    assert walk(states, d["StartAt"], done) == ["ValidateBatch", "OffboardUsers", "SummarizeBatch", "AnyFailed", "BatchDone"]
+    assert states["BatchDone"] == {"Type": "Succeed", "OutputPath": "$.Summary"}
+    failed = walk(states, d["StartAt"], {"Summary": {"FailedCount": 2}})
+    assert failed[-1] == "SomeOffboardingsFailed"
+    assert states["SomeOffboardingsFailed"] == {"Type": "Fail", "Error": "SomeOffboardingsFailed",
+                                                "CausePath": "States.JsonToString($.Summary)"}
+    # A failed Map Run is still summarised when its manifest is there, then fails the
+    # batch with the Map's own error, the summary as the cause.
+    listing = {"MapFailure": {"Error": "States.ExceedToleratedFailureThreshold"}, "Listing": {"KeyCount": 3},
+               "Report": {"ResultWriterDetails": {"Key": "batches/b/0f1e/manifest.json"}}, "Summary": {"FailedCount": 0}}
+    assert walk(states, "FindReport", listing) == [
+        "FindReport", "ReportListed", "PickManifest", "ManifestFound", "SummarizeBatch", "AnyFailed", "MapRunSummary",
+        "MapRunFailed"]
+    # The Map's error name (States.ExceedToleratedFailureThreshold) goes in the cause:
+    # names beginning with "States." are the interpreter's (moto refuses such a Fail
+    # error: "Custom Error Names MUST NOT begin with the prefix 'States.'").
+    assert states["MapRunSummary"]["Parameters"] == {"Report.$": "States.JsonMerge($.Summary, $.MapFailure, false)"}
+    assert states["MapRunFailed"] == {**states["MapRunFailed"], "Type": "Fail", "Error": "MapRunFailed",
+                                      "CausePath": "States.JsonToString($.MapRunFailure.Report)"}
+    assert walk(states, "FindReport", {"Listing": {"KeyCount": 0}}) == ["FindReport", "ReportListed", "BatchFailed"]
+    other = {**listing, "Report": {"ResultWriterDetails": {"Key": "batches/b/0f1e/SUCCEEDED_0.json"}}}
+    assert walk(states, "FindReport", other)[-1] == "BatchFailed"
+    assert states["BatchFailed"] == {**states["BatchFailed"], "Error": "MapRunFailed",
+                                     "CausePath": "States.JsonToString($.MapFailure)"}
+    find = states["FindReport"]
+    assert find["Resource"] == "arn:aws:states:::aws-sdk:s3:listObjectsV2"
+    assert find["Parameters"] == {"Bucket": "${BatchReportBucketName}",
+                                  "Prefix.$": "States.Format('batches/{}/', $$.Execution.Name)"}
+    assert find["Catch"][0]["Next"] == "BatchFailed"
+    assert states["SummarizeBatch"]["Catch"][0]["Next"] == "NotSummarized"
+
+
+def test_the_batch_machine_in_the_template():
+    resources = template()["Resources"]
+    machine = resources["OffboardBatchStateMachine"]["Properties"]
+    assert machine["DefinitionUri"] == "../statemachine/offboard-batch.asl.json"
+    substitutions = machine["DefinitionSubstitutions"]
+    assert set(substitutions) == set(BATCH_SUBSTITUTIONS) == set(re.findall(r"\$\{(\w+)\}", BATCH_ASL.read_text()))
+    assert substitutions == {"OffboardStateMachineArn": {"Ref": "OffboardStateMachine"},
+                             "OffboardBatchFunctionArn": {"Fn::GetAtt": ["OffboardBatchFunction", "Arn"]},
+                             "BatchReportBucketName": {"Ref": "BatchReportBucket"}}
+    invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in machine["Policies"] if "LambdaInvokePolicy" in p}
+    assert invoked == {"OffboardBatchFunction"}
+    statements = {s["Sid"]: render(s) for p in machine["Policies"] if "Statement" in p for s in p["Statement"]
+                  if "Sid" in s}
+    # startExecution.sync:2 (developer guide, "IAM policies for nested AWS Step
+    # Functions calls", Synchronous) on the offboarding machine only.
+    assert statements["StartChildOffboardings"]["Resource"] == SAMPLE["OffboardStateMachine"]
+    assert statements["FollowChildOffboardings"]["Resource"] == "arn:aws:states:us-east-1:123456789012:execution:offboard:*"
+    assert set(statements["ChildCompletionEvents"]["Action"]) == {"events:PutTargets", "events:PutRule", "events:DescribeRule"}
+    assert statements["ChildCompletionEvents"]["Resource"].endswith(":rule/StepFunctionsGetEventsForStepFunctionsExecutionRule")
+    # The Distributed Map: its own state machine, its own labelled map run's executions.
+    name = render(machine["Name"])
+    assert name == "iam-offboard-offboard-batch"
+    assert statements["RunTheDistributedMap"]["Resource"] == f"arn:aws:states:us-east-1:123456789012:stateMachine:{name}"
+    label = batch_definition()["States"]["OffboardUsers"]["Label"]
+    assert statements["FollowMapRunExecutions"]["Resource"] == \
+        f"arn:aws:states:us-east-1:123456789012:execution:{name}/{label}:*"
+    # ResultWriter's prefix, and nothing else of the bucket, is writable.
+    prefix = re.search(r"'(\w+)/\{\}'", batch_definition()["States"]["OffboardUsers"]["ResultWriter"]["Parameters"]["Prefix.$"])[1]
+    assert statements["WriteBatchReports"]["Resource"] == f"arn:aws:s3:::offboard-batch-reports/{prefix}/*"
+    assert statements["FindReportOfFailedMapRun"]["Condition"] == {"StringLike": {"s3:prefix": f"{prefix}/*"}}
+    actions = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert not {a for a in actions if a.startswith("iam:")}, "the batch machine changes no IAM user itself"
+    assert machine["Logging"]["Level"] == "ERROR"
+
+
+def test_the_batch_function_reads_reports_and_user_lists_only():
+    resources = template()["Resources"]
+    statements = {s["Sid"]: render(s) for s in function_statements(resources, "OffboardBatchFunction")}
+    assert statements["ReadBatchReports"]["Resource"] == "arn:aws:s3:::offboard-batch-reports/batches/*"
+    assert statements["ReadUserLists"]["Resource"] == ["arn:aws:s3:::offboard-batch-reports/lists/*",
+                                                       "arn:aws:s3:::offboard-user-lists/*"]
+    assert statements["TellMissingListsApart"]["Resource"] == ["arn:aws:s3:::offboard-batch-reports",
+                                                               "arn:aws:s3:::offboard-user-lists"]
+    raw = {s["Sid"]: s for s in function_statements(resources, "OffboardBatchFunction") if "Sid" in s}
+    # Without BatchListBucketName, the report bucket's lists/ prefix only.
+    assert raw["ReadUserLists"]["Resource"][1] == {"Fn::If": ["HasBatchListBucket", {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${BatchListBucketName}/*"}, {"Ref": "AWS::NoValue"}]}
+    assert template()["Parameters"]["BatchListBucketName"]["Default"] == ""
+    assert all("*" != r for s in statements.values() for r in as_list(s["Resource"])), "no Resource *"

@@ -474,3 +474,40 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
     # The mutation kinds the Deny cannot cover by user tag were exercised too.
     actions = [c["Action"] for c in calls]
     assert "RemoveUserFromGroup" in actions and "DeleteVirtualMFADevice" in actions
+
+
+# --- the batch state machine's function: no IAM at all ---------------------------
+
+def expand_if(node):
+    """Fn::If as its first branch (the conditional grant counts as granted)."""
+    if isinstance(node, list):
+        return [expand_if(item) for item in node if not (isinstance(item, dict) and item == {"Ref": "AWS::NoValue"})]
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            return expand_if(node["Fn::If"][1])
+        return {key: expand_if(value) for key, value in node.items()}
+    return node
+
+
+def test_the_batch_function_may_make_no_iam_call_and_reads_s3_objects_and_buckets_by_their_sar_types():
+    """OffboardBatch is not in infra/stage-actions.json (IAM actions only): it
+    validates lists and reads the Map's report. Its role grants no iam: or
+    sts: action, and each S3 action on the resource type the Service
+    Authorization Reference names for it (GetObject: object, ListBucket: bucket)."""
+    assert "OffboardBatch" in FUNCTIONS and "OffboardBatch" not in STAGE_ACTIONS
+    template, _ = decode(str(TEMPLATE))
+    # The HasBatchListBucket branch, taken when the parameter names a bucket.
+    template["Parameters"]["BatchListBucketName"]["Default"] = "offboard-user-lists"
+    statements = render(expand_if([s for p in template["Resources"]["OffboardBatchFunction"]["Properties"]["Policies"]
+                                   for s in p["Statement"]]), template)
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert not {a for a in actions if a.split(":")[0] in ("iam", "sts")}, actions
+    formats = {"object": r"arn:aws:s3:::[a-z0-9.-]+/.+", "bucket": r"arn:aws:s3:::[a-z0-9.-]+"}
+    for statement in statements:
+        for action in as_list(statement["Action"]):
+            if not action.startswith("s3:"):
+                continue
+            [kind] = sar_resource_types(action)
+            assert kind in formats, (action, kind)
+            for resource in as_list(statement["Resource"]):
+                assert re.fullmatch(formats[kind], resource), (action, resource)

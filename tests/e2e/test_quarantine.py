@@ -60,12 +60,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 from lambda_host import BIN_DIR, FUNCTIONS, access_key_for  # noqa: E402
+from cli import OFFBOARD, run_offboard  # noqa: E402
 from seed import ACCOUNT, leftovers, seed_user  # noqa: E402
 from stack import AUDIT_BUCKET, Stack  # noqa: E402
 
 SCHEMA = json.loads((ROOT / "schemas" / "offboard-event-detail.schema.json").read_text())
 FIXTURE = ROOT / "tests" / "fixtures" / "malformed-inputs.json"
-OFFBOARD = Path(os.environ.get("OFFBOARD_BIN", BIN_DIR / "offboard"))
 OPERATOR_KEY = "AKIAOPERATOROPERATOR"
 STAGE_BY_KEY = {access_key_for(stage): stage for stage in FUNCTIONS}
 QUARANTINE_KEY = access_key_for("QuarantineUser")
@@ -257,18 +257,8 @@ def mutating(calls: list[dict]) -> list[str]:
 
 
 def offboard(stack, *args: str) -> subprocess.CompletedProcess:
-    """The release CLI against the stack's endpoint, as test_cli.py runs it."""
-    assert OFFBOARD.exists(), f"build the CLI first: {OFFBOARD}"
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "AWS_ACCESS_KEY_ID": OPERATOR_KEY,
-        "AWS_SECRET_ACCESS_KEY": "operator",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "HOME": os.environ.get("HOME", "/tmp"),
-    }
-    command = [str(OFFBOARD), "--endpoint-url", stack.emulator.url, "--region", "us-east-1", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL,
-                          timeout=120)
+    """The CLI against the stack's endpoint, as test_cli.py runs it."""
+    return run_offboard(stack.emulator.url, *args, access_key=OPERATOR_KEY, timeout=120)
 
 
 def prefix(user: str, execution: str) -> str:

@@ -100,7 +100,7 @@ def test_passkey_hardware_and_virtual_devices_succeed_in_one_execution(stack):
     assert {d["SerialNumber"]: d["HandledAs"] for d in record["Items"]["MFADevices"]} == {
         made["MFADevices"][0]: "Virtual", made["MFADevices"][1]: "NonVirtual", made["MFADevices"][2]: "NonVirtual"}
     assert record["Context"] == {"Ticket": "OPS-1"} and record["Rounds"] == 0
-    assert set(record["Timings"]) == set(FUNCTIONS) - {"QuarantineUser"}, "no grace period, no quarantine"
+    assert set(record["Timings"]) == set(FUNCTIONS) - {"QuarantineUser", "OffboardBatch"}, "no grace period, no quarantine; no batch"
     assert "Quarantine" not in record
     assert snapshot(stack.iam, "bob") == before, "nothing outside the target user is touched"
 

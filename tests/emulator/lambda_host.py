@@ -1,4 +1,4 @@
-"""Runs the seven release binaries as Lambda functions on 127.0.0.1.
+"""Runs the eight release binaries as Lambda functions on 127.0.0.1.
 
 Each function gets its own Lambda Runtime API endpoint (the one a real
 function polls: GET .../invocation/next, POST .../response|error), served
@@ -54,6 +54,9 @@ FUNCTIONS = {
     "DeleteGroupsAndPolicies": "delete-groups-and-policies",
     "DeleteIAMUserAndVerify": "delete-iam-user-and-verify",
     "QuarantineUser": "quarantine-user",
+    # The batch state machine's function: no IAM call; S3 reads only (the
+    # user list, the Distributed Map's report), served by the same emulator.
+    "OffboardBatch": "offboard-batch",
 }
 
 
@@ -204,7 +207,7 @@ class Function:
 
 
 class LambdaHost:
-    """The seven functions plus the Lambda Invoke API in front of them."""
+    """The eight functions plus the Lambda Invoke API in front of them."""
 
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
                  bin_dir: Path | None = None, log_dir: Path | None = None,
@@ -213,7 +216,12 @@ class LambdaHost:
         bin_dir = bin_dir or Path(os.environ.get("OFFBOARD_BIN_DIR", BIN_DIR))
         self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint, **(env or {})}
+        # moto's server answers S3 too (it routes a request by the service in
+        # its SigV4 credential scope), from the same in-process backend the
+        # interpreter's ResultWriter writes to; the core's S3 client uses
+        # path-style addressing when AWS_ENDPOINT_URL(_S3) is set.
+        base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint,
+                    "AWS_ENDPOINT_URL_S3": iam_endpoint, **(env or {})}
         self.functions: dict[str, Function] = {}
         for stage, binary in FUNCTIONS.items():
             function_env = dict(base_env)

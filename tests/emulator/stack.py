@@ -1,10 +1,11 @@
 """The whole local stack on 127.0.0.1, started and stopped together:
 
 - moto in-process (``mock_aws`` with Step Functions execution on), so its ASL
-  interpreter runs statemachine/offboard.asl.json for real;
+  interpreter runs statemachine/offboard.asl.json for real, with Step Functions'
+  own startExecution integration made to work (sfn_integration.py);
 - the strict IAM emulator (moto's server plus this project's extensions,
   fault injection and call log) that the Rust functions call over HTTP;
-- the Lambda host running the seven release binaries under the Runtime API,
+- the Lambda host running the eight release binaries under the Runtime API,
   reached by the interpreter through AWS_ENDPOINT_URL_LAMBDA.
 """
 
@@ -21,10 +22,14 @@ from moto import mock_aws
 from emulator import extend_moto
 from lambda_host import REGION, LambdaHost
 from server import EmulatorServer
+from sfn_integration import extend_step_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = ROOT / "statemachine" / "offboard.asl.json"
 AUDIT_BUCKET = "offboard-audit-records"
+BATCH_DEFINITION = ROOT / "statemachine" / "offboard-batch.asl.json"
+#: The batch machine's ${BatchReportBucketName}: the Distributed Map's report.
+REPORT_BUCKET = "offboard-batch-reports"
 EVENT_BUS = "default"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -55,12 +60,14 @@ class Stack:
         })
         self.mock.start()
         extend_moto()
+        extend_step_functions()
         self.emulator = EmulatorServer(0)
         self.emulator.thread.start()
         self.iam = boto3.client("iam", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.s3 = boto3.client("s3", region_name=REGION)
         self.s3.create_bucket(Bucket=AUDIT_BUCKET)
+        self.s3.create_bucket(Bucket=REPORT_BUCKET)
         self.capture_events()
         self.lambdas = self.start_lambdas()
         self.state_machine_arn = self.create_state_machine()
@@ -126,6 +133,18 @@ class Stack:
     def create_state_machine(self, name: str = "offboard", **overrides: str) -> str:
         text = DEFINITION.read_text()
         substitutions = {**self.lambdas.arns(), "AuditBucketName": AUDIT_BUCKET, "EventBusName": EVENT_BUS, **overrides}
+        for placeholder, value in substitutions.items():
+            text = text.replace("${%s}" % placeholder, value)
+        role = self.iam.create_role(RoleName=f"{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        return self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
+
+    def create_batch_state_machine(self, name: str = "offboard-batch", **overrides: str) -> str:
+        """statemachine/offboard-batch.asl.json, its children on this stack's
+        offboarding state machine (``${OffboardStateMachineArn}``)."""
+        text = BATCH_DEFINITION.read_text()
+        substitutions = {"OffboardBatchFunctionArn": self.lambdas.arns()["OffboardBatchFunctionArn"],
+                         "OffboardStateMachineArn": self.state_machine_arn, "BatchReportBucketName": REPORT_BUCKET,
+                         **overrides}
         for placeholder, value in substitutions.items():
             text = text.replace("${%s}" % placeholder, value)
         role = self.iam.create_role(RoleName=f"{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]

@@ -70,6 +70,22 @@ impl Target {
     }
 }
 
+/// What `start` offboards: one user, or a batch from a file.
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+struct StartTarget {
+    /// The IAM user name.
+    #[arg(long)]
+    user_name: Option<String>,
+    /// The IAM user id (AIDA...).
+    #[arg(long)]
+    user_id: Option<String>,
+    /// A batch on the batch state machine: a CSV file with a UserName column,
+    /// or a JSON array of names (validated here, passed inline).
+    #[arg(long)]
+    users_file: Option<std::path::PathBuf>,
+}
+
 #[derive(Args, Clone)]
 struct Common {
     #[command(flatten)]
@@ -142,12 +158,19 @@ enum Command {
         #[command(flatten)]
         records: RecordArgs,
     },
-    /// Start an execution of the deployed state machine, named after the user.
+    /// Start an execution of the deployed state machine, named after the
+    /// user; or, with --users-file, of the batch state machine.
     Start {
         #[command(flatten)]
-        common: Common,
+        who: StartTarget,
+        /// Free-form JSON object carried into the audit record(s).
+        #[arg(long)]
+        context: Option<String>,
         #[arg(long)]
         state_machine_arn: String,
+        /// Child executions at once (a batch only; default 10).
+        #[arg(long, requires = "users_file", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_concurrency: Option<u32>,
         #[command(flatten)]
         grace: Grace,
         /// Only gather and report.
@@ -270,8 +293,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             list_records(&store, &account, user_name, cli.output).await
         }
-        Command::Start { common, state_machine_arn, grace, dry_run, execution_name, wait } => {
-            let input = execution_input(common, *dry_run, grace)?;
+        Command::Start { who, context, state_machine_arn, max_concurrency, grace, dry_run, execution_name, wait } => {
+            if let Some(path) = &who.users_file {
+                if grace.grace_days.is_some() {
+                    return Err(Failure::Local("--grace-days goes with one user, not with --users-file".into()));
+                }
+                let input = batch_input(path, context.as_deref(), *dry_run, *max_concurrency)?;
+                let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+                let name = execution_name.clone().unwrap_or_else(|| format!("batch-{millis}"));
+                return start_execution(&config, state_machine_arn, &name, input, *wait, cli.output).await;
+            }
+            let common = Common {
+                target: Target { user_name: who.user_name.clone(), user_id: who.user_id.clone() },
+                context: context.clone(),
+            };
+            let input = execution_input(&common, *dry_run, grace)?;
             let name = execution_name.clone().unwrap_or_else(|| execution_name_for(&common.target));
             start_execution(&config, state_machine_arn, &name, input, *wait, cli.output).await
         }
@@ -312,6 +348,27 @@ async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
         "offboard-mfa-session",
     );
     Ok(config.into_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build())
+}
+
+/// The batch state machine's input from a users file, checked here as the
+/// batch's first state will check it, so a bad list starts nothing.
+fn batch_input(path: &std::path::Path, context: Option<&str>, dry_run: bool, max_concurrency: Option<u32>) -> Result<Value, Failure> {
+    use iam_offboard_core::batch::{parse_batch_input, parse_user_list, validate_user_names};
+    let document = std::fs::read(path).map_err(|e| Failure::Local(format!("{}: {e}", path.display())))?;
+    let names = parse_user_list(&document, &path.display().to_string())?;
+    validate_user_names(&names)?;
+    let mut input = json!({"UserNames": names});
+    if dry_run {
+        input["DryRun"] = json!(true);
+    }
+    if let Some(max) = max_concurrency {
+        input["MaxConcurrency"] = json!(max);
+    }
+    if let Some(context) = context {
+        input["Context"] = serde_json::from_str(context).map_err(|e| Failure::Local(format!("--context is not JSON: {e}")))?;
+    }
+    parse_batch_input(&input)?;
+    Ok(input)
 }
 
 /// Exit status 1 when part of a restore could not be done.
@@ -587,13 +644,23 @@ async fn start_execution(
         }
         return Ok(());
     }
-    follow_execution(&sfn, &execution_arn, output).await
+    // A batch's size is known here; mid-run, a Map Run's own total counts
+    // only the items started so far.
+    let batch_size = input.get("UserNames").and_then(Value::as_array).map(Vec::len);
+    follow_execution(&sfn, &execution_arn, batch_size, output).await
 }
 
 /// Prints each state as it completes, then the execution's output or error.
-async fn follow_execution(sfn: &aws_sdk_sfn::Client, execution_arn: &str, output: Output) -> Result<(), Failure> {
+async fn follow_execution(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+    batch_size: Option<usize>,
+    output: Output,
+) -> Result<(), Failure> {
     use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
     let mut seen = 0;
+    let mut map_run: Option<String> = None;
+    let mut last_progress = String::new();
     loop {
         let history = sfn
             .get_execution_history()
@@ -608,8 +675,28 @@ async fn follow_execution(sfn: &aws_sdk_sfn::Client, execution_arn: &str, output
                     eprintln!("  ✓ {}", details.name());
                 }
             }
+            if let Some(details) = event.map_run_started_event_details() {
+                map_run = details.map_run_arn().map(str::to_string);
+            }
         }
         seen = history.events().len();
+        if let Some(map_run_arn) = &map_run {
+            // A batch: its items' progress, from the Map Run's own counts.
+            if let Ok(run) = sfn.describe_map_run().map_run_arn(map_run_arn).send().await {
+                if let Some(counts) = run.item_counts() {
+                    let progress = format!(
+                        "  items done {}/{} ({} failed)",
+                        counts.succeeded() + counts.failed() + counts.aborted() + counts.timed_out(),
+                        batch_size.map_or(counts.total(), |size| size as i64),
+                        counts.failed() + counts.aborted() + counts.timed_out()
+                    );
+                    if progress != last_progress {
+                        eprintln!("{progress}");
+                        last_progress = progress;
+                    }
+                }
+            }
+        }
         let execution = sfn
             .describe_execution()
             .execution_arn(execution_arn)
@@ -670,8 +757,9 @@ mod tests {
             assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--grace-days", bad]).is_err(), "{bad}");
         }
         let cli = Cli::try_parse_from(["offboard", "start", "--user-name", "a", "--state-machine-arn", "arn", "--grace-days", "364"]).unwrap();
-        let Command::Start { common, grace, .. } = &cli.command else { panic!("start") };
-        assert_eq!(execution_input(common, false, grace).ok().unwrap(), json!({"UserName": "a", "GraceDays": 364}));
+        let Command::Start { who, grace, .. } = &cli.command else { panic!("start") };
+        let common = Common { target: Target { user_name: who.user_name.clone(), user_id: None }, context: None };
+        assert_eq!(execution_input(&common, false, grace).ok().unwrap(), json!({"UserName": "a", "GraceDays": 364}));
         let cli = Cli::try_parse_from(["offboard", "delete", "--user-name", "a"]).unwrap();
         let Command::Delete { common, grace, .. } = &cli.command else { panic!("delete") };
         assert_eq!(execution_input(common, false, grace).ok().unwrap(), json!({"UserName": "a"}));

@@ -20,6 +20,13 @@ pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::from_conf(iam)
 }
 
+/// The S3 client of the batch stage. Path-style addressing only when an
+/// endpoint is configured (a local emulator has no per-bucket host names).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"].iter().any(|var| std::env::var_os(var).is_some());
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build())
+}
+
 /// The roots IAM and STS certificates chain to (Amazon Trust Services),
 /// public regional and VPC endpoints alike.
 pub const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("amazon-trust-services-roots.pem");

@@ -21,7 +21,7 @@ type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> +
 /// invocation is taken.
 pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let ctx = StageContext::from_env().await.inspect_err(|error| {
+    let ctx = StageContext::from_env::<S>().await.inspect_err(|error| {
         tracing::error!(error_type = error.name(), error = %error, "refusing to start: bad configuration");
     })?;
     let ctx = &ctx;

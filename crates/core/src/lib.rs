@@ -1,6 +1,7 @@
 //! iam-offboard's core: every rule the six Lambda functions and the
 //! `offboard` CLI share. See DESIGN.md for the contract.
 
+pub mod batch;
 pub mod clients;
 pub mod deadline;
 pub mod errors;

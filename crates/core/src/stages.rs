@@ -36,6 +36,8 @@ use crate::target::{
 pub struct StageContext {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    /// The batch stage's user lists and reports; `None` in tests that need none.
+    pub s3: Option<aws_sdk_s3::Client>,
     pub protection: ProtectionPolicy,
     pub verify: VerifyPolicy,
     caller: OnceCell<CallerIdentity>,
@@ -47,15 +49,22 @@ impl StageContext {
     }
 
     pub fn from_clients(iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client, protection: ProtectionPolicy) -> Self {
-        Self { iam, sts, protection, verify: VerifyPolicy::default(), caller: OnceCell::new() }
+        Self { iam, sts, s3: None, protection, verify: VerifyPolicy::default(), caller: OnceCell::new() }
     }
 
     /// A Lambda function's context: its AWS configuration
     /// ([`clients::lambda_config`]) and the `OFFBOARD_PROTECTED_*` variables.
     /// A bad protection configuration is refused here, at init.
-    pub async fn from_env() -> Result<Self, OffboardError> {
+    /// The S3 client only for a stage that uses it ([`Stage::USES_S3`], a
+    /// constant): the other binaries then link no S3 code at all.
+    pub async fn from_env<S: Stage>() -> Result<Self, OffboardError> {
         let protection = ProtectionPolicy::from_env()?;
-        Ok(Self::new(&clients::lambda_config().await, protection))
+        let config = clients::lambda_config().await;
+        let mut ctx = Self::new(&config, protection);
+        if S::USES_S3 {
+            ctx.s3 = Some(clients::s3_client(&config));
+        }
+        Ok(ctx)
     }
 
     /// The identity this process runs as, asked of STS once and then cached.
@@ -85,6 +94,8 @@ impl StageContext {
 pub trait Stage {
     /// The state's name in the state machine; also the key in `Timings`.
     const NAME: &'static str;
+    /// Reads S3 (the batch stage): its process builds an S3 client at init.
+    const USES_S3: bool = false;
     type Request: DeserializeOwned;
     type Response: Serialize + Timed;
     fn user_name(request: &Self::Request) -> Option<&str>;

@@ -421,3 +421,36 @@ async fn a_user_no_longer_tagged_is_not_restored_again() {
     assert_eq!(error.name(), "InvalidInput", "{error}");
     assert!(error.to_string().contains("not quarantined"), "{error}");
 }
+
+#[tokio::test]
+async fn the_in_process_flow_stops_after_the_quarantine_and_returns_its_record() {
+    let empty = |operation: &'static str, list: &'static str| move || ok_xml(operation, &format!("<{list}></{list}><IsTruncated>false</IsTruncated>"));
+    let calls = Calls::default();
+    let mut rules = mutation_rules(&calls);
+    rules.extend([
+        mock!(Client::get_login_profile).then_http_response(|| no_such_entity("login profile")),
+        mock!(Client::list_access_keys).then_http_response(|| {
+            ok_xml("ListAccessKeys", "<AccessKeyMetadata><member><UserName>alice</UserName><AccessKeyId>AKIAACTIVE0000000001</AccessKeyId><Status>Active</Status><CreateDate>2025-02-01T00:00:00Z</CreateDate></member></AccessKeyMetadata><IsTruncated>false</IsTruncated>")
+        }),
+        mock!(Client::list_ssh_public_keys).then_http_response(empty("ListSSHPublicKeys", "SSHPublicKeys")),
+        mock!(Client::list_signing_certificates).then_http_response(empty("ListSigningCertificates", "Certificates")),
+        mock!(Client::list_service_specific_credentials).then_http_response(empty("ListServiceSpecificCredentials", "ServiceSpecificCredentials")),
+        mock!(Client::list_mfa_devices).then_http_response(empty("ListMFADevices", "MFADevices")),
+        mock!(Client::list_groups_for_user).then_http_response(empty("ListGroupsForUser", "Groups")),
+        mock!(Client::list_user_policies).then_http_response(empty("ListUserPolicies", "PolicyNames")),
+        mock!(Client::list_attached_user_policies).then_http_response(empty("ListAttachedUserPolicies", "AttachedPolicies")),
+    ]);
+    let get_user = alice_exists!();
+    let ctx = context(client_with(&rules, &get_user));
+    let mut progress = |_: &str, _: &str| {};
+    let record = iam_offboard_core::pipeline::offboard(&ctx, json!({"UserName": "alice", "GraceDays": 3}), &mut progress)
+        .await
+        .unwrap();
+    let quarantine = record.quarantine.expect("the quarantine's record");
+    assert!(record.user_deletion.is_none(), "nothing deleted in-process before the grace period ends");
+    assert_eq!(quarantine.deactivated.access_keys, ["AKIAACTIVE0000000001"]);
+    assert_eq!(record.items.access_keys.len(), 1, "the plan's items");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3, "attach, one key, tag: {calls:?}");
+    assert!(calls[2].starts_with("TagUser offboard:quarantined-until="), "{calls:?}");
+}
