@@ -84,11 +84,9 @@ pub async fn find_quarantine(config: &SdkConfig, store: RecordStore, user_name: 
             iam_offboard_core::quarantine::QUARANTINE_TAG_KEY
         ))));
     };
-    let keys = store.keys(&format!("records/{account}/")).await.map_err(Failure::Local)?;
+    let keys = store.user_keys(&account, user_name).await.map_err(Failure::Local)?;
     let mut found: Option<(String, AuditRecord)> = None;
-    for key in keys.into_iter().filter(|key| {
-        key.ends_with("/quarantine.json") && key.split('/').nth(2).is_some_and(|name| name.eq_ignore_ascii_case(user_name))
-    }) {
+    for key in keys.into_iter().filter(|key| key.ends_with("/quarantine.json")) {
         let record = parse_record(store.get(&key).await.map_err(Failure::Local)?, &key)?;
         let Some(until) = record.quarantine.as_ref().map(|q| q.quarantined_until.clone()) else { continue };
         if record.user.user_id == user.user_id && until == tagged {

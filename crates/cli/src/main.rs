@@ -298,9 +298,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 if grace.grace_days.is_some() {
                     return Err(Failure::Local("--grace-days goes with one user, not with --users-file".into()));
                 }
-                let input = batch_input(path, context.as_deref(), *dry_run, *max_concurrency)?;
-                let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-                let name = execution_name.clone().unwrap_or_else(|| format!("batch-{millis}"));
+                let input = batch_input(path, context.as_deref(), *dry_run, *max_concurrency).await?;
+                let name = execution_name.clone().unwrap_or_else(|| format!("batch-{}", unix_millis()));
                 return start_execution(&config, state_machine_arn, &name, input, *wait, cli.output).await;
             }
             let common = Common {
@@ -350,13 +349,18 @@ async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
     Ok(config.into_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build())
 }
 
-/// The batch state machine's input from a users file, checked here as the
-/// batch's first state will check it, so a bad list starts nothing.
-fn batch_input(path: &std::path::Path, context: Option<&str>, dry_run: bool, max_concurrency: Option<u32>) -> Result<Value, Failure> {
-    use iam_offboard_core::batch::{parse_batch_input, parse_user_list, validate_user_names};
+/// Milliseconds since the epoch: names executions the CLI starts or files.
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+/// The batch state machine's input from a users file, checked here by the
+/// rule the batch's first state applies (core's `plan_batch`), so a bad list
+/// starts nothing.
+async fn batch_input(path: &std::path::Path, context: Option<&str>, dry_run: bool, max_concurrency: Option<u32>) -> Result<Value, Failure> {
+    use iam_offboard_core::batch::{parse_user_list, plan_batch};
     let document = std::fs::read(path).map_err(|e| Failure::Local(format!("{}: {e}", path.display())))?;
     let names = parse_user_list(&document, &path.display().to_string())?;
-    validate_user_names(&names)?;
     let mut input = json!({"UserNames": names});
     if dry_run {
         input["DryRun"] = json!(true);
@@ -367,7 +371,7 @@ fn batch_input(path: &std::path::Path, context: Option<&str>, dry_run: bool, max
     if let Some(context) = context {
         input["Context"] = serde_json::from_str(context).map_err(|e| Failure::Local(format!("--context is not JSON: {e}")))?;
     }
-    parse_batch_input(&input)?;
+    plan_batch(None, &input).await?;
     Ok(input)
 }
 
@@ -450,8 +454,7 @@ impl Reporter {
             Some(_) => ctx.caller().await?.account.clone(),
             None => String::new(),
         };
-        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        Ok(Self { store, account, execution_name: format!("cli-{millis}") })
+        Ok(Self { store, account, execution_name: format!("cli-{}", unix_millis()) })
     }
 
     async fn store(&self, user_name: Option<&str>, file: &str, document: &impl serde::Serialize) -> Result<(), OffboardError> {
@@ -498,13 +501,9 @@ fn print_restore(report: &iam_offboard_core::restore::RestoreReport, output: Out
 
 /// Prints every stored plan and record of the user, newest execution last.
 async fn list_records(store: &RecordStore, account: &str, user_name: &str, output: Output) -> Result<(), Failure> {
-    let keys = store.keys(&format!("records/{account}/")).await.map_err(Failure::Local)?;
-    let mine: Vec<&String> = keys
-        .iter()
-        .filter(|key| key.split('/').nth(2).is_some_and(|user| user.eq_ignore_ascii_case(user_name)))
-        .collect();
+    let mine = store.user_keys(account, user_name).await.map_err(Failure::Local)?;
     let mut documents = Vec::with_capacity(mine.len());
-    for key in mine {
+    for key in &mine {
         let record = store.get(key).await.map_err(Failure::Local)?;
         let outcome = match (key.ends_with("/plan.json"), record.get("Error")) {
             (true, _) => "plan".to_string(),
@@ -557,13 +556,8 @@ fn render_text(record: &AuditRecord) -> String {
     }
     if let (Some(quarantine), None) = (&record.quarantine, &record.user_deletion) {
         let deactivated = &quarantine.deactivated;
-        let ids = [
-            &deactivated.access_keys,
-            &deactivated.ssh_public_keys,
-            &deactivated.signing_certificates,
-            &deactivated.service_specific_credentials,
-        ];
-        let _ = writeln!(out, "  deactivated          {}", ids.into_iter().flatten().cloned().collect::<Vec<_>>().join(", "));
+        let ids: Vec<&str> = deactivated.items().map(|(_, id)| id.as_str()).collect();
+        let _ = writeln!(out, "  deactivated          {}", ids.join(", "));
         let _ = writeln!(out, "  deny attached        {}", quarantine.deny_all_policy_arn);
         let _ = writeln!(out, "  tagged               {}={}", quarantine.tag_key, quarantine.quarantined_until);
         let _ = writeln!(

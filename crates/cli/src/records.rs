@@ -90,6 +90,14 @@ impl RecordStore {
         serde_json::from_slice(&bytes).map_err(|e| format!("{key} is not JSON: {e}"))
     }
 
+    /// Every key filed under `records/<account>/<user>/`, the user name
+    /// matched without regard to case (as IAM compares names), sorted.
+    pub async fn user_keys(&self, account: &str, user_name: &str) -> Result<Vec<String>, String> {
+        let mut keys = self.keys(&format!("records/{account}/")).await?;
+        keys.retain(|key| key.split('/').nth(2).is_some_and(|user| user.eq_ignore_ascii_case(user_name)));
+        Ok(keys)
+    }
+
     /// Every key under `prefix`, sorted.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, String> {
         let mut keys = match self {

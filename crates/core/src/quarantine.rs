@@ -32,7 +32,8 @@ pub struct CredentialIds {
 }
 
 impl CredentialIds {
-    fn items(&self) -> impl Iterator<Item = (CredentialKind, &String)> {
+    /// Every id with its kind, access keys first.
+    pub fn items(&self) -> impl Iterator<Item = (CredentialKind, &String)> {
         let kind = |kind: CredentialKind| move |id| (kind, id);
         self.access_keys
             .iter()

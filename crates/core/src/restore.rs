@@ -75,17 +75,7 @@ pub async fn lift_quarantine(iam: &Client, record: &AuditRecord, dry_run: bool) 
     let mut report = RestoreReport { user_name: name.to_string(), dry_run, ..RestoreReport::default() };
     let detach = quarantine.deny_all_attached_by_quarantine;
     if dry_run {
-        report.restored.extend(
-            [
-                &quarantine.deactivated.access_keys,
-                &quarantine.deactivated.ssh_public_keys,
-                &quarantine.deactivated.signing_certificates,
-                &quarantine.deactivated.service_specific_credentials,
-            ]
-            .into_iter()
-            .flatten()
-            .map(|id| format!("reactivate {id}")),
-        );
+        report.restored.extend(quarantine.deactivated.items().map(|(_, id)| format!("reactivate {id}")));
         if detach {
             report.restored.push(format!("detach {}", quarantine.deny_all_policy_arn));
         }

@@ -309,30 +309,23 @@ fn quarantine_record(deny_all_attached_by_quarantine: bool) -> AuditRecord {
     record
 }
 
+/// The quarantine's rules (each logging itself) behind the one for a key
+/// deleted since, plus the two calls only a restore makes.
 fn restore_rules(calls: &Calls) -> Vec<Rule> {
-    let (k, s, b, d, u) = (log(calls), log(calls), log(calls), log(calls), log(calls));
-    vec![
-        mock!(Client::update_access_key)
-            .match_requests(|r| r.access_key_id() == Some("AKIADELETEDSINCE0001"))
-            .then_http_response(|| no_such_entity("access key")),
-        mock!(Client::update_access_key)
-            .match_requests(move |r| k(format!("UpdateAccessKey {} {:?}", r.access_key_id().unwrap_or_default(), r.status())))
-            .then_output(|| UpdateAccessKeyOutput::builder().build()),
-        mock!(Client::update_ssh_public_key)
-            .match_requests(move |r| s(format!("UpdateSSHPublicKey {} {:?}", r.ssh_public_key_id().unwrap_or_default(), r.status())))
-            .then_output(|| UpdateSshPublicKeyOutput::builder().build()),
-        mock!(Client::update_service_specific_credential)
-            .match_requests(move |r| {
-                b(format!("UpdateServiceSpecificCredential {} {:?}", r.service_specific_credential_id().unwrap_or_default(), r.status()))
-            })
-            .then_output(|| UpdateServiceSpecificCredentialOutput::builder().build()),
+    let (d, u) = (log(calls), log(calls));
+    let mut rules = vec![mock!(Client::update_access_key)
+        .match_requests(|r| r.access_key_id() == Some("AKIADELETEDSINCE0001"))
+        .then_http_response(|| no_such_entity("access key"))];
+    rules.extend(mutation_rules(calls));
+    rules.extend([
         mock!(Client::detach_user_policy)
             .match_requests(move |r| d(format!("DetachUserPolicy {}", r.policy_arn().unwrap_or_default())))
             .then_output(|| DetachUserPolicyOutput::builder().build()),
         mock!(Client::untag_user)
             .match_requests(move |r| u(format!("UntagUser {}", r.tag_keys().join(","))))
             .then_output(|| UntagUserOutput::builder().build()),
-    ]
+    ]);
+    rules
 }
 
 #[tokio::test]
