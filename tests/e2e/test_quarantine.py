@@ -560,6 +560,11 @@ def test_the_cli_quarantines_in_process_and_restores_from_the_quarantine_record(
     assert restored.returncode == 0, restored.stderr
     assert state(stack.iam, "cleo") == before, "every item back; the inactive key still inactive"
     assert (quarantine_file.parent / "restore.json").exists()
+    # `offboard records` names each file for what it is, not "offboarded".
+    listed = offboard(stack, "records", "--user-name", "cleo", "--record-dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    outcomes = sorted(line.split("  ")[-1] for line in listed.stdout.splitlines() if line.strip())
+    assert outcomes == ["plan", "quarantined", "restored"], listed.stdout
 
 
 # --- contract edges -----------------------------------------------------------------------------

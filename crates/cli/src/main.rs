@@ -505,10 +505,12 @@ async fn list_records(store: &RecordStore, account: &str, user_name: &str, outpu
     let mut documents = Vec::with_capacity(mine.len());
     for key in &mine {
         let record = store.get(key).await.map_err(Failure::Local)?;
-        let outcome = match (key.ends_with("/plan.json"), record.get("Error")) {
-            (true, _) => "plan".to_string(),
-            (false, Some(error)) => format!("failed: {}", error.as_str().unwrap_or_default()),
-            (false, None) => "offboarded".to_string(),
+        let outcome = match (key.rsplit('/').next().unwrap_or_default(), record.get("Error")) {
+            ("plan.json" | "deletion-plan.json", _) => "plan".to_string(),
+            ("quarantine.json", _) => "quarantined".to_string(),
+            ("restore.json", _) => "restored".to_string(),
+            (_, Some(error)) => format!("failed: {}", error.as_str().unwrap_or_default()),
+            (_, None) => "offboarded".to_string(),
         };
         if output == Output::Text {
             println!("{key}  {outcome}");
