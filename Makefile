@@ -11,9 +11,10 @@ BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-po
 
 test: build unit deploy-artifacts e2e
 
-# The local stack's binaries (target/local): the fast `local` profile.
+# The local stack's binaries (target/local) and the unit tests, all in the
+# fast `local` profile: the SDK crates compile once for both.
 build:
-	$(CARGO) build --profile local --workspace --locked
+	$(CARGO) build --profile local --workspace --all-targets --locked
 	@for b in $(BINS); do test -x target/local/$$b || { echo "missing target/local/$$b"; exit 1; }; done
 
 # Deploy-grade binaries (target/release): what `make bench` measures.
@@ -21,8 +22,8 @@ build-release:
 	$(CARGO) build --release --workspace --locked
 	@for b in $(BINS); do test -x target/release/$$b || { echo "missing target/release/$$b"; exit 1; }; done
 
-unit:
-	$(CARGO) test --workspace --locked
+unit: build
+	$(CARGO) test --profile local --workspace --locked
 
 e2e: $(VENV)/.installed node_modules/.installed build
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider -p no:logging
