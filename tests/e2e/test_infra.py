@@ -21,6 +21,8 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
 # Functions that make no IAM call (infra/stage-actions.json lists IAM only):
 # the batch state machine's, which reads S3 only (user lists, the Map's report).
+#: What every IAM stage may do beyond IAM: take slots of the deployment's budget.
+BUDGET_ACTION = "dynamodb:UpdateItem"
 NON_IAM_FUNCTIONS = {"OffboardBatch": {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}}
 # Step Functions developer guide, "Handle transient Lambda service exceptions":
 # Lambda service errors are reported as Lambda.<ErrorName>, and "unhandled
@@ -121,10 +123,30 @@ def test_each_function_role_allows_exactly_what_its_stage_calls():
         stage = logical_id.removesuffix("Function")
         statements = function_statements(resources, logical_id)
         allowed = {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
-        expected = set(STAGE_ACTIONS.get(stage, NON_IAM_FUNCTIONS.get(stage, ())))
+        expected = set(STAGE_ACTIONS[stage]) | {BUDGET_ACTION} if stage in STAGE_ACTIONS else NON_IAM_FUNCTIONS[stage]
         assert allowed == expected, f"{stage}: {sorted(allowed ^ expected)}"
         for statement in statements:
             assert not any("*" in a for a in as_list(statement["Action"])), statement
+
+
+def test_every_iam_stage_takes_budget_slots_from_the_budget_table_only():
+    """The IAM budget (crates/core/src/budget.rs): each function that calls IAM
+    may update the budget table's item and nothing else in DynamoDB, and is told
+    the budget and the table; the timeout is the deployer's."""
+    doc = template()
+    resources = doc["Resources"]
+    table = resources["IamBudgetTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "Budget", "KeyType": "HASH"}]
+    variables = doc["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["OFFBOARD_IAM_CALLS_PER_SECOND"] == {"Ref": "IamCallsPerSecond"}
+    assert variables["OFFBOARD_IAM_BUDGET_TABLE"] == {"Ref": "IamBudgetTable"}
+    assert doc["Globals"]["Function"]["Timeout"] == {"Ref": "StageTimeoutSeconds"}
+    assert doc["Parameters"]["IamCallsPerSecond"]["MinValue"] == 0
+    for stage in STAGE_ACTIONS:
+        budget = [s for s in function_statements(resources, f"{stage}Function") if BUDGET_ACTION in as_list(s["Action"])]
+        assert [(s["Effect"], as_list(s["Action"]), s["Resource"]) for s in budget] == [
+            ("Allow", [BUDGET_ACTION], {"Fn::GetAtt": ["IamBudgetTable", "Arn"]})], stage
 
 
 # --- AWS's Service Authorization Reference, as PyPI parliament ships it -----
@@ -133,7 +155,9 @@ SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Regio
           "AWS::StackName": "iam-offboard",
           "AuditBucket.Arn": "arn:aws:s3:::offboard-audit", "EventBusName": "default",
           "AuditKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-          "BatchReportBucket.Arn": "arn:aws:s3:::offboard-batch-reports", "BatchListBucketName": "offboard-user-lists",
+          "BatchReportBucket.Arn": "arn:aws:s3:::offboard-batch-reports",
+          "IamBudgetTable.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/iam-offboard-IamBudgetTable-1A2B3C",
+          "IamBudgetTable": "iam-offboard-IamBudgetTable-1A2B3C", "BatchListBucketName": "offboard-user-lists",
           "OffboardStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:offboard",
           "OffboardStateMachine.Name": "offboard", "OffboardBatchFunction": "iam-offboard-OffboardBatchFunction"}
 

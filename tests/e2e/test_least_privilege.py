@@ -170,6 +170,8 @@ def render(node, template: dict):
             return f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{render(group, template)}:*"
         if kind == "AWS::S3::Bucket":
             return f"arn:{PARTITION}:s3:::iam-offboard-{name.lower()}"
+        if kind == "AWS::DynamoDB::Table":
+            return f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/iam-offboard-{name}"
         raise AssertionError(f"no sample ARN for {kind}")
     return {key: render(value, template) for key, value in node.items()}
 

@@ -409,13 +409,26 @@ def unused_port() -> int:
         return probe.getsockname()[1]
 
 
+BAD_CONFIGURATIONS = {
+    # An IAM path always starts and ends with / (IAM API Reference, User:
+    # Path pattern `(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)`,
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html), so
+    # `admin` would protect nobody.
+    "path prefix": ({"OFFBOARD_PROTECTED_PATH_PREFIXES": "admin"},
+                    ["must start and end with /", "OFFBOARD_PROTECTED_PATH_PREFIXES", '"admin"']),
+    # A deployment that believes its IAM calls are capped must not run uncapped.
+    "budget rate": ({"OFFBOARD_IAM_CALLS_PER_SECOND": "ten", "OFFBOARD_IAM_BUDGET_TABLE": "budget"},
+                    ["OFFBOARD_IAM_CALLS_PER_SECOND", '"ten"', "calls per second"]),
+    "budget table": ({"OFFBOARD_IAM_CALLS_PER_SECOND": "5"}, ["OFFBOARD_IAM_BUDGET_TABLE", "names no table"]),
+}
+
+
 @pytest.mark.parametrize("binary", sorted(FUNCTIONS.values()))
-def test_a_bad_path_prefix_configuration_refuses_to_start(binary):
-    """An IAM path always starts and ends with / (IAM API Reference, User:
-    Path pattern `(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)`,
-    https://docs.aws.amazon.com/IAM/latest/APIReference/API_User.html), so
-    `admin` would protect nobody: the process must stop at init, before it
-    asks the Runtime API for an invocation (nothing listens on the port)."""
+@pytest.mark.parametrize("configuration", sorted(BAD_CONFIGURATIONS))
+def test_a_bad_configuration_refuses_to_start(binary, configuration):
+    """The process must stop at init, naming what is wrong, before it asks the
+    Runtime API for an invocation (nothing listens on the port)."""
+    variables, expected = BAD_CONFIGURATIONS[configuration]
     env = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{unused_port()}",
@@ -426,15 +439,15 @@ def test_a_bad_path_prefix_configuration_refuses_to_start(binary):
         "AWS_ACCESS_KEY_ID": "AKIAMISCONFIGUREDXXX",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "OFFBOARD_PROTECTED_PATH_PREFIXES": "admin",
+        **variables,
     }
     started = time.monotonic()
     finished = subprocess.run([str(BIN_DIR / binary)], env=env, capture_output=True, timeout=10)
     elapsed = time.monotonic() - started
     output = (finished.stdout + finished.stderr).decode("utf-8", "replace")
     assert finished.returncode != 0, output
-    assert "must start and end with /" in output, output
-    assert "OFFBOARD_PROTECTED_PATH_PREFIXES" in output and '"admin"' in output.replace('\\"', '"'), output
+    for text in expected:
+        assert text in output.replace('\\"', '"'), output
     assert elapsed < 5, elapsed
 
 

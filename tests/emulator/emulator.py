@@ -667,6 +667,11 @@ class EmulatorApp:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target:
             action = target.rsplit(".", 1)[-1]
+            if service == "dynamodb":
+                try:
+                    params = json.loads(body or b"{}")
+                except ValueError:
+                    params = {}
         else:
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
             action = form.get("Action", [""])[0]

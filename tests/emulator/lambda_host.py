@@ -87,10 +87,12 @@ class Function:
     counts from the moment an instance takes the invocation."""
 
     def __init__(self, stage: str, command: list[str], env: dict[str, str], instances: int, log_dir: Path,
-                 max_concurrency: int = 1000, timeout_seconds: float = 60.0):
+                 max_concurrency: int = 1000, timeout_seconds: float = 60.0, idle_seconds: float | None = None):
         self.stage, self.command, self.env, self.instances = stage, command, env, instances
-        self.max_concurrency, self.timeout_seconds = max_concurrency, timeout_seconds
+        self.max_concurrency, self.timeout_seconds, self.idle_seconds = max_concurrency, timeout_seconds, idle_seconds
         self.outstanding = 0
+        #: Instances running (started and not retired).
+        self.live = 0
         self.pending: "queue.Queue[Invocation]" = queue.Queue()
         self.in_flight: dict[str, Invocation] = {}
         self.lock = threading.Lock()
@@ -103,6 +105,7 @@ class Function:
     def start(self) -> None:
         for index in range(self.instances):
             self.spawn(index)
+        self.live = self.instances
 
     def spawn(self, index: int) -> None:
         env = {
@@ -121,8 +124,9 @@ class Function:
             "AWS_EC2_METADATA_DISABLED": "true",
             **self.env,
         }
-        log = open(self.log_dir / f"{self.stage}.{index}.log", "ab")
-        self.processes.append(subprocess.Popen(self.command, env=env, stdout=log, stderr=log))
+        self.processes = [process for process in self.processes if process.poll() is None]
+        with open(self.log_dir / f"{self.stage}.{index % 64}.log", "ab") as log:
+            self.processes.append(subprocess.Popen(self.command, env=env, stdout=log, stderr=log))
 
     def invoke(self, payload: bytes) -> Invocation | None:
         """Runs one invocation; None when the concurrency limit is reached."""
@@ -130,8 +134,9 @@ class Function:
             if self.outstanding >= self.max_concurrency:
                 return None
             self.outstanding += 1
-            if self.outstanding > len(self.processes):
-                self.spawn(len(self.processes))
+            if self.outstanding > self.live:
+                self.spawn(self.live)
+                self.live += 1
         invocation = Invocation(str(uuid.uuid4()), payload)
         self.pending.put(invocation)
         invocation.taken.wait()
@@ -144,6 +149,16 @@ class Function:
     def finished(self) -> None:
         with self.lock:
             self.outstanding -= 1
+
+    def retire_idle_instance(self) -> bool:
+        """Like Lambda scaling in: an instance idle for ``idle_seconds`` goes
+        away (its /next connection is closed, so the runtime exits), unless
+        it is one of the ``instances`` kept warm or still needed."""
+        with self.lock:
+            if self.live > max(self.instances, self.outstanding):
+                self.live -= 1
+                return True
+            return False
 
     def stop(self) -> None:
         for process in self.processes:
@@ -176,7 +191,14 @@ class Function:
             def do_GET(self):  # noqa: N802
                 if not self.path.startswith(RUNTIME_PREFIX + "invocation/next"):
                     return self.reply(404)
-                invocation = function.pending.get()
+                while True:
+                    try:
+                        invocation = function.pending.get(timeout=function.idle_seconds)
+                        break
+                    except queue.Empty:
+                        if function.retire_idle_instance():
+                            self.close_connection = True
+                            return
                 with function.lock:
                     function.in_flight[invocation.request_id] = invocation
                 invocation.taken.set()
@@ -212,7 +234,7 @@ class LambdaHost:
     def __init__(self, iam_endpoint: str, *, instances: int = 1, env: dict[str, str] | None = None,
                  bin_dir: Path | None = None, log_dir: Path | None = None,
                  credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
-                 timeout_seconds: float = 60.0):
+                 timeout_seconds: float = 60.0, idle_seconds: float | None = None):
         bin_dir = bin_dir or Path(os.environ.get("OFFBOARD_BIN_DIR", BIN_DIR))
         self.log_dir = log_dir or (ROOT / "target" / "lambda-logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -221,14 +243,15 @@ class LambdaHost:
         # interpreter's ResultWriter writes to; the core's S3 client uses
         # path-style addressing when AWS_ENDPOINT_URL(_S3) is set.
         base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint,
-                    "AWS_ENDPOINT_URL_S3": iam_endpoint, **(env or {})}
+                    "AWS_ENDPOINT_URL_S3": iam_endpoint, "AWS_ENDPOINT_URL_DYNAMODB": iam_endpoint, **(env or {})}
         self.functions: dict[str, Function] = {}
         for stage, binary in FUNCTIONS.items():
             function_env = dict(base_env)
             if credentials and stage in credentials:
                 function_env["AWS_ACCESS_KEY_ID"], function_env["AWS_SECRET_ACCESS_KEY"] = credentials[stage]
             self.functions[stage] = Function(stage, [str(bin_dir / binary)], function_env, instances, self.log_dir,
-                                             max_concurrency=max_concurrency, timeout_seconds=timeout_seconds)
+                                             max_concurrency=max_concurrency, timeout_seconds=timeout_seconds,
+                                             idle_seconds=idle_seconds)
         self.invocations: list[tuple[str, bool]] = []
         self.injection_lock = threading.Lock()
         self.pending_errors: dict[str, deque[str]] = {}

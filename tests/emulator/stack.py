@@ -30,6 +30,8 @@ AUDIT_BUCKET = "offboard-audit-records"
 BATCH_DEFINITION = ROOT / "statemachine" / "offboard-batch.asl.json"
 #: The batch machine's ${BatchReportBucketName}: the Distributed Map's report.
 REPORT_BUCKET = "offboard-batch-reports"
+#: The template's IamBudgetTable: partition key Budget (S), on demand.
+BUDGET_TABLE = "offboard-iam-budget"
 EVENT_BUS = "default"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -37,9 +39,12 @@ TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 class Stack:
     def __init__(self, *, instances: int = 1, env: dict[str, str] | None = None,
                  credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
-                 timeout_seconds: float = 60.0):
+                 timeout_seconds: float = 60.0, idle_seconds: float | None = None, iam_budget: float | None = None):
         self.instances, self.env, self.credentials = instances, env or {}, credentials
-        self.max_concurrency, self.timeout_seconds = max_concurrency, timeout_seconds
+        self.max_concurrency, self.timeout_seconds, self.idle_seconds = max_concurrency, timeout_seconds, idle_seconds
+        #: The deployment's IAM budget in calls/s (template parameter
+        #: IamCallsPerSecond), kept in the table BUDGET_TABLE; None: no budget.
+        self.iam_budget = iam_budget
         self.saved_env: dict[str, str | None] = {}
         self.archived_calls: list[dict] = []
 
@@ -69,6 +74,13 @@ class Stack:
         self.s3.create_bucket(Bucket=AUDIT_BUCKET)
         self.s3.create_bucket(Bucket=REPORT_BUCKET)
         self.capture_events()
+        if self.iam_budget:
+            boto3.client("dynamodb", region_name=REGION).create_table(
+                TableName=BUDGET_TABLE, BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "Budget", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "Budget", "KeyType": "HASH"}])
+            self.env = {**self.env, "OFFBOARD_IAM_CALLS_PER_SECOND": str(self.iam_budget),
+                        "OFFBOARD_IAM_BUDGET_TABLE": BUDGET_TABLE}
         self.lambdas = self.start_lambdas()
         self.state_machine_arn = self.create_state_machine()
         return self
@@ -89,7 +101,8 @@ class Stack:
 
     def start_lambdas(self) -> LambdaHost:
         host = LambdaHost(self.emulator.url, instances=self.instances, env=self.env, credentials=self.credentials,
-                          max_concurrency=self.max_concurrency, timeout_seconds=self.timeout_seconds)
+                          max_concurrency=self.max_concurrency, timeout_seconds=self.timeout_seconds,
+                          idle_seconds=self.idle_seconds)
         host.start()
         self.saved_env.setdefault("AWS_ENDPOINT_URL_LAMBDA", os.environ.get("AWS_ENDPOINT_URL_LAMBDA"))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = host.url

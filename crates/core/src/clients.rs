@@ -3,6 +3,8 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::budget::{budgeted_http_client, BudgetConfig, IamBudget};
+
 /// A Lambda function's AWS configuration: the standard sources (environment,
 /// `AWS_ENDPOINT_URL_*`), the patient retry policy, and an HTTPS client that
 /// trusts the Amazon roots only (see [`amazon_trust_http_client`]).
@@ -16,8 +18,18 @@ pub async fn lambda_config() -> SdkConfig {
 
 /// The IAM client: `config` with the retry partition of [`patient_retry_partition`].
 pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
-    let iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition()).build();
-    aws_sdk_iam::Client::from_conf(iam)
+    budgeted_iam_client(config, None)
+}
+
+/// [`iam_client`] whose every attempt first waits for a slot of the
+/// deployment's IAM budget (see [`crate::budget`]), when one is set.
+pub fn budgeted_iam_client(config: &SdkConfig, budget: Option<BudgetConfig>) -> aws_sdk_iam::Client {
+    let mut iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition());
+    if let (Some(budget), Some(http)) = (budget, config.http_client()) {
+        let budget = IamBudget { dynamodb: aws_sdk_dynamodb::Client::new(config), config: budget };
+        iam = iam.http_client(budgeted_http_client(http, budget));
+    }
+    aws_sdk_iam::Client::from_conf(iam.build())
 }
 
 /// The S3 client of the batch stage. Path-style addressing only when an

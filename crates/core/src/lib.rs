@@ -2,6 +2,7 @@
 //! `offboard` CLI share. See DESIGN.md for the contract.
 
 pub mod batch;
+pub mod budget;
 pub mod clients;
 pub mod deadline;
 pub mod errors;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
+use crate::budget::BudgetConfig;
 use crate::clients;
 use crate::deadline;
 use crate::errors::OffboardError;
@@ -53,14 +54,17 @@ impl StageContext {
     }
 
     /// A Lambda function's context: its AWS configuration
-    /// ([`clients::lambda_config`]) and the `OFFBOARD_PROTECTED_*` variables.
-    /// A bad protection configuration is refused here, at init.
+    /// ([`clients::lambda_config`]), the `OFFBOARD_PROTECTED_*` variables and
+    /// the IAM budget (`OFFBOARD_IAM_*`, see [`crate::budget`]). A bad
+    /// protection or budget configuration is refused here, at init.
     /// The S3 client only for a stage that uses it ([`Stage::USES_S3`], a
     /// constant): the other binaries then link no S3 code at all.
     pub async fn from_env<S: Stage>() -> Result<Self, OffboardError> {
         let protection = ProtectionPolicy::from_env()?;
+        let budget = BudgetConfig::from_env()?;
         let config = clients::lambda_config().await;
-        let mut ctx = Self::new(&config, protection);
+        let iam = clients::budgeted_iam_client(&config, budget);
+        let mut ctx = Self::from_clients(iam, aws_sdk_sts::Client::new(&config), protection);
         if S::USES_S3 {
             ctx.s3 = Some(clients::s3_client(&config));
         }
