@@ -5,8 +5,10 @@ floor). Ratios measured in one run are what count; absolute numbers on a
 
 Writes bench/results/latest.json and bench/results/latest.md.
 Environment: BENCH_RUNS (cold-init runs, default 20), BENCH_WARM (warm
-invocations, default 20), BENCH_SCALE (offboardings started at once, default
-"10,50,200"), BENCH_RATE (token-bucket requests/s, default 10)."""
+invocations, default 20), BENCH_SCALE (scale runs "<offboardings>@<IAM bucket
+rate>", default "200@10,1000@50", each started independently and as a batch,
+the deployment's IAM budget set to the bucket rate), BENCH_BUDGET_HELD
+("<offboardings>@<bucket rate>/<budget>", default "50@10/5")."""
 
 from __future__ import annotations
 
@@ -33,8 +35,13 @@ from seed import leftovers, seed_user  # noqa: E402
 RELEASE = ROOT / "target" / "release"
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 WARM = int(os.environ.get("BENCH_WARM", "20"))
-SCALE = [int(n) for n in os.environ.get("BENCH_SCALE", "10,50,200").split(",") if n]
-RATE = float(os.environ.get("BENCH_RATE", "10"))
+#: Scale runs, "<offboardings>@<IAM bucket rate>", each run twice: started
+#: independently and as one batch; the deployment's budget is the bucket rate.
+SCALE = [tuple(float(x) for x in run.split("@")) for run in os.environ.get("BENCH_SCALE", "200@10,1000@50").split(",") if run]
+#: The budget-held run: "<offboardings>@<bucket rate>/<budget>".
+BUDGET_HELD = os.environ.get("BENCH_BUDGET_HELD", "50@10/5")
+SCALE_USER = dict(access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",), virtual_devices=1,
+                  passkeys=1, hardware_tokens=0, groups=1, inline_policies=1, attached_policies=1, boundary=False)
 PYTHON = ROOT / ".venv" / "bin" / "python"
 BASE_ENV = {
     "PATH": os.environ.get("PATH", ""),
@@ -290,43 +297,76 @@ def bench_through_state_machine() -> dict:
         for i in range(5000):
             backend.delete_user(f"crowd{i:04d}")
 
-        results["scale"] = []
-        for size in SCALE:
-            names = [f"scale{size}-{i}" for i in range(size)]
-            needed = 0
-            for name in names:
-                made = seed_user(stack.iam, name, access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",),
-                                 virtual_devices=1, passkeys=1, hardware_tokens=0, groups=1, inline_policies=1,
-                                 attached_policies=1, boundary=False)
-                needed += sum(lower_bound(made).values())
-            stack.clear_calls()
-            stack.faults(RequestsPerSecond=RATE)
-            started = time.perf_counter()
-            arns = [stack.start({"UserName": name}, name=name) for name in names]
-            outcomes = [stack.wait(arn, timeout=3600)["status"] for arn in arns]
-            elapsed = time.perf_counter() - started
-            stack.faults()
-            calls = stack.calls()
-            served = sum(1 for c in calls if not c["Injected"] and c["Service"] == "iam")
-            throttled = sum(1 for c in calls if c["Injected"])
-            left = sum(1 for name in names if leftovers(stack.iam, name))
-            retried: dict[str, int] = {}
-            for arn in arns:
-                for event in stack.history(arn):
-                    if event["type"] in ("TaskFailed", "LambdaFunctionFailed"):
-                        details = event.get("taskFailedEventDetails") or event["lambdaFunctionFailedEventDetails"]
-                        error = details["error"]
-                        retried[error] = retried.get(error, 0) + 1
-            row = {"offboardings": size, "succeeded": outcomes.count("SUCCEEDED"), "left_behind": left,
-                   "seconds": round(elapsed, 1), "iam_calls_served": served, "iam_calls_needed": needed,
-                   "throttled": throttled, "achieved_rate_per_s": round(served / elapsed, 2),
-                   "useful_rate_per_s": round(needed / elapsed, 2), "bucket_rate_per_s": RATE,
-                   "failed_task_attempts": retried}
-            results["scale"].append(row)
-            print(f"  scale {size:>4}: {row['succeeded']}/{size} SUCCEEDED in {row['seconds']} s, "
-                  f"{row['achieved_rate_per_s']} calls/s served ({needed} needed) vs bucket {RATE}, {throttled} throttled, "
-                  f"failed task attempts {retried}", flush=True)
     return results
+
+
+def busiest_window(times: list[float], seconds: float) -> int:
+    times = sorted(times)
+    busiest, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - seconds:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
+def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
+    """``size`` offboardings on a fresh stack whose IAM bucket serves ``rate``
+    calls/s, under a deployment budget of ``budget`` calls/s: started at once
+    (independently), or as one execution of the batch machine."""
+    from stack import Stack
+
+    # The template's StageTimeoutSeconds default; idle instances go away as on
+    # Lambda, so a thousand executions moving from stage to stage do not leave
+    # a thousand processes behind each function.
+    with Stack(timeout_seconds=300, idle_seconds=10, iam_budget=budget) as stack:
+        names = [f"{'b' if batch else 'i'}{size}-{i}" for i in range(size)]
+        needed = sum(sum(lower_bound(seed_user(stack.iam, name, **SCALE_USER)).values()) for name in names)
+        batch_arn = stack.create_batch_state_machine() if batch else None
+        stack.clear_calls()
+        stack.faults(RequestsPerSecond=rate)
+        started = time.perf_counter()
+        if batch:
+            execution = stack.sfn.start_execution(stateMachineArn=batch_arn, name=f"batch{size}",
+                                                  input=json.dumps({"UserNames": names}))
+            stack.wait(execution["executionArn"], timeout=7200)
+            children = [e for page in stack.sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.state_machine_arn)
+                        for e in page["executions"]]
+            outcomes = [stack.wait(child["executionArn"], timeout=60)["status"] for child in children]
+        else:
+            arns = [stack.start({"UserName": name}, name=name) for name in names]
+            outcomes = [stack.wait(arn, timeout=7200)["status"] for arn in arns]
+        elapsed = time.perf_counter() - started
+        stack.faults()
+        calls = [c for c in stack.calls() if c["Service"] == "iam"]
+        served = [c for c in calls if not c["Injected"]]
+        throttled = len(calls) - len(served)
+        left = sum(1 for name in names if leftovers(stack.iam, name))
+        ideal = needed / min(rate, budget)
+        return {"offboardings": size, "mode": "batch" if batch else "independent", "bucket_rate_per_s": rate,
+                "budget_per_s": budget, "succeeded": outcomes.count("SUCCEEDED"), "left_behind": left,
+                "seconds": round(elapsed, 1), "ideal_seconds": round(ideal, 1), "wall_over_ideal": round(elapsed / ideal, 3),
+                "iam_calls_served": len(served), "iam_calls_needed": needed,
+                "served_over_needed": round(len(served) / needed, 3), "throttled": throttled,
+                "throttled_over_served": round(throttled / len(served), 3),
+                "busiest_10s_calls_per_s": busiest_window([c["Time"] for c in served], 10.0) / 10.0}
+
+
+def bench_scale() -> dict:
+    rows = []
+    for size, rate in SCALE:
+        for batch in (False, True):
+            row = scale_run(int(size), rate, rate, batch)
+            rows.append(row)
+            print(f"  scale {row['mode']:>11} {row['offboardings']:>4} @ {rate:g}/s: {row['succeeded']} SUCCEEDED, "
+                  f"{row['left_behind']} left, {row['seconds']} s (ideal {row['ideal_seconds']}), served/needed "
+                  f"{row['served_over_needed']}, throttled/served {row['throttled_over_served']}", flush=True)
+    size, rest = BUDGET_HELD.split("@")
+    rate, budget = (float(x) for x in rest.split("/"))
+    held = scale_run(int(size), rate, budget, False)
+    print(f"  budget held: {held['busiest_10s_calls_per_s']} calls/s at most in any 10 s under a budget of {budget:g}/s "
+          f"(bucket {rate:g}/s), {held['succeeded']} SUCCEEDED, {held['throttled']} throttled", flush=True)
+    return {"runs": rows, "budget_held": held}
 
 
 def bench_cli_wall(iam_url: str) -> dict:
@@ -364,13 +404,19 @@ def markdown(results: dict) -> str:
                  f"(lower bound {sm['iam_calls']['lower_bound_total']}); wall time p50 {sm['state_machine_wall_ms']['p50']:.0f} ms "
                  f"through the state machine, {results['cli_wall_ms']['p50']:.0f} ms through `offboard delete`. "
                  f"Id lookup among 5,000 users: {sm['id_lookup_5000_users_list_calls']} ListUsers calls.")
-    lines.append("\n| offboardings at once | SUCCEEDED | left behind | seconds | IAM calls served / needed | "
-                 "calls/s served, useful (bucket) | throttled | stage attempts retried |\n|---|---|---|---|---|---|---|---|")
-    for row in sm["scale"]:
-        retried = ", ".join(f"{n} {error}" for error, n in sorted(row["failed_task_attempts"].items())) or "none"
-        lines.append(f"| {row['offboardings']} | {row['succeeded']} | {row['left_behind']} | {row['seconds']} | "
-                     f"{row['iam_calls_served']} / {row['iam_calls_needed']} | {row['achieved_rate_per_s']}, "
-                     f"{row['useful_rate_per_s']} ({row['bucket_rate_per_s']}) | {row['throttled']} | {retried} |")
+    if "scale" in results:
+        lines.append("\n| offboardings | started | bucket = budget | SUCCEEDED | left behind | IAM calls served ÷ needed "
+                     "(goal ≤ 1.10) | wall ÷ ideal (goal ≤ 1.25) | throttled ÷ served (goal ≤ 0.5) |\n|---|---|---|---|---|---|---|---|")
+        for row in results["scale"]["runs"]:
+            lines.append(f"| {row['offboardings']} | {row['mode']} | {row['bucket_rate_per_s']:g}/s | {row['succeeded']} | "
+                         f"{row['left_behind']} | {row['iam_calls_served']} ÷ {row['iam_calls_needed']} = {row['served_over_needed']} | "
+                         f"{row['seconds']} s ÷ {row['ideal_seconds']} s = {row['wall_over_ideal']} | "
+                         f"{row['throttled']} ÷ {row['iam_calls_served']} = {row['throttled_over_served']} |")
+        held = results["scale"]["budget_held"]
+        lines.append(f"\nBudget held: {held['offboardings']} offboardings started at once with a budget of "
+                     f"{held['budget_per_s']:g} calls/s on a bucket of {held['bucket_rate_per_s']:g}/s: at most "
+                     f"{held['busiest_10s_calls_per_s']} IAM calls/s in any 10 s, {held['succeeded']} SUCCEEDED, "
+                     f"{held['throttled']} throttled, {held['seconds']} s (ideal {held['ideal_seconds']} s).")
     return "\n".join(lines) + "\n"
 
 
@@ -392,6 +438,7 @@ def main() -> int:
     results["cli_wall_ms"] = bench_cli_wall(server.url)
     server.stop()
     results["state_machine"] = bench_through_state_machine()
+    results["scale"] = bench_scale()
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -38,3 +38,16 @@ def test_lower_bound_counts_one_mutation_per_item():
     assert bound["one mutation per item (+ DeleteVirtualMFADevice per virtual device)"] == 8
     assert bound["re-check before each mutating task's first change"] == 3 + 2 * 2
     assert sum(bound.values()) == 1 + 7 + 9 + 1 + 8 + 2
+
+
+def test_the_busiest_window_counts_calls_within_any_span():
+    assert bench.busiest_window([0.0, 0.5, 0.9, 1.0, 5.0], 1.0) == 3
+    assert bench.busiest_window([0.0, 2.0, 4.0], 1.0) == 1
+
+
+def test_a_tiny_scale_run_is_measured_started_independently_and_as_a_batch():
+    for batch in (False, True):
+        row = bench.scale_run(3, 40.0, 40.0, batch)
+        assert (row["mode"], row["succeeded"], row["left_behind"]) == ("batch" if batch else "independent", 3, 0), row
+        assert row["iam_calls_served"] >= row["iam_calls_needed"] > 0, row
+        assert row["served_over_needed"] == round(row["iam_calls_served"] / row["iam_calls_needed"], 3)
