@@ -310,6 +310,15 @@ def busiest_window(times: list[float], seconds: float) -> int:
     return busiest
 
 
+def per_second(times: list[float]) -> list[int]:
+    """Calls in each whole second from the first call to the last."""
+    first = min(times)
+    counts = [0] * (int(max(times) - first) + 1)
+    for at in times:
+        counts[int(at - first)] += 1
+    return counts
+
+
 def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
     """``size`` offboardings on a fresh stack whose IAM bucket serves ``rate``
     calls/s, under a deployment budget of ``budget`` calls/s: started at once
@@ -325,7 +334,7 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
         batch_arn = stack.create_batch_state_machine() if batch else None
         stack.clear_calls()
         stack.faults(RequestsPerSecond=rate)
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         if batch:
             execution = stack.sfn.start_execution(stateMachineArn=batch_arn, name=f"batch{size}",
                                                   input=json.dumps({"UserNames": names}))
@@ -336,7 +345,7 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
         else:
             arns = [stack.start({"UserName": name}, name=name) for name in names]
             outcomes = [stack.wait(arn, timeout=7200)["status"] for arn in arns]
-        elapsed = time.perf_counter() - started
+        elapsed, ended_at = time.perf_counter() - started, time.time()
         stack.faults()
         calls = [c for c in stack.calls() if c["Service"] == "iam"]
         served = [c for c in calls if not c["Injected"]]
@@ -349,7 +358,13 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
                 "iam_calls_served": len(served), "iam_calls_needed": needed,
                 "served_over_needed": round(len(served) / needed, 3), "throttled": throttled,
                 "throttled_over_served": round(throttled / len(served), 3),
-                "busiest_10s_calls_per_s": busiest_window([c["Time"] for c in served], 10.0) / 10.0}
+                "busiest_10s_calls_per_s": busiest_window([c["Time"] for c in served], 10.0) / 10.0,
+                # Where wall time above the ideal goes: before the first IAM
+                # call, after the last, and in seconds when IAM served less
+                # than the rate in between.
+                "ramp_seconds": round(min(c["Time"] for c in served) - started_at, 1),
+                "tail_seconds": round(ended_at - max(c["Time"] for c in served), 1),
+                "seconds_below_rate": sum(1 for n in per_second([c["Time"] for c in served]) if n < 0.9 * min(rate, budget))}
 
 
 def bench_scale() -> dict:

@@ -101,13 +101,17 @@ from __future__ import annotations
 
 import copy
 import datetime
+import importlib
 import json
+import os
 import threading
 import uuid
 from functools import lru_cache
 from typing import Any
 
+import boto3
 import botocore.session
+from botocore.config import Config
 from moto.stepfunctions.exceptions import ValidationException
 from moto.stepfunctions.parser import models as parser_models
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
@@ -656,8 +660,27 @@ def _decimal_percentages(states: Any) -> bool:
 _original_parse = AmazonStateLanguageParser.parse
 
 
+_PARSED: dict[str, Any] = {}
+_PARSED_LOCK = threading.Lock()
+
+
 def _parse(definition: str):  # type: ignore[no-untyped-def]
-    return _original_parse(_decimal_tolerated_failure_percentage(definition))
+    # moto's interpreter parses the definition again for every execution
+    # (moto/stepfunctions/parser/backend/execution_worker.py,
+    # ``_get_evaluation_entrypoint``) with the ANTLR Python runtime: 0.3-0.45 s
+    # of the GIL for the offboarding machine, measured here, so a hundred
+    # executions started at once waited ~13 s before their first Task. Each
+    # definition is parsed once and each caller gets its own deep copy of the
+    # program (~15 ms), as independent as a fresh parse.
+    definition = _decimal_tolerated_failure_percentage(definition)
+    with _PARSED_LOCK:
+        parsed = _PARSED.get(definition)
+    if parsed is None:
+        parsed = _original_parse(definition)
+        with _PARSED_LOCK:
+            _PARSED[definition] = parsed
+    program, context = parsed
+    return copy.deepcopy(program), context
 
 
 _original_state_map_from_state_props = StateMap.from_state_props
@@ -681,9 +704,59 @@ def _extend_distributed_map() -> None:
     StateMap._offboard_extended = True
 
 
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLIENT_USERS = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+)
+
+
+def _shared_boto_client(region: str, service: str, state_credentials: Any = None):  # type: ignore[no-untyped-def]
+    """moto's ``boto_client_for`` (moto/stepfunctions/parser/asl/utils/boto_client.py)
+    builds a new boto3 client for every Task and Map I/O, and ignores
+    ``state_credentials``. Building one costs tens of milliseconds of the
+    GIL the whole emulator shares: with a hundred executions at once the
+    first stage waited ~10 s for the interpreter before any function ran.
+    Same client settings, built once per region, service and endpoint
+    configuration, with a pool as
+    large as the Lambda host's concurrency (botocore clients are thread-safe;
+    creating them from the default session is not, hence the lock)."""
+    # The Stack points the interpreter at its Lambda host through
+    # AWS_ENDPOINT_URL_LAMBDA, and a restarted host listens elsewhere.
+    endpoints = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_ENDPOINT_URL")))
+    key = (region, service, endpoints)
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            from moto.core.models import botocore_stubber
+            from moto.settings import moto_server_port
+            from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+            kwargs = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
+            _CLIENTS[key] = boto3.session.Session().client(
+                service, region_name=region, aws_access_key_id="ak", aws_secret_access_key="sk",
+                config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1},
+                              connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                              read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS, max_pool_connections=1000),
+                **kwargs)
+        return _CLIENTS[key]
+
+
+def _share_boto_clients() -> None:
+    for name in _CLIENT_USERS:
+        module = importlib.import_module(name)
+        module.boto_client_for = _shared_boto_client
+
+
 def extend_step_functions() -> None:
     """Applies the startExecution integration and Distributed Map extensions (idempotent)."""
     _extend_distributed_map()
+    _share_boto_clients()
     if getattr(StateTaskServiceSfn, "_offboard_extended", False):
         return
     StateTaskServiceSfn._normalise_parameters = _normalise_parameters

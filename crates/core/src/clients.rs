@@ -27,9 +27,26 @@ pub fn budgeted_iam_client(config: &SdkConfig, budget: Option<BudgetConfig>) -> 
     let mut iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition());
     if let (Some(budget), Some(http)) = (budget, config.http_client()) {
         let budget = IamBudget { dynamodb: aws_sdk_dynamodb::Client::new(config), config: budget };
-        iam = iam.http_client(budgeted_http_client(http, budget));
+        iam = with_budget(iam, http, budget);
     }
     aws_sdk_iam::Client::from_conf(iam.build())
+}
+
+/// `iam` sending through `http` with every attempt first waiting for its
+/// slot of `budget`. The wait happens inside the connector, where the SDK's
+/// upload stall check reads it as a stalled upload: with 100 offboardings
+/// under one budget, calls that waited longer than its 5 s grace period
+/// failed with `ThroughputBelowMinimum`. So upload stall protection is off
+/// for this client (an IAM request body is a few hundred bytes); download
+/// stall protection stays.
+pub fn with_budget(
+    iam: aws_sdk_iam::config::Builder,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    budget: IamBudget,
+) -> aws_sdk_iam::config::Builder {
+    use aws_sdk_iam::config::StalledStreamProtectionConfig;
+    let stall_protection = StalledStreamProtectionConfig::enabled().upload_enabled(false).download_enabled(true).build();
+    iam.http_client(budgeted_http_client(http, budget)).stalled_stream_protection(stall_protection)
 }
 
 /// The S3 client of the batch stage. Path-style addressing only when an

@@ -14,6 +14,7 @@ use aws_smithy_mocks::{create_mock_http_client, mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use iam_offboard_core::clients::with_budget;
 use iam_offboard_core::budget::{
     budgeted_http_client, take_slot, unix_micros, BudgetConfig, IamBudget, ENV_CALLS_PER_SECOND, ENV_TABLE,
     NEXT_CALL_ATTRIBUTE,
@@ -161,4 +162,33 @@ async fn every_iam_attempt_takes_a_slot_and_an_unreachable_budget_never_fails_a_
         .http_client(budgeted_http_client(create_mock_http_client(), unreachable.clone())));
     assert!(iam.get_user().user_name("alice").send().await.is_ok());
     assert_eq!((get_user.num_calls(), denied.num_calls()), (1, 1));
+}
+
+/// A call whose slot lies further ahead than the SDK's upload stall grace
+/// period still goes: the wait is the budget's, not a stalled upload.
+#[tokio::test]
+async fn a_call_waiting_for_a_distant_slot_is_not_cut_off_as_a_stalled_upload() {
+    use aws_sdk_iam::config::StalledStreamProtectionConfig;
+    let get_user = mock!(aws_sdk_iam::Client::get_user).then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
+    let wait = Duration::from_millis(2500);
+    let slots = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add(r, "100000"))
+        .then_compute_output(move |_| next_call_at(now_micros() + wait.as_micros() as u64 + 100_000));
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&slots]);
+    let iam_budget = IamBudget { dynamodb, config: budget(10.0) };
+    // A grace period shorter than the wait, as the default 5 s is shorter
+    // than a slot behind a queue of 50 callers at 10 calls/s.
+    let strict = StalledStreamProtectionConfig::enabled().grace_period(Duration::from_secs(1)).build();
+    let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_user], |c: aws_sdk_iam::config::Builder| with_budget(
+        c.stalled_stream_protection(strict.clone())
+            .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+            .time_source(aws_smithy_async::time::SystemTimeSource::new()),
+        create_mock_http_client(),
+        iam_budget.clone()
+    ));
+    let started = std::time::Instant::now();
+    let user = iam.get_user().user_name("alice").send().await.unwrap();
+    assert_eq!(user.user.unwrap().user_name, "alice");
+    assert!(started.elapsed() >= wait, "the call waited for its slot");
+    assert_eq!((get_user.num_calls(), slots.num_calls()), (1, 1));
 }
