@@ -351,20 +351,22 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
         served = [c for c in calls if not c["Injected"]]
         throttled = len(calls) - len(served)
         left = sum(1 for name in names if leftovers(stack.iam, name))
-        ideal = needed / min(rate, budget)
+        limit = min(rate, budget)
+        ideal = needed / limit
+        served_times = [c["Time"] for c in served]
         return {"offboardings": size, "mode": "batch" if batch else "independent", "bucket_rate_per_s": rate,
                 "budget_per_s": budget, "succeeded": outcomes.count("SUCCEEDED"), "left_behind": left,
                 "seconds": round(elapsed, 1), "ideal_seconds": round(ideal, 1), "wall_over_ideal": round(elapsed / ideal, 3),
                 "iam_calls_served": len(served), "iam_calls_needed": needed,
                 "served_over_needed": round(len(served) / needed, 3), "throttled": throttled,
                 "throttled_over_served": round(throttled / len(served), 3),
-                "busiest_10s_calls_per_s": busiest_window([c["Time"] for c in served], 10.0) / 10.0,
+                "busiest_10s_calls_per_s": busiest_window(served_times, 10.0) / 10.0,
                 # Where wall time above the ideal goes: before the first IAM
                 # call, after the last, and in seconds when IAM served less
                 # than the rate in between.
-                "ramp_seconds": round(min(c["Time"] for c in served) - started_at, 1),
-                "tail_seconds": round(ended_at - max(c["Time"] for c in served), 1),
-                "seconds_below_rate": sum(1 for n in per_second([c["Time"] for c in served]) if n < 0.9 * min(rate, budget))}
+                "ramp_seconds": round(min(served_times) - started_at, 1),
+                "tail_seconds": round(ended_at - max(served_times), 1),
+                "seconds_below_rate": sum(1 for n in per_second(served_times) if n < 0.9 * limit)}
 
 
 def bench_scale() -> dict:

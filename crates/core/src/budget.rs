@@ -96,6 +96,9 @@ pub fn unix_micros(at: SystemTime) -> u64 {
 /// go (now or later). Errors are DynamoDB's, as text.
 pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfig) -> Result<SystemTime, String> {
     let interval = budget.interval_micros();
+    let failed = |error: aws_sdk_dynamodb::error::SdkError<_, _>| {
+        format!("UpdateItem on {}: {}", budget.table, aws_sdk_dynamodb::error::DisplayErrorContext(&error))
+    };
     for _ in 0..MAX_TAKE_ATTEMPTS {
         let taken = dynamodb
             .update_item()
@@ -107,7 +110,7 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|error| format!("UpdateItem on {}: {}", budget.table, aws_sdk_dynamodb::error::DisplayErrorContext(&error)))?;
+            .map_err(failed)?;
         let next = taken
             .attributes()
             .and_then(|attributes| attributes.get(NEXT_CALL_ATTRIBUTE))
@@ -134,13 +137,7 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
             Ok(_) => return Ok(UNIX_EPOCH + Duration::from_micros(now)),
             // Another caller moved the schedule first: take a slot of it.
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
-            Err(error) => {
-                return Err(format!(
-                    "UpdateItem on {}: {}",
-                    budget.table,
-                    aws_sdk_dynamodb::error::DisplayErrorContext(&error)
-                ))
-            }
+            Err(error) => return Err(failed(error)),
         }
     }
     Ok(SystemTime::now())
