@@ -1,5 +1,7 @@
 """The deploy artifacts (`make deploy-artifacts`, what `sam build` ships):
 the release profile's binaries, linked for the provided.al2023 runtime.
+`make test` builds the two the Makefile's DEPLOY_CHECK_BINS names (`make
+deploy-check`) and checks those; the rules and lists are checked for all.
 
 provided.al2023 has glibc 2.34 (Lambda runtimes page: "Amazon Linux 2023 ...
 glibc 2.34"), so no function may need a newer symbol version; a host with a
@@ -68,10 +70,16 @@ def test_every_template_function_is_built_and_shipped():
     assert rules == {f"{stage}Function": binary for stage, binary in STAGE_BINARIES.items()}
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+def test_the_deploy_check_covers_the_s3_function_and_the_iam_function_with_most_handler_code():
+    checked = makefile_list("DEPLOY_CHECK_BINS")
+    assert set(checked) <= set(FUNCTIONS)
+    assert "offboard-batch" in checked and "delete-keys-certificates-mfa-and-credentials" in checked
+
+
+@pytest.mark.parametrize("function", makefile_list("DEPLOY_CHECK_BINS"))
 def test_each_function_needs_at_most_the_runtimes_glibc_and_fits_the_zip_budget(function, tmp_path):
     binary = LAMBDA_DIR / function
-    assert binary.exists(), "run `make deploy-artifacts` (make test does)"
+    assert binary.exists(), "run `make deploy-check` (make test does)"
     versions = glibc_versions(binary)
     assert versions, "a dynamically linked glibc binary names its symbol versions"
     assert max(versions) <= RUNTIME_GLIBC, f"{function} needs GLIBC_{'.'.join(map(str, max(versions)))}"

@@ -62,7 +62,9 @@ Control endpoint (JSON over HTTP on the same port; omitted keys reset to off):
 - ``GET /_offboard/calls`` the call log: one entry per AWS call, ``{"Service",
   "Action", "AccessKeyId", "Time", "Injected" (the injected error code or null),
   "Params" (the request's form parameters, first value of each, without Action
-  and Version)}``; ``DELETE /_offboard/calls`` clears it.
+  and Version; a DynamoDB call's JSON body)}``, and for a DynamoDB call also
+  ``"Status"`` (HTTP status) and ``"Response"`` (its JSON answer);
+  ``DELETE /_offboard/calls`` clears it.
 """
 
 from __future__ import annotations
@@ -641,11 +643,10 @@ class EmulatorApp:
         environ["wsgi.input"] = io.BytesIO(body)
         service, access_key, action, params = self.describe(environ, body)
         injected = self.inject(service, action, params, access_key)
-        with self.lock:
-            self.calls.append(
-                {"Service": service, "Action": action, "AccessKeyId": access_key, "Time": time.time(),
+        entry = {"Service": service, "Action": action, "AccessKeyId": access_key, "Time": time.time(),
                  "Injected": injected[1] if injected else None, "Params": params}
-            )
+        with self.lock:
+            self.calls.append(entry)
         if not injected:
             self.run_hooks(action)
         if injected:
@@ -654,7 +655,23 @@ class EmulatorApp:
             start_response(f"{status} {http.HTTPStatus(status).phrase}",
                            [("Content-Type", "text/xml"), ("Content-Length", str(len(data)))])
             return [data]
+        if service == "dynamodb":
+            return self.logging_response(entry, environ, start_response)
         return self.app(environ, start_response)
+
+    def logging_response(self, entry: dict, environ, start_response) -> list[bytes]:  # type: ignore[no-untyped-def]
+        """Serves a DynamoDB call and adds its HTTP status and JSON answer to
+        its log entry (the IAM budget's schedule is in those answers)."""
+        def start(status: str, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            entry["Status"] = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        chunks = list(self.app(environ, start))
+        try:
+            entry["Response"] = json.loads(b"".join(chunks) or b"{}")
+        except ValueError:
+            entry["Response"] = None
+        return chunks
 
     @staticmethod
     def describe(environ, body: bytes) -> tuple[str, str, str, dict]:  # type: ignore[no-untyped-def]
