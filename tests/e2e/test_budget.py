@@ -83,7 +83,7 @@ def granted_slots(calls: list[dict]) -> list[int]:
     """The slots (µs since the epoch) the schedule handed out, read from
     DynamoDB's answers as take_slot reads them: an ADD's new NextCallAtMicros
     less one interval is a slot, unless the caller found it stale and moved the
-    schedule with a conditional SET on that very value (`:seen`); a SET that
+    schedule with a conditional SET naming that very value (`:seen`); a SET that
     succeeded hands out its `:caught_up` less one interval (now)."""
     interval = round(1e6 / BUDGET)
     updates = [c for c in function_calls(calls, "dynamodb") if c["Action"] == "UpdateItem"]

@@ -609,6 +609,15 @@ class EmulatorApp:
     def __init__(self, app):  # type: ignore[no-untyped-def]
         self.app = app
         self.lock = threading.Lock()
+        # DynamoDB applies each UpdateItem atomically: an ADD is an atomic
+        # counter and a condition is checked and written as one step ("Use
+        # atomic counter operations in DynamoDB", Amazon DynamoDB Developer
+        # Guide, example_dynamodb_Scenario_AtomicCounterOperations_section;
+        # "Condition expressions", conditional writes). moto reads and writes
+        # the item without a lock, so two threads could both ADD onto the
+        # same value (the IAM budget test saw two callers given one slot):
+        # the emulator serves DynamoDB calls one at a time.
+        self.dynamodb_lock = threading.Lock()
         self.calls: list[dict] = []
         self.faults = Faults()
         self.bucket: TokenBucket | None = None
@@ -666,7 +675,8 @@ class EmulatorApp:
             entry["Status"] = int(status.split(" ", 1)[0])
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
-        chunks = list(self.app(environ, start))
+        with self.dynamodb_lock:
+            chunks = list(self.app(environ, start))
         try:
             entry["Response"] = json.loads(b"".join(chunks) or b"{}")
         except ValueError:

@@ -12,7 +12,12 @@
 //! epoch). Taking a slot is one atomic `ADD` of the interval between calls;
 //! the caller goes at the time it was given. When the schedule has fallen
 //! behind the clock (the budget was idle), one conditional write moves it to
-//! now, so idle time is not saved up into a burst.
+//! now, so idle time is not saved up into a burst. That write is conditioned
+//! on the schedule still being behind, not on it being unchanged: when many
+//! callers find it idle at once (executions starting together), the first
+//! write wins and the others' next `ADD` lands on the moved schedule, where
+//! conditioning on "unchanged" let every `ADD` of the herd void the others'
+//! writes until callers ran out of attempts and went unpaced.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -122,14 +127,19 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
         if slot + LATE_SLOT_TOLERANCE.as_micros() as u64 >= now {
             return Ok(UNIX_EPOCH + Duration::from_micros(slot.max(now)));
         }
+        // `:seen` (this caller's stale slot, which it gives up) always passes
+        // `>=`, the schedule only moving forward; it makes each request name
+        // the slot it abandons, so the schedule can be audited from requests.
+        let stale_below = now - LATE_SLOT_TOLERANCE.as_micros() as u64;
         let caught_up = dynamodb
             .update_item()
             .table_name(&budget.table)
             .key(KEY_ATTRIBUTE, AttributeValue::S(KEY_VALUE.into()))
             .update_expression("SET #next = :caught_up")
-            .condition_expression("#next = :seen")
+            .condition_expression("#next < :stale_below AND #next >= :seen")
             .expression_attribute_names("#next", NEXT_CALL_ATTRIBUTE)
             .expression_attribute_values(":caught_up", AttributeValue::N((now + interval).to_string()))
+            .expression_attribute_values(":stale_below", AttributeValue::N(stale_below.to_string()))
             .expression_attribute_values(":seen", AttributeValue::N(next.to_string()))
             .send()
             .await;
@@ -140,6 +150,7 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
             Err(error) => return Err(failed(error)),
         }
     }
+    tracing::warn!(attempts = MAX_TAKE_ATTEMPTS, "IAM budget schedule kept moving; this call goes without waiting its turn");
     Ok(SystemTime::now())
 }
 

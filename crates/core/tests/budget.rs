@@ -93,10 +93,12 @@ async fn an_idle_schedule_is_moved_to_now_once_so_idle_time_is_no_burst() {
         .match_requests(|r| {
             let values = r.expression_attribute_values().unwrap();
             let caught_up: u64 = values[":caught_up"].as_n().unwrap().parse().unwrap();
+            let stale_below: u64 = values[":stale_below"].as_n().unwrap().parse().unwrap();
             r.update_expression() == Some("SET #next = :caught_up")
-                && r.condition_expression() == Some("#next = :seen")
+                && r.condition_expression() == Some("#next < :stale_below AND #next >= :seen")
                 && values[":seen"] == AttributeValue::N("1050000".into())
                 && caught_up.abs_diff(now_micros() + 50_000) < 60_000_000
+                && caught_up - stale_below == 50_000 + 100_000
         })
         .then_output(|| UpdateItemOutput::builder().build());
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&add, &catch_up]);
