@@ -54,6 +54,9 @@ const MAX_TAKE_ATTEMPTS: usize = 5;
 pub struct BudgetConfig {
     pub table: String,
     pub calls_per_second: f64,
+    /// The schedule's item (`Budget` key): [`KEY_VALUE`] for the account the
+    /// deployment runs in, one per target account (see [`Self::for_account`]).
+    pub schedule: String,
 }
 
 impl BudgetConfig {
@@ -84,7 +87,13 @@ impl BudgetConfig {
                 "{ENV_CALLS_PER_SECOND} sets an IAM budget of {calls_per_second} calls/s but {ENV_TABLE} names no table to share it in. Fix the configuration; nothing is offboarded until then."
             ))
         })?;
-        Ok(Some(Self { table, calls_per_second }))
+        Ok(Some(Self { table, calls_per_second, schedule: KEY_VALUE.into() }))
+    }
+
+    /// The same budget for calls into another account: IAM throttles each
+    /// account on its own, so each gets its own schedule in the same table.
+    pub fn for_account(self, account: &str) -> Self {
+        Self { schedule: format!("{KEY_VALUE}#{account}"), ..self }
     }
 
     /// The time between two calls, in µs (at least 1).
@@ -108,7 +117,7 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
         let taken = dynamodb
             .update_item()
             .table_name(&budget.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(KEY_VALUE.into()))
+            .key(KEY_ATTRIBUTE, AttributeValue::S(budget.schedule.clone()))
             .update_expression("ADD #next :interval")
             .expression_attribute_names("#next", NEXT_CALL_ATTRIBUTE)
             .expression_attribute_values(":interval", AttributeValue::N(interval.to_string()))
@@ -134,7 +143,7 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
         let caught_up = dynamodb
             .update_item()
             .table_name(&budget.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(KEY_VALUE.into()))
+            .key(KEY_ATTRIBUTE, AttributeValue::S(budget.schedule.clone()))
             .update_expression("SET #next = :caught_up")
             .condition_expression("#next < :stale_below AND #next >= :seen")
             .expression_attribute_names("#next", NEXT_CALL_ATTRIBUTE)

@@ -1,6 +1,7 @@
 //! iam-offboard's core: every rule the six Lambda functions and the
 //! `offboard` CLI share. See DESIGN.md for the contract.
 
+pub mod accounts;
 pub mod batch;
 pub mod budget;
 pub mod clients;
@@ -15,6 +16,7 @@ pub mod quarantine;
 pub mod record;
 pub mod removal;
 pub mod restore;
+pub mod sessions;
 pub mod stages;
 pub mod target;
 

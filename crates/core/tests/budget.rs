@@ -17,11 +17,11 @@ use aws_smithy_types::body::SdkBody;
 use iam_offboard_core::clients::with_budget;
 use iam_offboard_core::budget::{
     budgeted_http_client, take_slot, unix_micros, BudgetConfig, IamBudget, ENV_CALLS_PER_SECOND, ENV_TABLE,
-    NEXT_CALL_ATTRIBUTE,
+    KEY_ATTRIBUTE, KEY_VALUE, NEXT_CALL_ATTRIBUTE,
 };
 
 fn budget(calls_per_second: f64) -> BudgetConfig {
-    BudgetConfig { table: "offboard-iam-budget".into(), calls_per_second }
+    BudgetConfig { table: "offboard-iam-budget".into(), calls_per_second, schedule: KEY_VALUE.into() }
 }
 
 fn next_call_at(micros: u64) -> UpdateItemOutput {
@@ -39,11 +39,15 @@ fn now_micros() -> u64 {
 }
 
 fn is_add(request: &aws_sdk_dynamodb::operation::update_item::UpdateItemInput, interval: &str) -> bool {
+    is_add_on(request, interval, KEY_VALUE)
+}
+
+fn is_add_on(request: &aws_sdk_dynamodb::operation::update_item::UpdateItemInput, interval: &str, item: &str) -> bool {
     request.table_name() == Some("offboard-iam-budget")
         && request.update_expression() == Some("ADD #next :interval")
         && request.condition_expression().is_none()
         && request.expression_attribute_values().and_then(|v| v.get(":interval")) == Some(&AttributeValue::N(interval.into()))
-        && request.key().and_then(|k| k.get("Budget")) == Some(&AttributeValue::S("iam-calls".into()))
+        && request.key().and_then(|k| k.get(KEY_ATTRIBUTE)) == Some(&AttributeValue::S(item.into()))
 }
 
 #[test]
@@ -59,7 +63,7 @@ fn the_budget_is_off_unless_a_rate_is_set_and_a_bad_one_is_refused_at_init() {
     for off in [None, Some(""), Some(" "), Some("0")] {
         assert_eq!(vars(off, Some("t")), Ok(None), "{off:?} turns the budget off");
     }
-    assert_eq!(vars(Some(" 10 "), Some(" t ")), Ok(Some(BudgetConfig { table: "t".into(), calls_per_second: 10.0 })));
+    assert_eq!(vars(Some(" 10 "), Some(" t ")), Ok(Some(BudgetConfig { table: "t".into(), calls_per_second: 10.0, schedule: KEY_VALUE.into() })));
     assert_eq!(vars(Some("2.5"), Some("t")).unwrap().unwrap().interval_micros(), 400_000);
     assert_eq!(vars(Some("1000"), Some("t")).unwrap().unwrap().interval_micros(), 1_000);
     for bad in ["-1", "abc", "inf", "NaN", "1000.5", "1e9", "0.0"] {
@@ -84,6 +88,22 @@ async fn a_busy_schedule_gives_the_next_slot_with_one_atomic_add() {
     let slot = take_slot(&dynamodb, &budget(10.0)).await.unwrap();
     assert_eq!(unix_micros(slot), ahead, "the slot is the schedule's time before this call's interval was added");
     assert_eq!(add.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn each_target_account_has_its_own_schedule_in_the_same_table() {
+    let ahead = now_micros() + 2_000_000;
+    let home = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add_on(r, "100000", "iam-calls"))
+        .then_output(move || next_call_at(ahead + 100_000));
+    let target = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add_on(r, "100000", "iam-calls#444455556666"))
+        .then_output(move || next_call_at(ahead + 1_100_000));
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&home, &target]);
+    let home_slot = take_slot(&dynamodb, &budget(10.0)).await.unwrap();
+    let target_slot = take_slot(&dynamodb, &budget(10.0).for_account("444455556666")).await.unwrap();
+    assert_eq!((unix_micros(home_slot), unix_micros(target_slot)), (ahead, ahead + 1_000_000));
+    assert_eq!((home.num_calls(), target.num_calls()), (1, 1));
 }
 
 #[tokio::test]
