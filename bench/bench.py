@@ -38,6 +38,8 @@ WARM = int(os.environ.get("BENCH_WARM", "20"))
 #: Scale runs, "<offboardings>@<IAM bucket rate>", each run twice: started
 #: independently and as one batch; the deployment's budget is the bucket rate.
 SCALE = [tuple(float(x) for x in run.split("@")) for run in os.environ.get("BENCH_SCALE", "200@10,1000@50").split(",") if run]
+#: Which of the two ways each scale run is made ("independent,batch").
+SCALE_MODES = os.environ.get("BENCH_SCALE_MODES", "independent,batch").split(",")
 #: The budget-held run: "<offboardings>@<bucket rate>/<budget>".
 BUDGET_HELD = os.environ.get("BENCH_BUDGET_HELD", "50@10/5")
 SCALE_USER = dict(access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",), virtual_devices=1,
@@ -149,10 +151,12 @@ def stage_requests(account: str, bench_user_id: str) -> dict[str, dict]:
         "GetUsername": {"UserName": "bench", "DryRun": True},
         "GetKeysCertificatesMfaAndCredentials": {"UserName": "bench"},
         "GetGroupsAndPolicies": {"UserName": "bench"},
+        # A retry of the MFA task after its device was removed (re-check,
+        # ListMFADevices, recorded as removed): repeatable, changes nothing.
         "DeleteKeysCertificatesMfaAndCredentials": {
-            "UserName": "bench", "HandledAs": "Virtual",
+            "UserName": "bench", "UserId": bench_user_id, "HandledAs": "Virtual", "RetryCount": 1,
             "MFADevice": {"SerialNumber": f"arn:aws:iam::{account}:mfa/no-such-device", "EnableDate": None, "HandledAs": "Virtual"}},
-        "DeleteGroupsAndPolicies": {"UserName": "bench", "Permissions": {
+        "DeleteGroupsAndPolicies": {"UserName": "bench", "UserId": bench_user_id, "Permissions": {
             "Groups": [], "AttachedPolicies": [], "InlinePolicies": [{"PolicyName": "no-such-policy", "PolicyDocument": {}}]}},
         "DeleteIAMUserAndVerify": {
             "Target": {"User": {"UserName": "nobody-bench", "UserId": "AIDABENCH00000000000", "Arn": "arn:aws:iam::123456789012:user/nobody-bench",
@@ -372,7 +376,7 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
 def bench_scale() -> dict:
     rows = []
     for size, rate in SCALE:
-        for batch in (False, True):
+        for batch in [mode == "batch" for mode in SCALE_MODES]:
             row = scale_run(int(size), rate, rate, batch)
             rows.append(row)
             print(f"  scale {row['mode']:>11} {row['offboardings']:>4} @ {rate:g}/s: {row['succeeded']} SUCCEEDED, "

@@ -57,3 +57,22 @@ def test_a_tiny_scale_run_is_measured_started_independently_and_as_a_batch():
         assert (row["mode"], row["succeeded"], row["left_behind"]) == ("batch" if batch else "independent", 3, 0), row
         assert row["iam_calls_served"] >= row["iam_calls_needed"] > 0, row
         assert row["served_over_needed"] == round(row["iam_calls_served"] / row["iam_calls_needed"], 3)
+
+
+def test_every_stage_payload_the_harness_sends_is_accepted_by_its_function(monkeypatch):
+    """bench_invocations fails on any error answer: a payload left behind by a
+    change to a stage's request (a new required field) fails here, in `make
+    test`, not an hour into `make bench`."""
+    import boto3
+    from server import start
+
+    monkeypatch.setattr(bench, "WARM", 1)
+    server = start(0)
+    try:
+        iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1",
+                           aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
+        bench.seed_user(iam, "bench", virtual_devices=1, passkeys=1, hardware_tokens=1)
+        results = bench.bench_invocations(server.url)
+    finally:
+        server.stop()
+    assert set(results) == set(bench.FUNCTIONS)

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::deadline;
 use crate::errors::OffboardError;
+use crate::sessions::split_placement;
 use crate::stages::{invoke, parse_request, Stage, StageContext};
 
 /// One invocation, type-erased: the stages' nested SDK futures are too deep
@@ -16,7 +17,9 @@ use crate::stages::{invoke, parse_request, Stage, StageContext};
 type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> + 'a>>;
 
 /// Serves stage `S` until the runtime stops. Payloads are parsed here rather
-/// than by the runtime so that a malformed one fails as `InvalidInput`. A bad
+/// than by the runtime so that a malformed one fails as `InvalidInput`; a
+/// payload naming another account (`Account`, `ExecutionName`) runs the stage
+/// with that account's session. A bad
 /// configuration ends the process at init, its reason logged, before any
 /// invocation is taken.
 pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
@@ -27,7 +30,18 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| -> Invocation<'_, S::Response> {
         let stop_at = deadline::stop_calls_at(event.context.deadline());
-        Box::pin(async move { deadline::scope(stop_at, invoke::<S>(ctx, parse_request::<S>(event.payload)?)).await })
+        Box::pin(async move {
+            let (placement, payload) = split_placement(event.payload)?;
+            let request = parse_request::<S>(payload)?;
+            deadline::scope(stop_at, async {
+                let elsewhere = match &placement {
+                    Some(placement) => ctx.in_account(placement).await?,
+                    None => None,
+                };
+                invoke::<S>(elsewhere.as_ref().unwrap_or(ctx), request).await
+            })
+            .await
+        })
     }))
     .await
 }

@@ -13,13 +13,17 @@ use aws_config::SdkConfig;
 use aws_sdk_iam::config::{Credentials, SharedCredentialsProvider};
 use tokio::sync::Mutex;
 
+use serde_json::Value;
+
 use crate::accounts::validate_account_id;
 use crate::budget::BudgetConfig;
 use crate::clients;
 use crate::errors::{classify_sdk_error, OffboardError};
+use crate::target::CallerIdentity;
 
-/// The name of the role each target account holds for the stages; the
-/// same parameter (`TargetRoleName`) in both templates.
+/// The prefix of the roles each target account holds, one per stage
+/// (`<prefix>-<Stage>`); the same parameter (`TargetRoleName`) in both
+/// templates.
 pub const ENV_TARGET_ROLE_NAME: &str = "OFFBOARD_TARGET_ROLE_NAME";
 
 /// STS's shortest session (AssumeRole `DurationSeconds`: 900 to the role's
@@ -54,13 +58,54 @@ pub fn session_name(execution: &str) -> String {
     name
 }
 
+/// Where a stage's payload says it runs: another account of the
+/// organization, for one execution. The state machine adds `Account` and
+/// `ExecutionName` to a stage's payload beside the stage's own fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub account: String,
+    pub execution: String,
+}
+
+pub const ACCOUNT_FIELD: &str = "Account";
+pub const EXECUTION_FIELD: &str = "ExecutionName";
+
+/// Takes the placement fields out of a stage's payload: both or neither.
+pub fn split_placement(payload: Value) -> Result<(Option<Placement>, Value), OffboardError> {
+    let Value::Object(mut fields) = payload else {
+        return Ok((None, payload));
+    };
+    let invalid = |message: String| OffboardError::InvalidInput(message);
+    match (fields.remove(ACCOUNT_FIELD), fields.remove(EXECUTION_FIELD)) {
+        (None, None) => Ok((None, Value::Object(fields))),
+        (Some(Value::String(account)), Some(Value::String(execution))) => {
+            validate_account_id(&account)?;
+            if execution.is_empty() || execution.len() > 80 {
+                return Err(invalid(format!("{EXECUTION_FIELD} must be 1-80 characters, got {execution:?}")));
+            }
+            Ok((Some(Placement { account, execution }), Value::Object(fields)))
+        }
+        (account, execution) => Err(invalid(format!(
+            "a stage payload names its account with both {ACCOUNT_FIELD} and {EXECUTION_FIELD} as strings, got {account:?} and {execution:?}"
+        ))),
+    }
+}
+
+/// A stage's session in a target account: its IAM client and who it is
+/// there (the assumed role), for the self check.
+#[derive(Debug, Clone)]
+pub struct TargetSession {
+    pub iam: aws_sdk_iam::Client,
+    pub caller: CallerIdentity,
+}
+
 /// AssumeRole into the target role; an account without it, or a role that
 /// does not trust this function, is `AccessDenied` naming both.
 pub async fn assume_target_role(
     sts: &aws_sdk_sts::Client,
     role_arn: &str,
     session_name: &str,
-) -> Result<Credentials, OffboardError> {
+) -> Result<(Credentials, CallerIdentity), OffboardError> {
     let output = sts
         .assume_role()
         .role_arn(role_arn)
@@ -73,13 +118,21 @@ pub async fn assume_target_role(
         OffboardError::AccessDenied(format!("sts:AssumeRole on {role_arn} returned no credentials"))
     })?;
     let expires = SystemTime::try_from(*credentials.expiration()).unwrap_or_else(|_| SystemTime::now());
-    Ok(Credentials::new(
+    let assumed = output.assumed_role_user();
+    let arn = assumed.map(|user| user.arn().to_string()).unwrap_or_default();
+    let caller = CallerIdentity {
+        account: arn.split(':').nth(4).unwrap_or_default().to_string(),
+        user_id: assumed.map(|user| user.assumed_role_id().to_string()).unwrap_or_default(),
+        arn,
+    };
+    let credentials = Credentials::new(
         credentials.access_key_id(),
         credentials.secret_access_key(),
         Some(credentials.session_token().to_string()),
         Some(expires),
         "iam-offboard-target-role",
-    ))
+    );
+    Ok((credentials, caller))
 }
 
 /// The IAM clients of the target accounts one warm process has worked in,
@@ -89,12 +142,30 @@ pub struct AccountSessions {
     config: SdkConfig,
     role_name: String,
     budget: Option<BudgetConfig>,
-    kept: Mutex<HashMap<(String, String), (aws_sdk_iam::Client, SystemTime)>>,
+    kept: Mutex<HashMap<(String, String), (TargetSession, SystemTime)>>,
 }
 
 impl AccountSessions {
     pub fn new(config: SdkConfig, role_name: String, budget: Option<BudgetConfig>) -> Self {
         Self { config, role_name, budget, kept: Mutex::new(HashMap::new()) }
+    }
+
+    /// The sessions of stage `stage`'s function when its deployment names
+    /// the target roles' prefix (`OFFBOARD_TARGET_ROLE_NAME`): it assumes
+    /// `<prefix>-<stage>`, its own stage's role, and no other. `None`
+    /// without a prefix.
+    pub fn from_env(config: &SdkConfig, budget: Option<BudgetConfig>, stage: &str) -> Result<Option<Self>, OffboardError> {
+        let name = std::env::var(ENV_TARGET_ROLE_NAME).unwrap_or_default().trim().to_string();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let valid = name.len() <= 24 && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        if !valid {
+            return Err(OffboardError::InvalidInput(format!(
+                "{ENV_TARGET_ROLE_NAME} holds {name:?}: a role name prefix of at most 24 characters of letters, digits and +=,.@_-"
+            )));
+        }
+        Ok(Some(Self::new(config.clone(), format!("{name}-{stage}"), budget)))
     }
 
     pub fn role_name(&self) -> &str {
@@ -111,17 +182,17 @@ impl AccountSessions {
         partition: &str,
         account: &str,
         execution: &str,
-    ) -> Result<aws_sdk_iam::Client, OffboardError> {
+    ) -> Result<TargetSession, OffboardError> {
         validate_account_id(account)?;
         let key = (account.to_string(), execution.to_string());
         let mut kept = self.kept.lock().await;
-        if let Some((client, ends)) = kept.get(&key) {
+        if let Some((session, ends)) = kept.get(&key) {
             if *ends > SystemTime::now() + RENEW_BEFORE_END {
-                return Ok(client.clone());
+                return Ok(session.clone());
             }
         }
         let role_arn = target_role_arn(partition, account, &self.role_name);
-        let credentials = assume_target_role(sts, &role_arn, &session_name(execution)).await?;
+        let (credentials, caller) = assume_target_role(sts, &role_arn, &session_name(execution)).await?;
         let ends = credentials.expiry().unwrap_or_else(SystemTime::now);
         let config = self
             .config
@@ -130,9 +201,9 @@ impl AccountSessions {
             .credentials_provider(SharedCredentialsProvider::new(credentials))
             .build();
         let budget = self.budget.clone().map(|budget| budget.for_account(account));
-        let client = clients::budgeted_iam_client(&config, budget);
+        let session = TargetSession { iam: clients::budgeted_iam_client(&config, budget), caller };
         kept.retain(|_, (_, ends)| *ends > SystemTime::now());
-        kept.insert(key, (client.clone(), ends));
-        Ok(client)
+        kept.insert(key, (session.clone(), ends));
+        Ok(session)
     }
 }

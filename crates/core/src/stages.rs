@@ -3,6 +3,7 @@
 //! Lambda binaries and the CLI both drive them through [`invoke`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::future::Future;
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::budget::BudgetConfig;
+use crate::sessions::{partition_of, AccountSessions, Placement, ENV_TARGET_ROLE_NAME};
 use crate::clients;
 use crate::deadline;
 use crate::errors::OffboardError;
@@ -42,6 +44,9 @@ pub struct StageContext {
     pub protection: ProtectionPolicy,
     pub verify: VerifyPolicy,
     caller: OnceCell<CallerIdentity>,
+    /// Sessions in other accounts of the organization, when the deployment
+    /// names the target roles (see [`crate::sessions`]).
+    pub sessions: Option<Arc<AccountSessions>>,
 }
 
 impl StageContext {
@@ -50,7 +55,7 @@ impl StageContext {
     }
 
     pub fn from_clients(iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client, protection: ProtectionPolicy) -> Self {
-        Self { iam, sts, s3: None, protection, verify: VerifyPolicy::default(), caller: OnceCell::new() }
+        Self { iam, sts, s3: None, protection, verify: VerifyPolicy::default(), caller: OnceCell::new(), sessions: None }
     }
 
     /// A Lambda function's context: its AWS configuration
@@ -63,12 +68,41 @@ impl StageContext {
         let protection = ProtectionPolicy::from_env()?;
         let budget = BudgetConfig::from_env()?;
         let config = clients::lambda_config().await;
+        let sessions = AccountSessions::from_env(&config, budget.clone(), S::NAME)?.map(Arc::new);
         let iam = clients::budgeted_iam_client(&config, budget);
         let mut ctx = Self::from_clients(iam, aws_sdk_sts::Client::new(&config), protection);
+        ctx.sessions = sessions;
         if S::USES_S3 {
             ctx.s3 = Some(clients::s3_client(&config));
         }
         Ok(ctx)
+    }
+
+    /// The context of `placement`'s account when that is another account
+    /// than this function's: the same settings with that account's session
+    /// (its IAM client, and the assumed role as the caller for the self
+    /// check). `None` when the placement is this function's own account.
+    pub async fn in_account(&self, placement: &Placement) -> Result<Option<StageContext>, OffboardError> {
+        let home = self.caller().await?;
+        if placement.account == home.account {
+            return Ok(None);
+        }
+        let sessions = self.sessions.as_ref().ok_or_else(|| {
+            OffboardError::InvalidInput(format!(
+                "the stage was asked to work in account {} but this deployment names no target role ({ENV_TARGET_ROLE_NAME} is unset): it works in {} only",
+                placement.account, home.account
+            ))
+        })?;
+        let session = sessions.iam_for(&self.sts, partition_of(&home.arn), &placement.account, &placement.execution).await?;
+        Ok(Some(StageContext {
+            iam: session.iam,
+            sts: self.sts.clone(),
+            s3: self.s3.clone(),
+            protection: self.protection.clone(),
+            verify: self.verify,
+            caller: OnceCell::new_with(Some(session.caller)),
+            sessions: None,
+        }))
     }
 
     /// The identity this process runs as, asked of STS once and then cached.

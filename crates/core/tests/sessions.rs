@@ -9,12 +9,24 @@ use aws_sdk_sts::primitives::DateTime;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use iam_offboard_core::budget::BudgetConfig;
 use iam_offboard_core::sessions::{
-    assume_target_role, partition_of, session_name, target_role_arn, AccountSessions, SESSION_LENGTH,
+    assume_target_role, partition_of, session_name, split_placement, target_role_arn, AccountSessions, Placement,
+    SESSION_LENGTH,
 };
+use iam_offboard_core::stages::StageContext;
+use iam_offboard_core::target::ProtectionPolicy;
+use serde_json::json;
+use std::sync::Arc;
 
 fn issued(expires_in_secs: i64) -> AssumeRoleOutput {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     AssumeRoleOutput::builder()
+        .assumed_role_user(
+            aws_sdk_sts::types::AssumedRoleUser::builder()
+                .arn("arn:aws:sts::444455556666:assumed-role/offboard-target/offboard-alice-1a2b3c4d")
+                .assumed_role_id("AROATARGETROLEID:offboard-alice-1a2b3c4d")
+                .build()
+                .unwrap(),
+        )
         .credentials(
             aws_sdk_sts::types::Credentials::builder()
                 .access_key_id("ASIATARGETSESSION001")
@@ -60,9 +72,12 @@ async fn assume_role_asks_for_the_shortest_session_named_after_the_execution() {
         })
         .then_output(|| issued(900));
     let sts = mock_client!(aws_sdk_sts, [&assume]);
-    let credentials = assume_target_role(&sts, "arn:aws:iam::444455556666:role/offboard-target", "offboard-alice-1a2b3c4d")
-        .await
-        .unwrap();
+    let (credentials, caller) =
+        assume_target_role(&sts, "arn:aws:iam::444455556666:role/offboard-target", "offboard-alice-1a2b3c4d")
+            .await
+            .unwrap();
+    assert_eq!(caller.account, "444455556666", "the self check there compares with the assumed role");
+    assert_eq!(caller.arn, "arn:aws:sts::444455556666:assumed-role/offboard-target/offboard-alice-1a2b3c4d");
     assert_eq!(credentials.access_key_id(), "ASIATARGETSESSION001");
     assert_eq!(credentials.session_token(), Some("token"));
     assert!(credentials.expiry().is_some());
@@ -107,4 +122,63 @@ async fn a_session_near_its_end_is_replaced_and_a_bad_account_id_asks_nothing() 
     let error = sessions.iam_for(&sts, "aws", "4444-5555-6666", "alice-1").await.unwrap_err();
     assert_eq!(error.name(), "InvalidInput");
     assert_eq!(short.num_calls(), 2);
+}
+
+#[test]
+fn a_payload_names_its_account_with_both_fields_or_neither() {
+    let (placement, rest) =
+        split_placement(json!({"UserName": "alice", "Account": "444455556666", "ExecutionName": "alice-1"})).unwrap();
+    assert_eq!(placement, Some(Placement { account: "444455556666".into(), execution: "alice-1".into() }));
+    assert_eq!(rest, json!({"UserName": "alice"}), "the stage's own fields are left as they were");
+    assert_eq!(split_placement(json!({"UserName": "alice"})).unwrap(), (None, json!({"UserName": "alice"})));
+    for bad in [
+        json!({"Account": "444455556666"}),
+        json!({"ExecutionName": "alice-1"}),
+        json!({"Account": 444455556666u64, "ExecutionName": "alice-1"}),
+        json!({"Account": "4444", "ExecutionName": "alice-1"}),
+        json!({"Account": "444455556666", "ExecutionName": ""}),
+    ] {
+        assert_eq!(split_placement(bad.clone()).unwrap_err().name(), "InvalidInput", "{bad}");
+    }
+}
+
+fn home_sts_with(assume: &aws_smithy_mocks::Rule) -> aws_sdk_sts::Client {
+    let caller = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
+            .arn("arn:aws:sts::123456789012:assumed-role/offboard-GetUsername/fn")
+            .user_id("AROAEXAMPLEROLE:fn")
+            .account("123456789012")
+            .build()
+    });
+    mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&caller, assume])
+}
+
+#[tokio::test]
+async fn a_stage_placed_in_another_account_works_there_as_the_assumed_role_and_at_home_as_itself() {
+    let assume = mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(|r| r.role_arn() == Some("arn:aws:iam::444455556666:role/offboard-target"))
+        .then_output(|| issued(900));
+    let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::Config::builder().behavior_version_latest().build());
+    let mut ctx = StageContext::from_clients(iam, home_sts_with(&assume), ProtectionPolicy::default());
+    ctx.sessions = Some(Arc::new(sessions()));
+    let home = Placement { account: "123456789012".into(), execution: "alice-1".into() };
+    assert!(ctx.in_account(&home).await.unwrap().is_none(), "its own account needs no session");
+    assert_eq!(assume.num_calls(), 0);
+    let there = Placement { account: "444455556666".into(), execution: "alice-1".into() };
+    let target = ctx.in_account(&there).await.unwrap().expect("another account's context");
+    assert_eq!(target.caller().await.unwrap().account, "444455556666");
+    assert_eq!(target.protection, ctx.protection, "the same protection applies there");
+    assert_eq!(assume.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn without_a_target_role_another_account_is_invalid_input_and_nothing_is_assumed() {
+    let assume = mock!(aws_sdk_sts::Client::assume_role).then_output(|| issued(900));
+    let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::Config::builder().behavior_version_latest().build());
+    let ctx = StageContext::from_clients(iam, home_sts_with(&assume), ProtectionPolicy::default());
+    let there = Placement { account: "444455556666".into(), execution: "alice-1".into() };
+    let Err(error) = ctx.in_account(&there).await else { panic!("another account without a target role") };
+    assert_eq!(error.name(), "InvalidInput");
+    assert!(error.to_string().contains("OFFBOARD_TARGET_ROLE_NAME"), "{error}");
+    assert_eq!(assume.num_calls(), 0);
 }
