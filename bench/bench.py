@@ -13,6 +13,7 @@ the deployment's IAM budget set to the bucket rate), BENCH_BUDGET_HELD
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import statistics
 import subprocess
@@ -348,8 +349,12 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
             outcomes = [stack.wait(child["executionArn"], timeout=60)["status"] for child in children]
         else:
             arns = [stack.start({"UserName": name}, name=name) for name in names]
+            children = [{"executionArn": arn} for arn in arns]
             outcomes = [stack.wait(arn, timeout=7200)["status"] for arn in arns]
         elapsed, ended_at = time.perf_counter() - started, time.time()
+        # Why executions did not succeed, by the error they ended with.
+        failures = Counter(stack.sfn.describe_execution(executionArn=child["executionArn"]).get("error", "none")
+                           for child, outcome in zip(children, outcomes) if outcome != "SUCCEEDED")
         stack.faults()
         calls = [c for c in stack.calls() if c["Service"] == "iam"]
         served = [c for c in calls if not c["Injected"]]
@@ -359,7 +364,8 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
         ideal = needed / limit
         served_times = [c["Time"] for c in served]
         return {"offboardings": size, "mode": "batch" if batch else "independent", "bucket_rate_per_s": rate,
-                "budget_per_s": budget, "succeeded": outcomes.count("SUCCEEDED"), "left_behind": left,
+                "budget_per_s": budget, "succeeded": outcomes.count("SUCCEEDED"), "failed_by_error": dict(failures),
+                "left_behind": left,
                 "seconds": round(elapsed, 1), "ideal_seconds": round(ideal, 1), "wall_over_ideal": round(elapsed / ideal, 3),
                 "iam_calls_served": len(served), "iam_calls_needed": needed,
                 "served_over_needed": round(len(served) / needed, 3), "throttled": throttled,
