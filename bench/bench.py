@@ -13,7 +13,6 @@ the deployment's IAM budget set to the bucket rate), BENCH_BUDGET_HELD
 from __future__ import annotations
 
 import json
-from collections import Counter
 import os
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -36,8 +36,8 @@ from seed import leftovers, seed_user  # noqa: E402
 RELEASE = ROOT / "target" / "release"
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
 WARM = int(os.environ.get("BENCH_WARM", "20"))
-#: Scale runs, "<offboardings>@<IAM bucket rate>", each run twice: started
-#: independently and as one batch; the deployment's budget is the bucket rate.
+#: Scale runs, "<offboardings>@<IAM bucket rate>", each run in every mode of
+#: BENCH_SCALE_MODES; the deployment's budget is the bucket rate.
 SCALE = [tuple(float(x) for x in run.split("@")) for run in os.environ.get("BENCH_SCALE", "200@10,1000@50").split(",") if run]
 #: Which of the two ways each scale run is made ("independent,batch").
 SCALE_MODES = os.environ.get("BENCH_SCALE_MODES", "independent,batch").split(",")

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::errors::OffboardError;
+use crate::errors::{invalid_input as invalid, OffboardError};
 
 /// The most accounts one execution offboards from. Each account's outcome
 /// and record travel in the execution's output, which Step Functions caps
@@ -22,10 +22,6 @@ pub enum AccountScope {
     Listed(Vec<String>),
     Organization,
     OrganizationalUnits(Vec<String>),
-}
-
-fn invalid(message: impl Into<String>) -> OffboardError {
-    OffboardError::InvalidInput(message.into())
 }
 
 /// An AWS account id: exactly 12 digits (Organizations API reference,

@@ -10,7 +10,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::errors::{classify_sdk_error, OffboardError};
+use crate::errors::{classify_sdk_error, invalid_input as invalid, OffboardError};
 use crate::input::{execution_name_for, validate_user_name, UserRef};
 use crate::stages::{Stage, StageContext, Timed};
 
@@ -24,10 +24,6 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
 pub const MAX_CONCURRENCY: u32 = 10_000;
 
 const FIELDS: &[&str] = &["UserNames", "UserList", "MaxConcurrency", "ToleratedFailurePercentage", "DryRun", "Context"];
-
-fn invalid(message: impl Into<String>) -> OffboardError {
-    OffboardError::InvalidInput(message.into())
-}
 
 /// Where the batch's users are listed.
 #[derive(Debug, Clone, PartialEq, Eq)]

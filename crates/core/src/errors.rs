@@ -163,6 +163,12 @@ fn is_mfa_action(action: &str) -> bool {
 /// Maps a failed IAM/STS call to the error the state machine routes on.
 /// `action` is the IAM action (`iam:DeleteAccessKey`), `resource` what it
 /// was called on, so each message says what failed and where.
+/// `InvalidInput` with `message`: the input (or configuration) is refused
+/// before any change.
+pub fn invalid_input(message: impl Into<String>) -> OffboardError {
+    OffboardError::InvalidInput(message.into())
+}
+
 pub fn classify_sdk_error<E>(error: SdkError<E, HttpResponse>, action: &str, resource: &str) -> OffboardError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

@@ -3,7 +3,7 @@
 use aws_sdk_iam::primitives::{DateTime, DateTimeFormat as Format};
 use serde_json::{Map, Value};
 
-use crate::errors::OffboardError;
+use crate::errors::{invalid_input as invalid, OffboardError};
 
 /// Far above any legitimate input, far below Step Functions' 256 KB limit.
 pub const MAX_INPUT_BYTES: usize = 16 * 1024;
@@ -46,14 +46,15 @@ const EVENT_FIELDS: &[&str] =
     &["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
 const CONFIG_DETAIL_TYPE: &str = "Config Rules Compliance Change";
 
-fn invalid(message: impl Into<String>) -> OffboardError {
-    OffboardError::InvalidInput(message.into())
+/// The characters IAM allows in user, role and role session names:
+/// `[A-Za-z0-9_+=,.@-]` (`[\w+=,.@-]`).
+pub fn is_iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
 /// IAM user names: 1–64 characters of `[A-Za-z0-9_+=,.@-]`.
 pub fn validate_user_name(name: &str) -> Result<(), OffboardError> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
-    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(is_iam_name_char) {
         return Err(invalid(format!(
             "UserName {name:?} is not an IAM user name: it must be 1-64 characters of letters, digits and _+=,.@-"
         )));

@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::accounts::validate_account_id;
 use crate::budget::BudgetConfig;
 use crate::clients;
-use crate::errors::{classify_sdk_error, OffboardError};
+use crate::errors::{classify_sdk_error, invalid_input as invalid, OffboardError};
+use crate::input::is_iam_name_char;
 use crate::target::CallerIdentity;
 
 /// The prefix of the roles each target account holds, one per stage
@@ -46,10 +47,9 @@ pub fn partition_of(arn: &str) -> &str {
 /// A role session name from the execution's name: AssumeRole allows
 /// `[\w+=,.@-]`, 2 to 64 characters; anything else becomes `-`.
 pub fn session_name(execution: &str) -> String {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
     let mut name: String = format!("offboard-{execution}")
         .chars()
-        .map(|c| if allowed(c) { c } else { '-' })
+        .map(|c| if is_iam_name_char(c) { c } else { '-' })
         .take(64)
         .collect();
     if name.len() < 2 {
@@ -75,7 +75,6 @@ pub fn split_placement(payload: Value) -> Result<(Option<Placement>, Value), Off
     let Value::Object(mut fields) = payload else {
         return Ok((None, payload));
     };
-    let invalid = |message: String| OffboardError::InvalidInput(message);
     match (fields.remove(ACCOUNT_FIELD), fields.remove(EXECUTION_FIELD)) {
         (None, None) => Ok((None, Value::Object(fields))),
         (Some(Value::String(account)), Some(Value::String(execution))) => {
@@ -159,17 +158,13 @@ impl AccountSessions {
         if name.is_empty() {
             return Ok(None);
         }
-        let valid = name.len() <= 24 && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        let valid = name.len() <= 24 && name.chars().all(is_iam_name_char);
         if !valid {
             return Err(OffboardError::InvalidInput(format!(
                 "{ENV_TARGET_ROLE_NAME} holds {name:?}: a role name prefix of at most 24 characters of letters, digits and +=,.@_-"
             )));
         }
         Ok(Some(Self::new(config.clone(), format!("{name}-{stage}"), budget)))
-    }
-
-    pub fn role_name(&self) -> &str {
-        &self.role_name
     }
 
     /// The IAM client for `account`, assuming the target role with `sts`

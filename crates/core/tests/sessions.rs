@@ -142,24 +142,13 @@ fn a_payload_names_its_account_with_both_fields_or_neither() {
     }
 }
 
-fn home_sts_with(assume: &aws_smithy_mocks::Rule) -> aws_sdk_sts::Client {
-    let caller = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
-        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
-            .arn("arn:aws:sts::123456789012:assumed-role/offboard-GetUsername/fn")
-            .user_id("AROAEXAMPLEROLE:fn")
-            .account("123456789012")
-            .build()
-    });
-    mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&caller, assume])
-}
-
 #[tokio::test]
 async fn a_stage_placed_in_another_account_works_there_as_the_assumed_role_and_at_home_as_itself() {
     let assume = mock!(aws_sdk_sts::Client::assume_role)
         .match_requests(|r| r.role_arn() == Some("arn:aws:iam::444455556666:role/offboard-target"))
         .then_output(|| issued(900));
     let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::Config::builder().behavior_version_latest().build());
-    let mut ctx = StageContext::from_clients(iam, home_sts_with(&assume), ProtectionPolicy::default());
+    let mut ctx = StageContext::from_clients(iam, sts_as_role!(&assume).0, ProtectionPolicy::default());
     ctx.sessions = Some(Arc::new(sessions()));
     let home = Placement { account: "123456789012".into(), execution: "alice-1".into() };
     assert!(ctx.in_account(&home).await.unwrap().is_none(), "its own account needs no session");
@@ -175,7 +164,7 @@ async fn a_stage_placed_in_another_account_works_there_as_the_assumed_role_and_a
 async fn without_a_target_role_another_account_is_invalid_input_and_nothing_is_assumed() {
     let assume = mock!(aws_sdk_sts::Client::assume_role).then_output(|| issued(900));
     let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::Config::builder().behavior_version_latest().build());
-    let ctx = StageContext::from_clients(iam, home_sts_with(&assume), ProtectionPolicy::default());
+    let ctx = StageContext::from_clients(iam, sts_as_role!(&assume).0, ProtectionPolicy::default());
     let there = Placement { account: "444455556666".into(), execution: "alice-1".into() };
     let Err(error) = ctx.in_account(&there).await else { panic!("another account without a target role") };
     assert_eq!(error.name(), "InvalidInput");

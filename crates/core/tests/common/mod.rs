@@ -27,10 +27,11 @@ macro_rules! iam_client {
     };
 }
 
-/// A mocked STS client whose caller is an assumed role (a Lambda's identity).
+/// A mocked STS client whose caller is an assumed role (a Lambda's identity),
+/// answering also by the extra rules given, if any.
 #[macro_export]
 macro_rules! sts_as_role {
-    () => {{
+    ($($extra:expr),*) => {{
         let rule = aws_smithy_mocks::mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
             aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
                 .arn("arn:aws:sts::123456789012:assumed-role/offboard-GetUsername/fn")
@@ -38,7 +39,7 @@ macro_rules! sts_as_role {
                 .account("123456789012")
                 .build()
         });
-        (aws_smithy_mocks::mock_client!(aws_sdk_sts, [&rule]), rule)
+        (aws_smithy_mocks::mock_client!(aws_sdk_sts, aws_smithy_mocks::RuleMode::MatchAny, [&rule $(, $extra)*]), rule)
     }};
 }
 
