@@ -6,12 +6,16 @@ stage by stage as it completes, the audit record, where it was stored (S3),
 the outcome event (EventBridge) and the final status. Then a short quarantine:
 a second user started with DeleteAfter a few seconds ahead, its disabled state
 while the execution waits, the deletion after the wait, and the record's
-Quarantine section. Non-interactive."""
+Quarantine section. Last, one person offboarded from three accounts of the
+organization in one execution (a child execution per account, each stage in
+that account with its own target role's session), one account never having had
+the user. Non-interactive."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -20,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 from seed import ACCOUNT, leftovers, seed_user  # noqa: E402
-from stack import AUDIT_BUCKET, TERMINAL, Stack  # noqa: E402
+from stack import AUDIT_BUCKET, TARGET_ROLE_NAME, TERMINAL, Stack  # noqa: E402
 
 QUARANTINE_TAG = "offboard:quarantined-until"
 GRACE_SECONDS = 5
@@ -151,12 +155,50 @@ def quarantine_then_delete(stack: Stack) -> bool:
             and sorted(events) == ["IAM User Offboarded", "IAM User Quarantined"])
 
 
+MEMBER_ACCOUNTS = ("111111111111", "222222222222", "333333333333")
+
+
+def offboard_across_accounts(stack: Stack) -> bool:
+    for account in MEMBER_ACCOUNTS:
+        stack.deploy_target_roles(account)
+    for account in MEMBER_ACCOUNTS[:2]:
+        seed_user(stack.iam_in(account), "dana", access_keys=1, ssh_keys=1, certificates=1, virtual_devices=1,
+                  passkeys=1, hardware_tokens=1, groups=1, inline_policies=1, attached_policies=1, boundary=False)
+    print(f"\nIAM user dana exists in accounts {MEMBER_ACCOUNTS[0]} and {MEMBER_ACCOUNTS[1]}, not in {MEMBER_ACCOUNTS[2]};")
+    print(f"each member account holds the target roles {TARGET_ROLE_NAME}-<Stage> (infra/target-account.yaml)")
+    execution_input = {"UserName": "dana", "Accounts": list(MEMBER_ACCOUNTS), "Context": {"Ticket": "DEMO-3"}}
+    print(f"\nStartExecution {json.dumps(execution_input)} (name: dana-everywhere)")
+    arn = stack.start(execution_input, name="dana-everywhere")
+    execution = show_progress(stack, arn)
+    output = json.loads(execution.get("output") or "{}")
+    print("\none entry per account:")
+    for entry in output.get("Accounts", []):
+        print(f"  {entry['Account']}  {entry['Outcome']:<11} {entry.get('RecordUri', '')}")
+    assumed = [c for c in stack.calls() if c["Action"] == "AssumeRole"]
+    by_account: dict[str, int] = {}
+    for call in stack.calls():
+        if call["Service"] == "iam" and call["Account"] in MEMBER_ACCOUNTS:
+            by_account[call["Account"]] = by_account.get(call["Account"], 0) + 1
+    print(f"\n{len(assumed)} AssumeRole calls (one per stage function and account); IAM calls made in each account "
+          f"with that account's session: {by_account}")
+    left = {account: leftovers(stack.iam_in(account), "dana") for account in MEMBER_ACCOUNTS[:2]}
+    print(f"execution status: {execution['status']}; left behind in IAM: {({a: l for a, l in left.items() if l}) or 'nothing'}")
+    wanted = {MEMBER_ACCOUNTS[0]: "Offboarded", MEMBER_ACCOUNTS[1]: "Offboarded", MEMBER_ACCOUNTS[2]: "NotPresent"}
+    found = {entry["Account"]: entry["Outcome"] for entry in output.get("Accounts", [])}
+    return execution["status"] == "SUCCEEDED" and found == wanted and not any(left.values())
+
+
 def main() -> int:
+    # moto's interpreter logs every absent path a Choice's IsPresent looks at
+    # as an ERROR; the execution history is what the demo shows.
+    logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
     print("starting the local stack (IAM emulator, Step Functions interpreter, seven Lambda functions)...")
-    with Stack() as stack:
+    with Stack(env={"OFFBOARD_TARGET_ROLE_NAME": TARGET_ROLE_NAME}) as stack:
         offboarded = offboard_now(stack)
         quarantined = quarantine_then_delete(stack)
-        return 0 if offboarded and quarantined else 1
+        stack.clear_calls()
+        across = offboard_across_accounts(stack)
+        return 0 if offboarded and quarantined and across else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
 BUDGET_ACTION = "dynamodb:UpdateItem"
 #: ... and, in an organization, assume its own stage's role in the target accounts.
 ASSUME_ACTION = "sts:AssumeRole"
+#: GetUsername's function lists an org-wide input's accounts (crates/core/src/accounts.rs).
+ORGANIZATION_LISTING = {"organizations:ListAccounts", "organizations:ListAccountsForParent",
+                        "organizations:ListOrganizationalUnitsForParent"}
 NON_IAM_FUNCTIONS = {"OffboardBatch": {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}}
 # Step Functions developer guide, "Handle transient Lambda service exceptions":
 # Lambda service errors are reported as Lambda.<ErrorName>, and "unhandled
@@ -100,7 +103,7 @@ def test_moto_accepts_the_definition():
         iam = boto3.client("iam", region_name="us-east-1")
         role = iam.create_role(RoleName="offboard-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         arn = sfn.create_state_machine(name="offboard", definition=substituted(), roleArn=role)["stateMachineArn"]
-        assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])["StartAt"] == "GetUsername"
+        assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])["StartAt"] == "ScopeOfInput"
 
 
 def function_statements(resources: dict, logical_id: str) -> list[dict]:
@@ -126,6 +129,8 @@ def test_each_function_role_allows_exactly_what_its_stage_calls():
         statements = function_statements(resources, logical_id)
         allowed = {a for s in statements if s["Effect"] == "Allow" for a in as_list(s["Action"])}
         expected = set(STAGE_ACTIONS[stage]) | {BUDGET_ACTION, ASSUME_ACTION} if stage in STAGE_ACTIONS else NON_IAM_FUNCTIONS[stage]
+        if stage == "GetUsername":
+            expected |= ORGANIZATION_LISTING
         assert allowed == expected, f"{stage}: {sorted(allowed ^ expected)}"
         for statement in statements:
             assert not any("*" in a for a in as_list(statement["Action"])), statement
@@ -318,7 +323,14 @@ def test_state_machine_invokes_only_the_seven_functions():
     assert invoked == {f"{stage}Function" for stage in STAGE_ACTIONS}
     other = [render(s) for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
     actions = {a for s in other for a in as_list(s["Action"])}
-    assert {a for a in actions if not a.startswith("logs:")} == {"s3:PutObject", "events:PutEvents", "kms:GenerateDataKey"}
+    # An org-wide offboarding starts one child execution of this same machine
+    # per account (startExecution.sync:2).
+    children = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution",
+                "events:PutTargets", "events:PutRule", "events:DescribeRule"}
+    assert {a for a in actions if not a.startswith("logs:")} == {"s3:PutObject", "events:PutEvents", "kms:GenerateDataKey"} | children
+    started = next(s for s in other if "states:StartExecution" in as_list(s["Action"]))
+    assert started["Resource"] == "arn:aws:states:us-east-1:123456789012:stateMachine:iam-offboard-offboard", "only itself"
+    assert machine["Name"] == {"Fn::Sub": "${AWS::StackName}-offboard"}
     writes = next(s for s in other if "s3:PutObject" in as_list(s["Action"]))
     assert writes["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "only the records prefix"
     assert machine["Logging"]["Level"] == "ERROR" and machine["Logging"]["IncludeExecutionData"] is True
@@ -341,7 +353,8 @@ def lambda_tasks(states: dict):
 
 def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_others():
     tasks = lambda_tasks(definition()["States"])
-    assert len(tasks) == 10, "six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine and check"
+    assert len(tasks) == 11, ("six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine and "
+                              "check, GetUsername's listing of an org-wide input's accounts")
     assert {s["Resource"] for _, s in tasks} == {"${%sFunctionArn}" % stage for stage in STAGE_ACTIONS}
     for name, state in tasks:
         retried = set()
@@ -395,12 +408,13 @@ def test_delete_conflict_loops_back_at_most_three_rounds_and_other_failures_fail
     assert states["NextRound"]["Next"] == "GetKeysCertificatesMfaAndCredentials"
     assert states["NextRound"]["Parameters"]["Round.$"] == "States.MathAdd($.Round, 1)"
     for name, state in lambda_tasks(states) + [("RemoveMFADevices", states["RemoveMFADevices"])]:
-        if name in ("GetUsername", "DeactivateAndDeleteVirtualDevice", "DeactivateOnly"):
+        if name in ("GetUsername", "ResolveAccounts", "DeactivateAndDeleteVirtualDevice", "DeactivateOnly"):
             continue
         last = state["Catch"][-1]
         assert last["ErrorEquals"] == ["States.ALL"] and last["Next"] == "RecordFailure", name
     # GetUsername's input may not be an object: its failure replaces the state.
     assert states["GetUsername"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "RecordRefusal"}]
+    assert states["ResolveAccounts"]["Catch"] == states["GetUsername"]["Catch"]
     assert states["ConflictPersisted"]["Next"] == "RecordFailure"
     for recorded in ("RecordRefusal", "RecordFailure"):
         assert states[recorded]["Next"] == "WriteFailureRecord"
@@ -523,6 +537,10 @@ def walk(states: dict, start: str, document: dict, stop: str | None = None) -> l
     return visited
 
 
+#: Where every stage after GetUsername works: the account the user was
+#: resolved in, with a session named after the execution (crates/core/src/sessions.rs).
+PLACEMENT = {"Account.$": "$.Target.Account", "ExecutionName.$": "$$.Execution.Name"}
+
 SAMPLE_STATE = {"Target": {"DryRun": False, "DeleteAfter": "2026-12-01T17:00:00Z"}, "Round": 0, "Quarantine": None,
                 "QuarantineCheck": None, "Published": {"FailedEntryCount": 0}}
 DELETIONS = {"DeleteKeysCertificatesMfaAndCredentials", "RemoveMFADevices", "DeleteGroupsAndPolicies", "DeleteIAMUserAndVerify"}
@@ -538,7 +556,7 @@ def test_a_grace_period_quarantines_waits_until_delete_after_checks_and_only_the
         "CheckQuarantine"]
     assert states["CheckQuarantine"]["Next"] == "StillQuarantined"
     assert before[:before.index("IsDryRun")] == [
-        "GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGroupsAndPolicies", "BuildPlan", "FirstRound", "WritePlan"]
+        "ScopeOfInput", "GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGroupsAndPolicies", "BuildPlan", "FirstRound", "WritePlan"]
     assert states["WaitForDeleteAfter"]["TimestampPath"] == "$.Target.DeleteAfter"
     assert not {"Seconds", "SecondsPath", "Timestamp"} & set(states["WaitForDeleteAfter"])
     # Still quarantined: a fresh inventory, its own plan file, then today's deletion.
@@ -569,10 +587,10 @@ def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quaranti
     assert states["QuarantineUser"]["Parameters"] == {
         "Action": "Quarantine", "UserName.$": "$.Target.User.UserName", "UserId.$": "$.Target.User.UserId",
         "DeleteAfter.$": "$.Target.DeleteAfter", "ExecutionArn.$": "$$.Execution.Id",
-        "Credentials.$": "$.Credentials", "Permissions.$": "$.Permissions"}
+        "Credentials.$": "$.Credentials", "Permissions.$": "$.Permissions", **PLACEMENT}
     assert states["CheckQuarantine"]["Parameters"] == {
         "Action": "Check", "UserName.$": "$.Target.User.UserName", "UserId.$": "$.Target.User.UserId",
-        "DeleteAfter.$": "$.Target.DeleteAfter"}
+        "DeleteAfter.$": "$.Target.DeleteAfter", **PLACEMENT}
     assert states["QuarantineUser"]["Resource"] == states["CheckQuarantine"]["Resource"] == "${QuarantineUserFunctionArn}"
     assert (states["QuarantineUser"]["ResultPath"], states["CheckQuarantine"]["ResultPath"]) == ("$.Quarantine", "$.QuarantineCheck")
     for name in ("QuarantineUser", "CheckQuarantine"):
@@ -632,7 +650,8 @@ def answer(event):
         user = {"UserName": name, "UserId": "AIDA" + "".join(c for c in name.upper() if c.isalnum()),
                 "Arn": f"arn:aws:iam::123456789012:user/{name}", "Path": "/", "CreateDate": "2026-01-01T00:00:00Z",
                 "PasswordLastUsed": None, "Tags": [], "PermissionsBoundary": None}
-        return {"User": user, "DryRun": False, "Context": None, "DeleteAfter": event.get("DeleteAfter"), "DurationMs": 1}
+        return {"User": user, "Account": "123456789012", "DryRun": False, "Context": None,
+                "DeleteAfter": event.get("DeleteAfter"), "DurationMs": 1}
     if STAGE == "GetKeysCertificatesMfaAndCredentials":
         return {**EMPTY_CREDENTIALS, "AccessKeys": [{"AccessKeyId": "AKIASTANDIN000000001", "Status": "Active",
                                                      "CreateDate": "2026-01-01T00:00:00Z"}], "DurationMs": 1}
@@ -725,7 +744,8 @@ def test_the_definition_quarantines_waits_and_then_deletes_or_ends_restored(stan
         assert request["ExecutionArn"] == arn and request["DeleteAfter"] == delete_after
         assert request["Credentials"]["AccessKeys"][0]["AccessKeyId"] == "AKIASTANDIN000000001"
         check = quarantine_calls[f"{name}:Check"]
-        assert set(check["Event"]) == {"Action", "UserName", "UserId", "DeleteAfter"}
+        assert set(check["Event"]) == {"Action", "UserName", "UserId", "DeleteAfter", "Account", "ExecutionName"}
+        assert (check["Event"]["Account"], check["Event"]["ExecutionName"]) == (account, name)
         # moto's Wait truncates to whole seconds (int(delta.total_seconds()) in
         # moto's wait_function/timestamp.py): up to 1 s early, never more.
         assert check["Time"] >= due - 1, "the check runs after the wait"

@@ -74,11 +74,13 @@ def test_the_hub_may_assume_each_stages_own_target_role_only_and_both_templates_
     longest = max(len(stage) for stage in STAGE_ACTIONS)
     most = int(re.search(r"\{1,(\d+)\}", parsed["Parameters"]["TargetRoleName"]["AllowedPattern"])[1])
     assert most + 1 + longest <= MAX_ROLE_NAME, "every <TargetRoleName>-<Stage> is a valid role name"
-    assert hub["Globals"]["Function"]["Environment"]["Variables"]["OFFBOARD_TARGET_ROLE_NAME"] == {"Ref": "TargetRoleName"}
+    # Without an organization the functions name no target role: another account is refused.
+    assert hub["Globals"]["Function"]["Environment"]["Variables"]["OFFBOARD_TARGET_ROLE_NAME"] == {
+        "Fn::If": ["HasOrganization", {"Ref": "TargetRoleName"}, ""]}
     for stage in STAGE_ACTIONS:
         assert parsed["Resources"][f"{stage}Role"]["Properties"]["RoleName"] == {"Fn::Sub": f"${{TargetRoleName}}-{stage}"}
         raw = hub["Resources"][f"{stage}Function"]["Properties"]["Policies"][0]["Statement"]
-        [conditional] = [s["Fn::If"] for s in raw if set(s) == {"Fn::If"}]
+        [conditional] = [s["Fn::If"] for s in raw if set(s) == {"Fn::If"} and s["Fn::If"][1].get("Sid") == "AssumeTargetRole"]
         assert conditional[0] == "HasOrganization" and conditional[2] == {"Ref": "AWS::NoValue"}, stage
         assert conditional[1] == {
             "Sid": "AssumeTargetRole", "Effect": "Allow", "Action": "sts:AssumeRole",

@@ -59,8 +59,11 @@ Control endpoint (JSON over HTTP on the same port; omitted keys reset to off):
     else ``arn:aws:iam::123456789012:user/ops``; resource: from the request's
     parameters, see ``DENY_RESOURCE``). MfaRequiredForDeactivate wins when both apply.
   An unknown action in PolicyDenyActions is refused (400 from the endpoint).
+- STS ``AssumeRole`` of a role that does not exist answers 403 ``AccessDenied``
+  as real STS does (stock moto issues credentials for any role ARN).
 - ``GET /_offboard/calls`` the call log: one entry per AWS call, ``{"Service",
-  "Action", "AccessKeyId", "Time", "Injected" (the injected error code or null),
+  "Action", "AccessKeyId", "Account" (the account the key acts in: an assumed
+  role's key acts in the role's account), "Time", "Injected" (the injected error code or null),
   "Params" (the request's form parameters, first value of each, without Action
   and Version; a DynamoDB call's JSON body)}``, and for a DynamoDB call also
   ``"Status"`` (HTTP status) and ``"Response"`` (its JSON answer);
@@ -560,7 +563,8 @@ class TokenBucket:
         return False
 
 
-def _query_error(status: int, code: str, message: str) -> tuple[int, str, str]:
+def _query_error(status: int, code: str, message: str,
+                 namespace: str = "https://iam.amazonaws.com/doc/2010-05-08/") -> tuple[int, str, str]:
     # IAM's query-protocol error body, verbatim shape of a real IAM response
     # (https://github.com/nccgroup/Scout2/issues/17, "400 Bad Request"):
     # <ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error>
@@ -570,7 +574,7 @@ def _query_error(status: int, code: str, message: str) -> tuple[int, str, str]:
     # client errors "senderFault": true; ServiceFailure, HTTP 500, has none).
     kind = "Receiver" if status >= 500 else "Sender"
     body = (
-        '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+        f'<ErrorResponse xmlns="{namespace}">'
         f"<Error><Type>{kind}</Type><Code>{code}</Code><Message>{escape(message)}</Message></Error>"
         f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
     )
@@ -599,6 +603,36 @@ def _access_denied(message: str) -> tuple[int, str, str]:
     # IAM's AccessDenied: HTTP 403, Type Sender ([LS-USERS] get-last-used-nonexistent-key-error:
     # {"Code": "AccessDenied", "Type": "Sender"}, HTTPStatusCode 403).
     return _query_error(403, "AccessDenied", message)
+
+
+def _account_of(access_key: str) -> str:
+    """The account a request acts in: moto maps an access key (an assumed
+    role's temporary one included) to the account whose IAM holds it."""
+    return iam_models.get_account_id_from(access_key) if access_key else DEFAULT_ACCOUNT_ID
+
+
+def _missing_role_denial(params: dict, access_key: str) -> tuple[int, str, str] | None:
+    """AssumeRole of a role that does not exist: real STS answers AccessDenied
+    (HTTP 403), never NoSuchEntity, so an absent role looks like one that does
+    not trust the caller. Stock moto issues credentials for any role ARN ("the
+    role does not need to exist", moto/sts/models.py assume_role; by design,
+    getmoto/moto#6793, where the maintainers note real AWS denies it; LocalStack
+    localstack/localstack#8730: "AWS just throws AccessDenied"). Message in the
+    shape of real STS denials ("User: <caller> is not authorized to perform:
+    sts:AssumeRole on resource: <role arn>", status 403: uswitch/kiam#33,
+    Netflix/security_monkey#77). Trust policies are not evaluated here: the
+    target template's trust is checked by tests/e2e/test_target_account.py."""
+    role_arn = params.get("RoleArn", "")
+    parts = role_arn.split(":", 5)
+    if len(parts) == 6 and parts[5].startswith("role/"):
+        account, name = parts[4], parts[5].rsplit("/", 1)[-1]
+        backend = iam_models.iam_backends[account]["aws"]
+        if any(role.name == name for role in list(backend.roles.values())):
+            return None
+    caller = _caller_arn(access_key)
+    return _query_error(403, "AccessDenied",
+                        f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                        namespace="https://sts.amazonaws.com/doc/2011-06-15/")
 
 
 class EmulatorApp:
@@ -652,8 +686,10 @@ class EmulatorApp:
         environ["wsgi.input"] = io.BytesIO(body)
         service, access_key, action, params = self.describe(environ, body)
         injected = self.inject(service, action, params, access_key)
-        entry = {"Service": service, "Action": action, "AccessKeyId": access_key, "Time": time.time(),
-                 "Injected": injected[1] if injected else None, "Params": params}
+        if not injected and service == "sts" and action == "AssumeRole":
+            injected = _missing_role_denial(params, access_key)
+        entry = {"Service": service, "Action": action, "AccessKeyId": access_key, "Account": _account_of(access_key),
+                 "Time": time.time(), "Injected": injected[1] if injected else None, "Params": params}
         with self.lock:
             self.calls.append(entry)
         if not injected:

@@ -243,7 +243,8 @@ class LambdaHost:
         # interpreter's ResultWriter writes to; the core's S3 client uses
         # path-style addressing when AWS_ENDPOINT_URL(_S3) is set.
         base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint,
-                    "AWS_ENDPOINT_URL_S3": iam_endpoint, "AWS_ENDPOINT_URL_DYNAMODB": iam_endpoint, **(env or {})}
+                    "AWS_ENDPOINT_URL_S3": iam_endpoint, "AWS_ENDPOINT_URL_DYNAMODB": iam_endpoint,
+                    "AWS_ENDPOINT_URL_ORGANIZATIONS": iam_endpoint, **(env or {})}
         self.functions: dict[str, Function] = {}
         for stage, binary in FUNCTIONS.items():
             function_env = dict(base_env)

@@ -44,7 +44,7 @@ def ssh_public_key() -> str:
     return key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
 
 
-def passkey_serial(user_name: str, n: int = 1) -> str:
+def passkey_serial(user_name: str, n: int = 1, account: str = ACCOUNT) -> str:
     # A passkey / FIDO security key is listed by its ARN, arn:aws:iam::<account>:u2f/user/<user>/<name>-<id>:
     # IAM User Guide, "Use ListMfaDevices with a CLI"
     # (https://docs.aws.amazon.com/IAM/latest/UserGuide/example_iam_ListMfaDevices_section.html):
@@ -52,7 +52,7 @@ def passkey_serial(user_name: str, n: int = 1) -> str:
     # [API] GetMFADevice: "For this API, we only accept FIDO security key ARNs." Real ids seen in the wild are
     # 26 upper-case base32 characters ("...:u2f/user/<user>/<user>-passkey-NSSQURFMVVHQLMHYNZQJFH4EHM");
     # the id here is a fixed 26-letter one.
-    return f"arn:aws:iam::{ACCOUNT}:u2f/user/{user_name}/passkey-{n}-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return f"arn:aws:iam::{account}:u2f/user/{user_name}/passkey-{n}-ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def hardware_serial(n: int = 1) -> str:
@@ -84,14 +84,16 @@ def seed_user(
     """Creates ``name`` holding the given number of each item; returns what it made."""
     # [API] CreateUser accepts Path and Tags; GetUser returns both (the emulator compares
     # user names and tag keys without case, as IAM does: see emulator.py).
-    iam.create_user(
+    created = iam.create_user(
         UserName=name,
         Path=path,
         Tags=[{"Key": k, "Value": v} for k, v in (tags or {"team": "payments", "cost-center": "42"}).items()],
     )
     made: dict = {"UserName": name}
+    # The account the client acts in (a member account's client seeds there).
+    account = created["User"]["Arn"].split(":")[4]
     if boundary:
-        arn = ensure_policy(iam, "OffboardDemoBoundary")
+        arn = ensure_policy(iam, "OffboardDemoBoundary", account)
         iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=arn)
         made["Boundary"] = arn
     if login_profile:
@@ -123,7 +125,7 @@ def seed_user(
     for i in range(virtual_devices):
         device = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"{name}-phone-{i}")["VirtualMFADevice"]
         serials.append(device["SerialNumber"])
-    serials += [passkey_serial(name, i + 1) for i in range(passkeys)]
+    serials += [passkey_serial(name, i + 1, account) for i in range(passkeys)]
     serials += [hardware_serial(i + 1) for i in range(hardware_tokens)]
     # SEEDING SHORTCUT, not real IAM behaviour: real EnableMFADevice takes two TOTP codes and serves
     # virtual and hardware TOTP devices; a passkey / security key is registered in the console (WebAuthn),
@@ -151,14 +153,14 @@ def seed_user(
         made["InlinePolicies"].append(f"reports-read-{i}")
     made["AttachedPolicies"] = []
     for i in range(attached_policies):
-        arn = ensure_policy(iam, f"offboard-demo-managed-{i}")
+        arn = ensure_policy(iam, f"offboard-demo-managed-{i}", account)
         iam.attach_user_policy(UserName=name, PolicyArn=arn)
         made["AttachedPolicies"].append(arn)
     return made
 
 
-def ensure_policy(iam, name: str) -> str:
-    arn = f"arn:aws:iam::{ACCOUNT}:policy/{name}"
+def ensure_policy(iam, name: str, account: str = ACCOUNT) -> str:
+    arn = f"arn:aws:iam::{account}:policy/{name}"
     try:
         iam.get_policy(PolicyArn=arn)
     except iam.exceptions.NoSuchEntityException:

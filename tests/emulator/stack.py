@@ -34,6 +34,14 @@ REPORT_BUCKET = "offboard-batch-reports"
 BUDGET_TABLE = "offboard-iam-budget"
 EVENT_BUS = "default"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+#: The hub's account (moto's default) and the target roles' prefix (template
+#: parameter TargetRoleName's default).
+ACCOUNT = "123456789012"
+TARGET_ROLE_NAME = "iam-offboard-target"
+#: The stages that have a target role (infra/target-account.yaml).
+TARGET_STAGES = ("GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGroupsAndPolicies",
+                 "DeleteKeysCertificatesMfaAndCredentials", "DeleteGroupsAndPolicies", "DeleteIAMUserAndVerify",
+                 "QuarantineUser")
 
 
 class Stack:
@@ -174,6 +182,30 @@ class Stack:
                 os.environ[key] = value
         if "TZ" in self.saved_env:
             time.tzset()
+
+    # --- other accounts of the organization ----------------------------------
+
+    def iam_in(self, account: str):  # type: ignore[no-untyped-def]
+        """An IAM client acting in ``account`` (the in-process moto, not the
+        emulator: for seeding and checking, never for the code under test).
+        moto keeps IAM per account and maps an assumed role's credentials to
+        the role's account (docs.getmoto.org, "Multi-Account support")."""
+        if account == ACCOUNT:
+            return self.iam
+        credentials = boto3.client("sts", region_name=REGION).assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", RoleSessionName="seed")["Credentials"]
+        return boto3.client("iam", region_name=REGION, aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials["SessionToken"])
+
+    def deploy_target_roles(self, account: str, prefix: str = TARGET_ROLE_NAME) -> None:
+        """What infra/target-account.yaml creates in a member account: a role
+        per stage, ``<prefix>-<Stage>``, trusting the hub's function roles."""
+        iam = self.iam_in(account)
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                          "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}
+        for stage in TARGET_STAGES:
+            iam.create_role(RoleName=f"{prefix}-{stage}", Path="/", AssumeRolePolicyDocument=json.dumps(trust))
 
     # --- driving executions ------------------------------------------------
 

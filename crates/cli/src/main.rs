@@ -8,7 +8,12 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::sync::Arc;
+
+use iam_offboard_core::accounts::{self, AccountScope};
 use iam_offboard_core::errors::classify_sdk_error;
+use iam_offboard_core::fanout::AccountOutcome;
+use iam_offboard_core::sessions::{AccountSessions, Placement};
 use iam_offboard_core::input::{self, UserRef};
 use iam_offboard_core::pipeline::Progress;
 use iam_offboard_core::record::AuditRecord;
@@ -95,6 +100,41 @@ struct Common {
     context: Option<String>,
 }
 
+/// Offboard in several accounts of the organization: in each, the role
+/// --role-name is assumed (the caller's own account needs none) and the same
+/// offboarding runs there; an account without the user is NotPresent.
+#[derive(Args, Clone, Default)]
+struct AccountArgs {
+    /// Account ids, comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["organization", "organizational_units"])]
+    accounts: Vec<String>,
+    /// Every ACTIVE account of the organization (run from its management or
+    /// a delegated administrator account).
+    #[arg(long, conflicts_with = "organizational_units")]
+    organization: bool,
+    /// Every ACTIVE account in these organizational units and those below them.
+    #[arg(long, value_delimiter = ',')]
+    organizational_units: Vec<String>,
+    /// The role assumed in each account other than the caller's.
+    #[arg(long, default_value = "OrganizationAccountAccessRole")]
+    role_name: String,
+}
+
+impl AccountArgs {
+    /// The account scope, validated as an execution input's is.
+    fn scope(&self) -> Result<Option<AccountScope>, Failure> {
+        let mut fields = serde_json::Map::new();
+        if self.organization {
+            fields.insert("Accounts".into(), json!(accounts::WHOLE_ORGANIZATION));
+        } else if !self.accounts.is_empty() {
+            fields.insert("Accounts".into(), json!(self.accounts));
+        } else if !self.organizational_units.is_empty() {
+            fields.insert("OrganizationalUnits".into(), json!(self.organizational_units));
+        }
+        Ok(accounts::parse_account_scope(&fields)?)
+    }
+}
+
 /// Quarantine first: deactivate every credential and attach AWSDenyAll now,
 /// delete after this many days (1-364: the deletion must end within Step
 /// Functions' one-year execution limit).
@@ -112,6 +152,8 @@ enum Command {
         common: Common,
         #[command(flatten)]
         records: RecordArgs,
+        #[command(flatten)]
+        scope: AccountArgs,
     },
     /// Offboard the user in-process, stage by stage, and print the audit
     /// record. With --grace-days: quarantine now (a later delete finishes).
@@ -125,6 +167,8 @@ enum Command {
         yes: bool,
         #[command(flatten)]
         records: RecordArgs,
+        #[command(flatten)]
+        scope: AccountArgs,
     },
     /// Undo a quarantine (--user-name, or --record quarantine.json): stop the
     /// waiting execution, reactivate what it deactivated, detach AWSDenyAll,
@@ -223,13 +267,24 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let config = aws_config_for(&cli).await?;
     match &cli.command {
-        Command::Plan { common, records } => {
+        Command::Plan { common, records, scope } if scope.scope()?.is_some() => {
+            let input = execution_input(common, true, &Grace::default())?;
+            in_accounts(&config, &cli, input, scope, records, false).await
+        }
+        Command::Delete { common, grace, yes, records, scope } if scope.scope()?.is_some() => {
+            let input = execution_input(common, false, grace)?;
+            if !yes {
+                confirm(common.target.identifier(), "deletes IAM user {} and everything it holds in every account named")?;
+            }
+            in_accounts(&config, &cli, input, scope, records, true).await
+        }
+        Command::Plan { common, records, .. } => {
             let ctx = StageContext::new(&config, protection_policy()?);
             let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
             let record = pipeline::plan(&ctx, execution_input(common, true, &Grace::default())?, &mut reporter).await?;
             print_record(&record, cli.output)
         }
-        Command::Delete { common, grace, yes, records } => {
+        Command::Delete { common, grace, yes, records, .. } => {
             let input = execution_input(common, false, grace)?;
             if !yes {
                 let what = match grace.grace_days {
@@ -309,6 +364,95 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let input = execution_input(&common, *dry_run, grace)?;
             let name = execution_name.clone().unwrap_or_else(|| execution_name_for(&common.target));
             start_execution(&config, state_machine_arn, &name, input, *wait, cli.output).await
+        }
+    }
+}
+
+/// `plan`/`delete` in each account of `scope`, one after another, with
+/// progress per account; exit status 1 if any account failed.
+async fn in_accounts(
+    config: &SdkConfig,
+    cli: &Cli,
+    input: Value,
+    scope: &AccountArgs,
+    records: &RecordArgs,
+    delete: bool,
+) -> Result<(), Failure> {
+    input::parse_execution_input(&input)?;
+    let Some(account_scope) = scope.scope()? else {
+        return Err(Failure::Local("give --accounts, --organization or --organizational-units".into()));
+    };
+    let mut home = StageContext::new(config, protection_policy()?);
+    home.organizations = Some(aws_sdk_organizations::Client::new(config));
+    home.sessions = Some(Arc::new(AccountSessions::new(config.clone(), scope.role_name.clone(), None)));
+    let accounts = accounts::accounts_in_scope(home.organizations.as_ref(), &account_scope).await?;
+    let execution = format!("cli-{}", unix_millis());
+    let mut outcomes = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        eprintln!("account {account}:");
+        let placement = Placement { account: account.clone(), execution: execution.clone() };
+        let result = match home.in_account(&placement).await {
+            Err(error) => Err(error),
+            Ok(elsewhere) => {
+                let ctx = elsewhere.as_ref().unwrap_or(&home);
+                run_in_account(ctx, config, cli, input.clone(), records, delete).await
+            }
+        };
+        let outcome = AccountOutcome::of(&account, &result, result.as_deref().unwrap_or(""));
+        match &result {
+            Err(error) => eprintln!("  {} {}: {error}", outcome.outcome, error.name()),
+            Ok(done) => eprintln!("  {done}"),
+        }
+        outcomes.push(outcome);
+    }
+    let failed: Vec<&str> = outcomes.iter().filter(|o| o.failed()).map(|o| o.account.as_str()).collect();
+    match cli.output {
+        Output::Json => println!("{}", json!({"Accounts": outcomes, "FailedAccounts": failed})),
+        Output::Text => {
+            for outcome in &outcomes {
+                println!("{}  {}{}", outcome.account, outcome.outcome, outcome.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Incomplete(format!("the offboarding failed in account(s) {}", failed.join(", "))))
+    }
+}
+
+/// One account's plan or offboarding, its records filed under that account.
+async fn run_in_account(
+    ctx: &StageContext,
+    config: &SdkConfig,
+    cli: &Cli,
+    input: Value,
+    records: &RecordArgs,
+    delete: bool,
+) -> Result<String, OffboardError> {
+    let store = RecordStore::from_args(records, config, cli.endpoint_url.is_some());
+    let mut reporter = Reporter::new(ctx, store).await.map_err(|failure| match failure {
+        Failure::Offboard(error) => error,
+        Failure::Incomplete(why) | Failure::Local(why) => OffboardError::RecordNotWritten(why),
+    })?;
+    if !delete {
+        pipeline::plan(ctx, input, &mut reporter).await?;
+        return Ok("Planned".into());
+    }
+    match pipeline::offboard(ctx, input, &mut reporter).await {
+        Ok(record) => {
+            let (file, done) = if record.quarantine.is_some() { ("quarantine.json", "Quarantined") } else { ("record.json", "Offboarded") };
+            reporter.store(Some(&record.user.user_name), file, &record).await?;
+            Ok(done.into())
+        }
+        Err(failed) => {
+            let user = failed.record.user.as_ref().map(|user| user.user_name.as_str());
+            if failed.record.user.is_some() {
+                if let Err(not_written) = reporter.store(user, "record.json", &failed.record).await {
+                    eprintln!("  error: {}: {not_written}", not_written.name());
+                }
+            }
+            Err(failed.error)
         }
     }
 }

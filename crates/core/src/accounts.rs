@@ -4,14 +4,17 @@
 //! `OrganizationalUnits`. Without either, an offboarding covers the account it
 //! runs in, as before.
 
+use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use serde_json::{Map, Value};
 
-use crate::errors::{invalid_input as invalid, OffboardError};
+use crate::errors::{classify_sdk_error, invalid_input as invalid, OffboardError};
 
-/// The most accounts one execution offboards from. Each account's outcome
-/// and record travel in the execution's output, which Step Functions caps
-/// at 256 KiB; a larger organization is split by organizational unit.
-pub const MAX_ACCOUNTS: usize = 1_000;
+/// The most accounts one execution offboards from. The state machine's
+/// inline Map keeps one entry per account (about 300 bytes: account,
+/// outcome, error, child execution ARN, record URI) in a state that Step
+/// Functions caps at 256 KiB; a larger organization is offboarded by
+/// organizational unit, one execution per unit.
+pub const MAX_ACCOUNTS: usize = 500;
 /// The most organizational units one execution names.
 pub const MAX_ORGANIZATIONAL_UNITS: usize = 100;
 /// `Accounts` takes this string for every ACTIVE account of the organization.
@@ -67,6 +70,92 @@ pub fn parse_account_scope(fields: &Map<String, Value>) -> Result<Option<Account
             Ok(Some(AccountScope::OrganizationalUnits(ids)))
         }
     }
+}
+
+/// Whether an account of an Organizations listing is ACTIVE. `State` is the
+/// field to read: the Organizations API reference (`Account`) retires
+/// `Status` on 2026-09-09 and recommends `State`; an answer without `State`
+/// (an older endpoint) is read by `Status`. SUSPENDED, PENDING_CLOSURE,
+/// CLOSED and PENDING_ACTIVATION accounts are skipped: there is no session
+/// to be had in them.
+pub fn is_active(account: &Account) -> bool {
+    match account.state() {
+        Some(state) => *state == AccountState::Active,
+        None => account.status() == Some(&AccountStatus::Active),
+    }
+}
+
+/// The ACTIVE accounts `scope` covers, in the order listed: the ids as given
+/// for `Listed` (no Organizations call), every ACTIVE account of the
+/// organization (`ListAccounts`), or every ACTIVE account in the units and
+/// the units below them (`ListAccountsForParent`,
+/// `ListOrganizationalUnitsForParent`). An empty or too large result is
+/// `InvalidInput`, before any account is touched.
+pub async fn accounts_in_scope(
+    organizations: Option<&aws_sdk_organizations::Client>,
+    scope: &AccountScope,
+) -> Result<Vec<String>, OffboardError> {
+    let listed: Vec<Account> = match scope {
+        AccountScope::Listed(ids) => return Ok(ids.clone()),
+        AccountScope::Organization => {
+            let pages = organizations_client(organizations)?.list_accounts().into_paginator().send();
+            let pages: Vec<_> = pages.try_collect().await.map_err(|error| {
+                classify_sdk_error(error, "organizations:ListAccounts", "the organization")
+            })?;
+            pages.into_iter().flat_map(|page| page.accounts.unwrap_or_default()).collect()
+        }
+        AccountScope::OrganizationalUnits(units) => {
+            let organizations = organizations_client(organizations)?;
+            let mut accounts = Vec::new();
+            let mut pending: Vec<String> = units.iter().rev().cloned().collect();
+            while let Some(unit) = pending.pop() {
+                let pages = organizations.list_accounts_for_parent().parent_id(&unit).into_paginator().send();
+                let pages: Vec<_> = pages
+                    .try_collect()
+                    .await
+                    .map_err(|error| classify_sdk_error(error, "organizations:ListAccountsForParent", &unit))?;
+                accounts.extend(pages.into_iter().flat_map(|page| page.accounts.unwrap_or_default()));
+                let pages = organizations.list_organizational_units_for_parent().parent_id(&unit).into_paginator().send();
+                let pages: Vec<_> = pages.try_collect().await.map_err(|error| {
+                    classify_sdk_error(error, "organizations:ListOrganizationalUnitsForParent", &unit)
+                })?;
+                let children: Vec<String> = pages
+                    .into_iter()
+                    .flat_map(|page| page.organizational_units.unwrap_or_default())
+                    .filter_map(|child| child.id)
+                    .collect();
+                pending.extend(children.into_iter().rev());
+            }
+            accounts
+        }
+    };
+    let mut distinct: Vec<String> = Vec::with_capacity(listed.len());
+    for account in listed {
+        match account.id() {
+            Some(id) if is_active(&account) => {
+                if !distinct.iter().any(|seen| seen == id) {
+                    distinct.push(id.to_string());
+                }
+            }
+            _ => tracing::info!(account = ?account.id(), state = ?account.state(), status = ?account.status(), "account skipped: not ACTIVE"),
+        }
+    }
+    if distinct.is_empty() {
+        return Err(invalid("the organization scope holds no ACTIVE account; nothing was changed"));
+    }
+    if distinct.len() > MAX_ACCOUNTS {
+        return Err(invalid(format!(
+            "the organization scope holds {} ACTIVE accounts, more than the {MAX_ACCOUNTS} one execution covers; name OrganizationalUnits, one execution per unit. Nothing was changed.",
+            distinct.len()
+        )));
+    }
+    Ok(distinct)
+}
+
+fn organizations_client(
+    organizations: Option<&aws_sdk_organizations::Client>,
+) -> Result<&aws_sdk_organizations::Client, OffboardError> {
+    organizations.ok_or_else(|| invalid("this function has no Organizations client; list the accounts in Accounts"))
 }
 
 fn distinct_ids(
@@ -127,8 +216,8 @@ mod tests {
             (json!({"Accounts": ["11112222333a"]}), "12 digits"),
             (json!({"Accounts": [" 111122223333"]}), "12 digits"),
             (json!({"Accounts": ["111122223333", "111122223333"]}), "twice"),
-            (json!({"Accounts": []}), "give 1 to 1000"),
-            (json!({"Accounts": too_many}), "lists 1001 ids"),
+            (json!({"Accounts": []}), "give 1 to 500"),
+            (json!({"Accounts": too_many}), "lists 501 ids"),
             (json!({"Accounts": [111122223333u64]}), "strings"),
             (json!({"Accounts": "organization"}), "list of ids or \"ORGANIZATION\""),
             (json!({"Accounts": "111122223333"}), "list of ids"),

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod clients;
 pub mod deadline;
 pub mod errors;
+pub mod fanout;
 pub mod input;
 pub mod inventory;
 pub mod lambda;

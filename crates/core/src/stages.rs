@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::budget::BudgetConfig;
-use crate::sessions::{partition_of, AccountSessions, Placement, ENV_TARGET_ROLE_NAME};
+use crate::sessions::{partition_of, AccountSessions, Placement, TargetSession, ENV_TARGET_ROLE_NAME};
 use crate::clients;
 use crate::deadline;
 use crate::errors::OffboardError;
@@ -47,6 +47,11 @@ pub struct StageContext {
     /// Sessions in other accounts of the organization, when the deployment
     /// names the target roles (see [`crate::sessions`]).
     pub sessions: Option<Arc<AccountSessions>>,
+    /// GetUsername's Organizations listing of an org-wide input; `None` in
+    /// the other stages.
+    pub organizations: Option<aws_sdk_organizations::Client>,
+    /// The Map concurrency over accounts of an org-wide offboarding.
+    pub account_concurrency: u32,
 }
 
 impl StageContext {
@@ -55,7 +60,17 @@ impl StageContext {
     }
 
     pub fn from_clients(iam: aws_sdk_iam::Client, sts: aws_sdk_sts::Client, protection: ProtectionPolicy) -> Self {
-        Self { iam, sts, s3: None, protection, verify: VerifyPolicy::default(), caller: OnceCell::new(), sessions: None }
+        Self {
+            iam,
+            sts,
+            s3: None,
+            protection,
+            verify: VerifyPolicy::default(),
+            caller: OnceCell::new(),
+            sessions: None,
+            organizations: None,
+            account_concurrency: crate::fanout::DEFAULT_ACCOUNT_CONCURRENCY,
+        }
     }
 
     /// A Lambda function's context: its AWS configuration
@@ -74,6 +89,10 @@ impl StageContext {
         ctx.sessions = sessions;
         if S::USES_S3 {
             ctx.s3 = Some(clients::s3_client(&config));
+        }
+        if S::USES_ORGANIZATIONS {
+            ctx.organizations = Some(aws_sdk_organizations::Client::new(&config));
+            ctx.account_concurrency = crate::fanout::account_concurrency_from_env()?;
         }
         Ok(ctx)
     }
@@ -94,7 +113,13 @@ impl StageContext {
             ))
         })?;
         let session = sessions.iam_for(&self.sts, partition_of(&home.arn), &placement.account, &placement.execution).await?;
-        Ok(Some(StageContext {
+        Ok(Some(self.with_session(session)))
+    }
+
+    /// The same settings working in another account with `session`: its IAM
+    /// client, and its assumed role as the caller for the self check.
+    pub fn with_session(&self, session: TargetSession) -> StageContext {
+        StageContext {
             iam: session.iam,
             sts: self.sts.clone(),
             s3: self.s3.clone(),
@@ -102,7 +127,9 @@ impl StageContext {
             verify: self.verify,
             caller: OnceCell::new_with(Some(session.caller)),
             sessions: None,
-        }))
+            organizations: None,
+            account_concurrency: self.account_concurrency,
+        }
     }
 
     /// The identity this process runs as, asked of STS once and then cached.
@@ -134,6 +161,8 @@ pub trait Stage {
     const NAME: &'static str;
     /// Reads S3 (the batch stage): its process builds an S3 client at init.
     const USES_S3: bool = false;
+    /// Lists the organization's accounts (GetUsername's function).
+    const USES_ORGANIZATIONS: bool = false;
     type Request: DeserializeOwned;
     type Response: Serialize + Timed;
     fn user_name(request: &Self::Request) -> Option<&str>;
@@ -194,6 +223,10 @@ pub struct UserRequest {
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Resolution {
     pub user: TargetUser,
+    /// The account the user was resolved in: every later stage of the
+    /// execution works there (the state machine passes it as `Account`).
+    #[serde(default)]
+    pub account: String,
     pub dry_run: bool,
     pub context: Value,
     /// The end of the grace period (`GraceDays`/`DeleteAfter`): quarantine
@@ -254,8 +287,9 @@ impl Stage for GetUsername {
             // quarantine tag, even with the same time, is another one's.
             refuse_if_quarantined(&user)?;
         }
-        tracing::info!(user_id = %user.user_id, dry_run = request.dry_run, delete_after = ?delete_after, "user resolved");
-        Ok(Resolution { user, dry_run: request.dry_run, context: request.context, delete_after, duration_ms: None })
+        let account = ctx.caller().await?.account.clone();
+        tracing::info!(user_id = %user.user_id, account = %account, dry_run = request.dry_run, delete_after = ?delete_after, "user resolved");
+        Ok(Resolution { user, account, dry_run: request.dry_run, context: request.context, delete_after, duration_ms: None })
     }
 }
 

@@ -1,6 +1,6 @@
-use iam_offboard_core::{lambda, stages::GetUsername};
+use iam_offboard_core::{fanout::GetUsernameOrAccounts, lambda};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::serve::<GetUsername>().await
+    lambda::serve::<GetUsernameOrAccounts>().await
 }

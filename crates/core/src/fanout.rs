@@ -1,0 +1,248 @@
+//! Org-wide offboarding's first step: an input naming `Accounts` or
+//! `OrganizationalUnits` is validated whole and turned into one child
+//! execution per ACTIVE account, before any account is touched. The state
+//! machine's Map starts the children (the single-account flow, run in each
+//! account with that account's session, see [`crate::sessions`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::accounts::{accounts_in_scope, parse_account_scope, MAX_ACCOUNTS};
+use crate::errors::{invalid_input as invalid, OffboardError};
+use crate::input::parse_execution_input;
+use crate::stages::{GetUsername, Resolution, Stage, StageContext, Timed};
+
+/// The field under which the state machine hands GetUsername's function an
+/// org-wide input, with the execution's name: `{"ResolveAccounts":
+/// {"Input": <input>, "ExecutionName": <name>}}`.
+pub const RESOLVE_ACCOUNTS: &str = "ResolveAccounts";
+/// The deployment's Map concurrency over accounts (template parameter
+/// `AccountConcurrency`).
+pub const ENV_ACCOUNT_CONCURRENCY: &str = "OFFBOARD_ACCOUNT_CONCURRENCY";
+pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 10;
+/// Step Functions runs at most 40 iterations of an inline Map at once
+/// ("Map state processing modes": inline mode "supports up to 40 concurrent
+/// iterations"); more would be a setting that does nothing.
+pub const MAX_ACCOUNT_CONCURRENCY: u32 = 40;
+/// Step Functions execution names are 1 to 80 characters (StartExecution,
+/// `name`).
+pub const MAX_EXECUTION_NAME: usize = 80;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ResolveAccountsRequest {
+    pub input: Value,
+    pub execution_name: String,
+}
+
+/// One account of the fan-out and the name of its child execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AccountItem {
+    pub account: String,
+    pub execution_name: String,
+}
+
+/// What the Map runs: the accounts, and the input every child gets (the
+/// execution's input without its account scope; the Map adds each child's
+/// `Account` and `ExecutionName`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AccountFanOut {
+    pub accounts: Vec<AccountItem>,
+    pub child_input: Value,
+    pub max_concurrency: u32,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+impl Timed for AccountFanOut {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        self.duration_ms = Some(duration_ms);
+    }
+}
+
+/// The child execution of `parent` in `account`: the account first, so a
+/// parent name cut to fit 80 characters still names the account, and
+/// distinct per account so a retried start is `ExecutionAlreadyExists`,
+/// never a second offboarding.
+pub fn child_execution_name(parent: &str, account: &str) -> String {
+    format!("{account}-{parent}").chars().take(MAX_EXECUTION_NAME).collect()
+}
+
+/// The Map concurrency from `OFFBOARD_ACCOUNT_CONCURRENCY` (unset: 10).
+pub fn account_concurrency_from_env() -> Result<u32, OffboardError> {
+    match std::env::var(ENV_ACCOUNT_CONCURRENCY) {
+        Err(_) => Ok(DEFAULT_ACCOUNT_CONCURRENCY),
+        Ok(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_ACCOUNT_CONCURRENCY).contains(n))
+            .ok_or_else(|| {
+                invalid(format!("{ENV_ACCOUNT_CONCURRENCY} holds {text:?}: a whole number from 1 to {MAX_ACCOUNT_CONCURRENCY}"))
+            }),
+    }
+}
+
+/// The child input: the execution's fields without the account scope,
+/// validated as a single offboarding's input is.
+pub fn child_input(input: &Value) -> Result<Value, OffboardError> {
+    let Value::Object(fields) = input else {
+        return Err(invalid("input must be a JSON object"));
+    };
+    let child: Map<String, Value> = fields
+        .iter()
+        .filter(|(key, _)| !matches!(key.as_str(), "Accounts" | "OrganizationalUnits"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let child = Value::Object(child);
+    parse_execution_input(&child)?;
+    Ok(child)
+}
+
+/// Validates an org-wide input whole and lists the accounts it covers.
+pub async fn resolve_accounts(ctx: &StageContext, request: ResolveAccountsRequest) -> Result<AccountFanOut, OffboardError> {
+    let Value::Object(fields) = &request.input else {
+        return Err(invalid("input must be a JSON object"));
+    };
+    let scope = parse_account_scope(fields)?
+        .ok_or_else(|| invalid("an org-wide offboarding names Accounts or OrganizationalUnits"))?;
+    let child_input = child_input(&request.input)?;
+    let accounts = accounts_in_scope(ctx.organizations.as_ref(), &scope).await?;
+    debug_assert!(accounts.len() <= MAX_ACCOUNTS);
+    let home = ctx.caller().await?.account.clone();
+    if ctx.sessions.is_none() {
+        if let Some(other) = accounts.iter().find(|account| **account != home) {
+            return Err(invalid(format!(
+                "account {other} is not this deployment's ({home}) and the deployment names no target role (TargetRoleName); nothing was changed"
+            )));
+        }
+    }
+    tracing::info!(accounts = accounts.len(), scope = ?scope, "accounts resolved");
+    Ok(AccountFanOut {
+        accounts: accounts
+            .into_iter()
+            .map(|account| AccountItem { execution_name: child_execution_name(&request.execution_name, &account), account })
+            .collect(),
+        child_input,
+        max_concurrency: ctx.account_concurrency,
+        duration_ms: None,
+    })
+}
+
+/// One account's outcome in an org-wide offboarding, as the state machine's
+/// Map and `offboard plan|delete --accounts` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountOutcome {
+    pub account: String,
+    /// `Offboarded`, `Planned`, `Quarantined`, `NotPresent` or `Failed`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AccountOutcome {
+    /// `done` names what a successful run did; an account where the user
+    /// does not exist is `NotPresent`, not a failure.
+    pub fn of<T>(account: &str, result: &Result<T, OffboardError>, done: &str) -> Self {
+        let (outcome, error) = match result {
+            Ok(_) => (done, None),
+            Err(OffboardError::UserNotFound(_)) => ("NotPresent", None),
+            Err(error) => ("Failed", Some(error.name().to_string())),
+        };
+        Self { account: account.to_string(), outcome: outcome.to_string(), error }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.outcome == "Failed"
+    }
+}
+
+/// GetUsername's function answers both: a user resolved in one account, or
+/// an org-wide input's accounts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Entry {
+    User(Resolution),
+    Accounts(AccountFanOut),
+}
+
+impl Timed for Entry {
+    fn set_duration_ms(&mut self, duration_ms: u64) {
+        match self {
+            Self::User(resolution) => resolution.set_duration_ms(duration_ms),
+            Self::Accounts(fan_out) => fan_out.set_duration_ms(duration_ms),
+        }
+    }
+}
+
+/// The stage GetUsername's function serves: [`GetUsername`], or
+/// [`resolve_accounts`] for a payload under [`RESOLVE_ACCOUNTS`].
+pub struct GetUsernameOrAccounts;
+
+impl Stage for GetUsernameOrAccounts {
+    const NAME: &'static str = GetUsername::NAME;
+    const USES_ORGANIZATIONS: bool = true;
+    type Request = Value;
+    type Response = Entry;
+
+    fn user_name(request: &Value) -> Option<&str> {
+        let input = request.get(RESOLVE_ACCOUNTS).and_then(|fan_out| fan_out.get("Input")).unwrap_or(request);
+        input.get("UserName").and_then(Value::as_str)
+    }
+
+    async fn run(ctx: &StageContext, request: Value) -> Result<Entry, OffboardError> {
+        let fan_out = match request {
+            Value::Object(mut fields) if fields.contains_key(RESOLVE_ACCOUNTS) => {
+                if fields.len() > 1 {
+                    return Err(invalid(format!("{RESOLVE_ACCOUNTS} comes alone")));
+                }
+                fields.remove(RESOLVE_ACCOUNTS).unwrap_or_default()
+            }
+            request => return GetUsername::run(ctx, request).await.map(Entry::User),
+        };
+        let request: ResolveAccountsRequest = serde_json::from_value(fan_out)
+            .map_err(|error| invalid(format!("{RESOLVE_ACCOUNTS} is malformed: {error}")))?;
+        resolve_accounts(ctx, request).await.map(Entry::Accounts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_account_without_the_user_is_not_present_and_only_other_errors_fail() {
+        let ok: Result<(), OffboardError> = Ok(());
+        assert_eq!(AccountOutcome::of("111122223333", &ok, "Offboarded").outcome, "Offboarded");
+        let absent: Result<(), _> = Err(OffboardError::UserNotFound("no".into()));
+        let outcome = AccountOutcome::of("111122223333", &absent, "Offboarded");
+        assert_eq!((outcome.outcome.as_str(), outcome.error.as_deref(), outcome.failed()), ("NotPresent", None, false));
+        let denied: Result<(), _> = Err(OffboardError::AccessDenied("no".into()));
+        let outcome = AccountOutcome::of("111122223333", &denied, "Offboarded");
+        assert!(outcome.failed());
+        assert_eq!(outcome.error.as_deref(), Some("AccessDenied"));
+    }
+
+    #[test]
+    fn child_names_lead_with_the_account_and_fit_80_characters() {
+        assert_eq!(child_execution_name("alice-1a2b3c4d", "111122223333"), "111122223333-alice-1a2b3c4d");
+        let long = "x".repeat(80);
+        let name = child_execution_name(&long, "111122223333");
+        assert_eq!(name.len(), 80);
+        assert!(name.starts_with("111122223333-x"));
+        assert_ne!(child_execution_name(&long, "111122223333"), child_execution_name(&long, "444455556666"));
+    }
+
+    #[test]
+    fn the_child_input_is_the_input_without_its_scope_and_must_be_valid_itself() {
+        let input = json!({"UserName": "alice", "Accounts": ["111122223333"], "DryRun": true, "Context": {"Ticket": "T-1"}});
+        assert_eq!(child_input(&input), Ok(json!({"UserName": "alice", "DryRun": true, "Context": {"Ticket": "T-1"}})));
+        assert_eq!(child_input(&json!({"UserName": "al ice", "Accounts": ["111122223333"]})).unwrap_err().name(), "InvalidInput");
+        let own = child_input(&json!({"UserName": "alice", "Accounts": ["111122223333"], "Account": "111122223333"}));
+        assert_eq!(own.unwrap_err().name(), "InvalidInput", "a child's own fields are not the caller's to set");
+    }
+}
