@@ -802,6 +802,14 @@ async fn follow_execution(
     let mut map_run: Option<String> = None;
     let mut last_progress = String::new();
     loop {
+        // The status first, then the history: a status read after the
+        // history could be terminal with the last states not yet printed.
+        let execution = sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| Failure::Local(format!("states:DescribeExecution failed: {}", aws_sdk_sfn::error::DisplayErrorContext(&e))))?;
         let history = sfn
             .get_execution_history()
             .execution_arn(execution_arn)
@@ -837,12 +845,6 @@ async fn follow_execution(
                 }
             }
         }
-        let execution = sfn
-            .describe_execution()
-            .execution_arn(execution_arn)
-            .send()
-            .await
-            .map_err(|e| Failure::Local(format!("states:DescribeExecution failed: {}", aws_sdk_sfn::error::DisplayErrorContext(&e))))?;
         match execution.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => tokio::time::sleep(Duration::from_secs(1)).await,
             ExecutionStatus::Succeeded => {
