@@ -3,13 +3,12 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::sync::Arc;
-
 use iam_offboard_core::accounts::{self, AccountScope};
 use iam_offboard_core::errors::classify_sdk_error;
 use iam_offboard_core::fanout::AccountOutcome;
@@ -121,6 +120,11 @@ struct AccountArgs {
 }
 
 impl AccountArgs {
+    /// Whether any account option was given (else: the caller's account only).
+    fn given(&self) -> bool {
+        self.organization || !self.accounts.is_empty() || !self.organizational_units.is_empty()
+    }
+
     /// The account scope, validated as an execution input's is.
     fn scope(&self) -> Result<Option<AccountScope>, Failure> {
         let mut fields = serde_json::Map::new();
@@ -267,11 +271,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let config = aws_config_for(&cli).await?;
     match &cli.command {
-        Command::Plan { common, records, scope } if scope.scope()?.is_some() => {
+        Command::Plan { common, records, scope } if scope.given() => {
             let input = execution_input(common, true, &Grace::default())?;
             in_accounts(&config, &cli, input, scope, records, false).await
         }
-        Command::Delete { common, grace, yes, records, scope } if scope.scope()?.is_some() => {
+        Command::Delete { common, grace, yes, records, scope } if scope.given() => {
             let input = execution_input(common, false, grace)?;
             if !yes {
                 confirm(common.target.identifier(), "deletes IAM user {} and everything it holds in every account named")?;
@@ -398,7 +402,7 @@ async fn in_accounts(
                 run_in_account(ctx, config, cli, input.clone(), records, delete).await
             }
         };
-        let outcome = AccountOutcome::of(&account, &result, result.as_deref().unwrap_or(""));
+        let outcome = AccountOutcome::of(&account, &result);
         match &result {
             Err(error) => eprintln!("  {} {}: {error}", outcome.outcome, error.name()),
             Ok(done) => eprintln!("  {done}"),

@@ -4,10 +4,13 @@
 //! `OrganizationalUnits`. Without either, an offboarding covers the account it
 //! runs in, as before.
 
+use std::collections::HashSet;
+
 use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use serde_json::{Map, Value};
 
-use crate::errors::{classify_sdk_error, invalid_input as invalid, OffboardError};
+use crate::errors::{invalid_input as invalid, OffboardError};
+use crate::inventory::collect_all;
 
 /// The most accounts one execution offboards from. The state machine's
 /// inline Map keeps one entry per account (about 300 bytes: account,
@@ -99,9 +102,7 @@ pub async fn accounts_in_scope(
         AccountScope::Listed(ids) => return Ok(ids.clone()),
         AccountScope::Organization => {
             let pages = organizations_client(organizations)?.list_accounts().into_paginator().send();
-            let pages: Vec<_> = pages.try_collect().await.map_err(|error| {
-                classify_sdk_error(error, "organizations:ListAccounts", "the organization")
-            })?;
+            let pages = collect_all(pages, "organizations:ListAccounts", "the organization").await?;
             pages.into_iter().flat_map(|page| page.accounts.unwrap_or_default()).collect()
         }
         AccountScope::OrganizationalUnits(units) => {
@@ -110,15 +111,10 @@ pub async fn accounts_in_scope(
             let mut pending: Vec<String> = units.iter().rev().cloned().collect();
             while let Some(unit) = pending.pop() {
                 let pages = organizations.list_accounts_for_parent().parent_id(&unit).into_paginator().send();
-                let pages: Vec<_> = pages
-                    .try_collect()
-                    .await
-                    .map_err(|error| classify_sdk_error(error, "organizations:ListAccountsForParent", &unit))?;
+                let pages = collect_all(pages, "organizations:ListAccountsForParent", &unit).await?;
                 accounts.extend(pages.into_iter().flat_map(|page| page.accounts.unwrap_or_default()));
                 let pages = organizations.list_organizational_units_for_parent().parent_id(&unit).into_paginator().send();
-                let pages: Vec<_> = pages.try_collect().await.map_err(|error| {
-                    classify_sdk_error(error, "organizations:ListOrganizationalUnitsForParent", &unit)
-                })?;
+                let pages = collect_all(pages, "organizations:ListOrganizationalUnitsForParent", &unit).await?;
                 let children: Vec<String> = pages
                     .into_iter()
                     .flat_map(|page| page.organizational_units.unwrap_or_default())
@@ -129,11 +125,13 @@ pub async fn accounts_in_scope(
             accounts
         }
     };
+    // An organization holds up to thousands of accounts: a set, not a scan per account.
+    let mut seen = HashSet::with_capacity(listed.len());
     let mut distinct: Vec<String> = Vec::with_capacity(listed.len());
     for account in listed {
         match account.id() {
             Some(id) if is_active(&account) => {
-                if !distinct.iter().any(|seen| seen == id) {
+                if seen.insert(id.to_string()) {
                     distinct.push(id.to_string());
                 }
             }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::accounts::{accounts_in_scope, parse_account_scope, MAX_ACCOUNTS};
+use crate::accounts::{accounts_in_scope, parse_account_scope};
 use crate::errors::{invalid_input as invalid, OffboardError};
 use crate::input::parse_execution_input;
 use crate::stages::{GetUsername, Resolution, Stage, StageContext, Timed};
@@ -87,10 +87,7 @@ pub fn account_concurrency_from_env() -> Result<u32, OffboardError> {
 
 /// The child input: the execution's fields without the account scope,
 /// validated as a single offboarding's input is.
-pub fn child_input(input: &Value) -> Result<Value, OffboardError> {
-    let Value::Object(fields) = input else {
-        return Err(invalid("input must be a JSON object"));
-    };
+pub fn child_input(fields: &Map<String, Value>) -> Result<Value, OffboardError> {
     let child: Map<String, Value> = fields
         .iter()
         .filter(|(key, _)| !matches!(key.as_str(), "Accounts" | "OrganizationalUnits"))
@@ -108,9 +105,8 @@ pub async fn resolve_accounts(ctx: &StageContext, request: ResolveAccountsReques
     };
     let scope = parse_account_scope(fields)?
         .ok_or_else(|| invalid("an org-wide offboarding names Accounts or OrganizationalUnits"))?;
-    let child_input = child_input(&request.input)?;
+    let child_input = child_input(fields)?;
     let accounts = accounts_in_scope(ctx.organizations.as_ref(), &scope).await?;
-    debug_assert!(accounts.len() <= MAX_ACCOUNTS);
     let home = ctx.caller().await?.account.clone();
     if ctx.sessions.is_none() {
         if let Some(other) = accounts.iter().find(|account| **account != home) {
@@ -144,11 +140,11 @@ pub struct AccountOutcome {
 }
 
 impl AccountOutcome {
-    /// `done` names what a successful run did; an account where the user
-    /// does not exist is `NotPresent`, not a failure.
-    pub fn of<T>(account: &str, result: &Result<T, OffboardError>, done: &str) -> Self {
+    /// `Ok` names what a successful run did; an account where the user does
+    /// not exist is `NotPresent`, not a failure.
+    pub fn of(account: &str, result: &Result<String, OffboardError>) -> Self {
         let (outcome, error) = match result {
-            Ok(_) => (done, None),
+            Ok(done) => (done.as_str(), None),
             Err(OffboardError::UserNotFound(_)) => ("NotPresent", None),
             Err(error) => ("Failed", Some(error.name().to_string())),
         };
@@ -216,13 +212,13 @@ mod tests {
 
     #[test]
     fn an_account_without_the_user_is_not_present_and_only_other_errors_fail() {
-        let ok: Result<(), OffboardError> = Ok(());
-        assert_eq!(AccountOutcome::of("111122223333", &ok, "Offboarded").outcome, "Offboarded");
-        let absent: Result<(), _> = Err(OffboardError::UserNotFound("no".into()));
-        let outcome = AccountOutcome::of("111122223333", &absent, "Offboarded");
+        let ok: Result<String, OffboardError> = Ok("Offboarded".into());
+        assert_eq!(AccountOutcome::of("111122223333", &ok).outcome, "Offboarded");
+        let absent = Err(OffboardError::UserNotFound("no".into()));
+        let outcome = AccountOutcome::of("111122223333", &absent);
         assert_eq!((outcome.outcome.as_str(), outcome.error.as_deref(), outcome.failed()), ("NotPresent", None, false));
-        let denied: Result<(), _> = Err(OffboardError::AccessDenied("no".into()));
-        let outcome = AccountOutcome::of("111122223333", &denied, "Offboarded");
+        let denied = Err(OffboardError::AccessDenied("no".into()));
+        let outcome = AccountOutcome::of("111122223333", &denied);
         assert!(outcome.failed());
         assert_eq!(outcome.error.as_deref(), Some("AccessDenied"));
     }
@@ -239,10 +235,11 @@ mod tests {
 
     #[test]
     fn the_child_input_is_the_input_without_its_scope_and_must_be_valid_itself() {
+        let child = |input: Value| child_input(input.as_object().unwrap());
         let input = json!({"UserName": "alice", "Accounts": ["111122223333"], "DryRun": true, "Context": {"Ticket": "T-1"}});
-        assert_eq!(child_input(&input), Ok(json!({"UserName": "alice", "DryRun": true, "Context": {"Ticket": "T-1"}})));
-        assert_eq!(child_input(&json!({"UserName": "al ice", "Accounts": ["111122223333"]})).unwrap_err().name(), "InvalidInput");
-        let own = child_input(&json!({"UserName": "alice", "Accounts": ["111122223333"], "Account": "111122223333"}));
+        assert_eq!(child(input), Ok(json!({"UserName": "alice", "DryRun": true, "Context": {"Ticket": "T-1"}})));
+        assert_eq!(child(json!({"UserName": "al ice", "Accounts": ["111122223333"]})).unwrap_err().name(), "InvalidInput");
+        let own = child(json!({"UserName": "alice", "Accounts": ["111122223333"], "Account": "111122223333"}));
         assert_eq!(own.unwrap_err().name(), "InvalidInput", "a child's own fields are not the caller's to set");
     }
 }

@@ -178,7 +178,20 @@ fn user_resource(user_name: &str) -> String {
     format!("user {user_name}")
 }
 
-/// Drains a paginator's item stream; the first failed page fails the list.
+/// Drains a paginator's stream: its items, or its pages where the service
+/// models no items (Organizations); the first failed page fails the list.
+pub(crate) async fn collect_all<T, E>(
+    stream: PaginationStream<Result<T, SdkError<E, HttpResponse>>>,
+    action: &str,
+    resource: &str,
+) -> Result<Vec<T>, OffboardError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    stream.collect::<Result<Vec<T>, _>>().await.map_err(|error| classify_sdk_error(error, action, resource))
+}
+
+/// [`collect_all`] of a list about one user.
 async fn collect_items<T, E>(
     items: PaginationStream<Result<T, SdkError<E, HttpResponse>>>,
     action: &str,
@@ -187,10 +200,7 @@ async fn collect_items<T, E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    items
-        .collect::<Result<Vec<T>, _>>()
-        .await
-        .map_err(|error| classify_sdk_error(error, action, &user_resource(user_name)))
+    collect_all(items, action, &user_resource(user_name)).await
 }
 
 /// Lists everything GetKeysCertificatesMfaAndCredentials reports, with the
