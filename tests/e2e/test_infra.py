@@ -515,7 +515,8 @@ def rule_matches(rule: dict, document: dict) -> bool:
     value = path_value(document, rule["Variable"])
     operators = {"IsNull": lambda v, w: (v is None) == w, "BooleanEquals": lambda v, w: v is w,
                  "NumericEquals": lambda v, w: v == w, "NumericLessThan": lambda v, w: v < w,
-                 "NumericGreaterThan": lambda v, w: v > w, "StringMatches": lambda v, w: fnmatch.fnmatchcase(v, w)}
+                 "NumericGreaterThan": lambda v, w: v > w, "StringMatches": lambda v, w: fnmatch.fnmatchcase(v, w),
+                 "StringEquals": lambda v, w: v == w}
     [operator] = [key for key in rule if key in operators]
     return operators[operator](value, rule[operator])
 
@@ -580,6 +581,38 @@ def test_a_grace_period_quarantines_waits_until_delete_after_checks_and_only_the
     assert plain[-1] == "Offboarded" and not {"QuarantineUser", "WaitForDeleteAfter"} & set(plain)
     dry = walk(states, d["StartAt"], {**SAMPLE_STATE, "Target": {"DryRun": True, "DeleteAfter": "2026-12-01T17:00:00Z"}})
     assert dry[-1] == "Planned" and "QuarantineUser" not in dry
+
+
+def test_each_childs_end_becomes_its_accounts_entry_and_only_failures_fail_the_execution():
+    """The org-wide Map's iteration, decided on each kind of child outcome: what the child's
+    output is (its record, its plan, or a restoration) and how a failed child reads (its
+    DescribeExecution as the Cause, parsed into $.Child.Execution by ReadChildFailure)."""
+    states = definition()["States"]
+    iteration = states["OffboardEachAccount"]["ItemProcessor"]["States"]
+    succeeded = {"Offboarded": {"User": {}, "DryRun": False}, "Planned": {"User": {}, "DryRun": True},
+                 "Restored": {"Outcome": "Restored", "User": {}}}
+    for outcome, output in succeeded.items():
+        ended = walk(iteration, iteration["OffboardInAccount"]["Next"], {"Child": {"Output": output}})
+        assert ended[-1] == f"Account{outcome}" and iteration[ended[-1]]["Parameters"]["Outcome"] == outcome
+    ran = {"Error": "States.TaskFailed", "Cause": '{"Status": "FAILED"}'}
+    failed = [
+        ({"Failure": ran, "Child": {"Execution": {"Error": "UserNotFound"}}}, "AccountWithoutUser", "NotPresent"),
+        ({"Failure": ran, "Child": {"Execution": {"Error": "AccessDenied"}}}, "AccountFailed", "Failed"),
+        ({"Failure": ran, "Child": {"Execution": {"Status": "ABORTED"}}}, "AccountStopped", "Failed"),
+        ({"Failure": {"Error": "StepFunctions.ExecutionAlreadyExistsException", "Cause": "exists"}}, "AccountNotStarted", "Failed"),
+    ]
+    [catch] = iteration["OffboardInAccount"]["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.Failure", "Next": "ChildFailed"}
+    for document, entry, outcome in failed:
+        ended = walk(iteration, "ChildFailed", document)
+        assert ended[-1] == entry and iteration[entry]["Parameters"]["Outcome"] == outcome, document
+    assert all(state.get("End") for name, state in iteration.items() if name.startswith("Account")), "no iteration fails"
+    # After the Map: fail only when some entry is Failed, naming the failed accounts.
+    summary = states["SummarizeAccounts"]["Parameters"]
+    assert summary["AnyFailed.$"] == "States.ArrayContains($.Accounts[*].Outcome, 'Failed')"
+    assert walk(states, "AnyAccountFailed", {"AnyFailed": True})[-1] == "SomeAccountsFailed"
+    assert walk(states, "AnyAccountFailed", {"AnyFailed": False})[-1] == "AccountsDone"
+    assert states["NameFailedAccounts"]["Parameters"]["FailedAccounts.$"] == "$.Accounts[?(@.Outcome == 'Failed')].Account"
 
 
 def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quarantine_along():

@@ -224,6 +224,30 @@ mod tests {
     }
 
     #[test]
+    fn the_map_concurrency_is_1_to_40_and_10_when_unset() {
+        // The only test that sets this variable.
+        std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
+        assert_eq!(account_concurrency_from_env(), Ok(DEFAULT_ACCOUNT_CONCURRENCY));
+        for (text, expected) in [("7", Some(7)), (" 40 ", Some(40)), ("1", Some(1)), ("0", None), ("41", None), ("ten", None)] {
+            std::env::set_var(ENV_ACCOUNT_CONCURRENCY, text);
+            let read = account_concurrency_from_env();
+            match expected {
+                Some(n) => assert_eq!(read, Ok(n), "{text:?}"),
+                None => assert_eq!(read.unwrap_err().name(), "InvalidInput", "{text:?}"),
+            }
+        }
+        std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
+    }
+
+    #[test]
+    fn the_span_names_the_user_of_either_payload() {
+        assert_eq!(GetUsernameOrAccounts::user_name(&json!({"UserName": "alice"})), Some("alice"));
+        let fan_out = json!({"ResolveAccounts": {"Input": {"UserName": "bob", "Accounts": ["111122223333"]}, "ExecutionName": "x"}});
+        assert_eq!(GetUsernameOrAccounts::user_name(&fan_out), Some("bob"));
+        assert_eq!(GetUsernameOrAccounts::user_name(&json!({"IAMUserId": "AIDAEXAMPLE"})), None);
+    }
+
+    #[test]
     fn child_names_lead_with_the_account_and_fit_80_characters() {
         assert_eq!(child_execution_name("alice-1a2b3c4d", "111122223333"), "111122223333-alice-1a2b3c4d");
         let long = "x".repeat(80);

@@ -31,6 +31,13 @@ fn account(id: &str, state: Option<AccountState>, status: Option<AccountStatus>)
     account.build()
 }
 
+/// One ListAccounts page of `count` ACTIVE accounts.
+fn active_page(count: usize) -> ListAccountsOutput {
+    (0..count)
+        .fold(ListAccountsOutput::builder(), |page, i| page.accounts(account(&format!("{i:012}"), Some(AccountState::Active), None)))
+        .build()
+}
+
 fn no_retries(config: aws_sdk_organizations::config::Builder) -> aws_sdk_organizations::config::Builder {
     config.retry_config(aws_sdk_organizations::config::retry::RetryConfig::disabled())
 }
@@ -129,17 +136,16 @@ async fn a_denied_listing_is_access_denied_and_no_or_too_many_active_accounts_is
     let error = accounts_in_scope(Some(&organizations), &AccountScope::Organization).await.unwrap_err();
     assert_eq!(error.name(), "InvalidInput");
 
-    let too_many = mock!(aws_sdk_organizations::Client::list_accounts).then_output(|| {
-        let mut page = ListAccountsOutput::builder();
-        for i in 0..=MAX_ACCOUNTS {
-            page = page.accounts(account(&format!("{i:012}"), Some(AccountState::Active), None));
-        }
-        page.build()
-    });
+    let too_many = mock!(aws_sdk_organizations::Client::list_accounts).then_output(|| active_page(MAX_ACCOUNTS + 1));
     let organizations = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&too_many], no_retries);
     let error = accounts_in_scope(Some(&organizations), &AccountScope::Organization).await.unwrap_err();
     assert_eq!(error.name(), "InvalidInput");
     assert!(error.to_string().contains("OrganizationalUnits"), "{error}");
+
+    let most = mock!(aws_sdk_organizations::Client::list_accounts).then_output(|| active_page(MAX_ACCOUNTS));
+    let organizations = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&most], no_retries);
+    let accounts = accounts_in_scope(Some(&organizations), &AccountScope::Organization).await.unwrap();
+    assert_eq!(accounts.len(), MAX_ACCOUNTS, "the limit itself is accepted");
 
     let listed = AccountScope::Listed(vec!["111111111111".into()]);
     assert_eq!(accounts_in_scope(None, &listed).await.unwrap(), ["111111111111"], "a list needs no Organizations call");
@@ -173,6 +179,7 @@ async fn the_fan_out_names_a_child_per_account_and_gives_each_the_input_without_
     assert_eq!(children, [("111111111111", "111111111111-alice-1a2b3c4d"), ("123456789012", "123456789012-alice-1a2b3c4d")]);
     assert_eq!(fan_out.child_input, json!({"UserName": "alice", "DryRun": true}));
     assert_eq!(fan_out.max_concurrency, 7);
+    assert!(fan_out.duration_ms.is_some(), "the fan-out is timed as every stage is");
 }
 
 #[tokio::test]
@@ -196,4 +203,18 @@ async fn without_target_roles_only_the_own_account_is_accepted_and_a_bad_input_i
     }
     let extra = json!({"ResolveAccounts": {"Input": {"UserName": "alice", "Accounts": ["111111111111"]}, "ExecutionName": "x"}, "UserName": "bob"});
     assert_eq!(invoke::<GetUsernameOrAccounts>(&hub(true), extra).await.unwrap_err().name(), "InvalidInput");
+}
+
+#[tokio::test]
+async fn any_other_payload_is_a_single_accounts_user_resolved_where_the_function_runs() {
+    let (sts, _) = sts_as_role!();
+    let get_user = alice_exists!();
+    let ctx = StageContext::from_clients(iam_client!(&get_user), sts, ProtectionPolicy::default());
+
+    let Entry::User(resolution) = invoke::<GetUsernameOrAccounts>(&ctx, json!({"UserName": "alice"})).await.unwrap() else {
+        panic!("a plain input resolves the user");
+    };
+
+    assert_eq!((resolution.user.user_name.as_str(), resolution.account.as_str()), ("alice", "123456789012"));
+    assert_eq!(get_user.num_calls(), 1);
 }
