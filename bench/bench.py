@@ -260,6 +260,9 @@ def lower_bound(made: dict) -> dict:
         "list one page per type (6 credential + 3 permission lists)": 9,
         "GetUserPolicy per inline policy (documents for the record)": len(made["InlinePolicies"]),
         "one mutation per item (+ DeleteVirtualMFADevice per virtual device)": items + virtual,
+        # Marking it as taken from the user first (mfa.rs, TAKEN_FROM_TAG) is
+        # what lets a retry delete a device its earlier attempt left unassigned.
+        "TagMFADevice per virtual device": virtual,
         "DeleteUser + one GetUser to verify": 2,
     }
 

@@ -42,8 +42,9 @@ def test_lower_bound_counts_one_mutation_per_item():
     bound = bench.lower_bound(made)
     # 2 keys + 1 credential + 2 devices + 1 policy + login profile, + 1 virtual delete
     assert bound["one mutation per item (+ DeleteVirtualMFADevice per virtual device)"] == 8
+    assert bound["TagMFADevice per virtual device"] == 1
     assert bound["re-check before each mutating task's first change"] == 3 + 2 * 2
-    assert sum(bound.values()) == 1 + 7 + 9 + 1 + 8 + 2
+    assert sum(bound.values()) == 1 + 7 + 9 + 1 + 8 + 1 + 2
 
 
 def test_the_busiest_window_counts_calls_within_any_span():

@@ -57,9 +57,9 @@ PROTECTION = {"StringEqualsIgnoreCase": {"aws:ResourceTag/offboard:protected": "
 MUTATION_LEVELS = {"Write", "Permissions management", "Tagging"}
 
 
-def core_constant(name: str) -> str:
-    """A string constant of the core's quarantine module (what the function sends)."""
-    return re.search(rf'pub const {name}: &str = "([^"]+)"', (ROOT / "crates/core/src/quarantine.rs").read_text())[1]
+def core_constant(name: str, module: str = "quarantine.rs") -> str:
+    """A string constant of a core module (what the function sends)."""
+    return re.search(rf'pub const {name}: &str = "([^"]+)"', (ROOT / "crates/core/src" / module).read_text())[1]
 
 
 # --- the Service Authorization Reference, as parliament ships it ------------
@@ -341,11 +341,13 @@ def test_the_template_passes_the_check_for_every_declared_action():
     sample = {"UserName": "alice", "GroupName": "ops", "SerialNumber": serial, "PolicyName": "p",
               "PolicyArn": DENY_ALL, "AccessKeyId": "AKIAEXAMPLE",
               "Tags.member.1.Key": core_constant("QUARANTINE_TAG_KEY"), "Tags.member.1.Value": "2026-12-01T17:00:00Z"}
+    # The tag the MFA task marks a virtual device with (crates/core/src/mfa.rs).
+    mark = {**sample, "Tags.member.1.Key": core_constant("TAKEN_FROM_TAG", "mfa.rs"), "Tags.member.1.Value": "AIDAEXAMPLE"}
     problems = []
     for stage, actions in STAGE_ACTIONS.items():
         for action in actions:
             service, name = action.split(":")
-            params = {} if name == "ListUsers" else sample
+            params = {} if name == "ListUsers" else mark if name == "TagMFADevice" else sample
             problems += check_call(policies, stage, {"Service": service, "Action": name, "Params": params},
                                    {"alice": "/engineering/"})
     assert problems == [], "\n".join(problems)
@@ -423,6 +425,26 @@ def test_the_quarantine_role_may_tag_its_own_key_only():
                    for s in statements if s["Effect"] == "Allow")
 
 
+def test_the_mfa_task_may_tag_virtual_devices_with_its_mark_only():
+    privilege, _ = sar_privilege("iam:TagMFADevice")
+    assert "aws:TagKeys" in {key for entry in privilege["resource_types"] for key in entry["condition_keys"]}
+    policies = function_policies()
+    stage, serial = "DeleteKeysCertificatesMfaAndCredentials", f"arn:aws:iam::{ACCOUNT}:mfa/alice-phone"
+
+    def tag(*keys: str) -> dict:
+        params = {"SerialNumber": serial}
+        for number, tag_key in enumerate(keys, 1):
+            params[f"Tags.member.{number}.Key"], params[f"Tags.member.{number}.Value"] = tag_key, "AIDAEXAMPLE"
+        return {"Service": "iam", "Action": "TagMFADevice", "Params": params}
+
+    assert check_call(policies, stage, tag(core_constant("TAKEN_FROM_TAG", "mfa.rs")), {}) == []
+    refused = [f"{stage}: no Allow for iam:TagMFADevice on {serial}"]
+    for keys in (("offboard:protected",), (core_constant("TAKEN_FROM_TAG", "mfa.rs"), "team")):
+        assert check_call(policies, stage, tag(*keys), {}) == refused, keys
+    assert not any(names(s, "iam:TagMFADevice") for other, statements in policies.items() if other != stage
+                   for s in statements if s["Effect"] == "Allow")
+
+
 # --- end to end -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -458,6 +480,7 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
     assert json.loads(quarantined["output"])["Quarantine"]["QuarantinedUntil"] == delete_after
     for name in paths:
         assert leftovers(stack.iam, name) == {}
+    retry_of_a_stopped_device_task(stack)
 
     calls = [c for c in stack.calls() if c["AccessKeyId"] in STAGE_BY_KEY and not c.get("Injected")]
     lowered = {name.lower(): path for name, path in paths.items()}
@@ -480,6 +503,26 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
     # The mutation kinds the Deny cannot cover by user tag were exercised too.
     actions = [c["Action"] for c in calls]
     assert "RemoveUserFromGroup" in actions and "DeleteVirtualMFADevice" in actions
+
+
+def retry_of_a_stopped_device_task(stack) -> None:
+    """The one path a full offboarding does not take: the retry of a device
+    task whose first attempt marked and deactivated a virtual device and
+    stopped before deleting it (the harness makes that first attempt's
+    effect, then invokes the function as the state machine's retry would)."""
+    made = seed_user(stack.iam, "lp-retried", path="/engineering/", access_keys=0, ssh_keys=0, certificates=0,
+                     services=(), virtual_devices=1, passkeys=0, hardware_tokens=0, groups=0, inline_policies=0,
+                     attached_policies=0, login_profile=False)
+    [serial] = made["MFADevices"]
+    user_id = stack.iam.get_user(UserName="lp-retried")["User"]["UserId"]
+    stack.iam.tag_mfa_device(SerialNumber=serial, Tags=[{"Key": "offboard:deactivated-from", "Value": user_id}])
+    stack.iam.deactivate_mfa_device(UserName="lp-retried", SerialNumber=serial)
+    error, device = stack.invoke("DeleteKeysCertificatesMfaAndCredentials", {
+        "UserName": "lp-retried", "UserId": user_id, "HandledAs": "Virtual", "RetryCount": 1,
+        "MFADevice": {"SerialNumber": serial, "EnableDate": None, "HandledAs": "Virtual"}})
+    assert error is None and device["VirtualDeviceDeletion"] == "Removed", device
+    assert stack.run({"UserName": "lp-retried"}, name="lp-retried")["status"] == "SUCCEEDED"
+    assert leftovers(stack.iam, "lp-retried") == {}
 
 
 # --- the batch state machine's function: no IAM at all ---------------------------

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
@@ -69,36 +68,15 @@ def clean_slate(stack):
 # --- helpers ------------------------------------------------------------------
 
 
-def lambda_client(stack):
-    """The Lambda Invoke API in front of the six functions (one attempt: an
-    invocation that may mutate is never silently repeated by the SDK)."""
-    return boto3.client("lambda", endpoint_url=stack.lambdas.url, region_name=REGION,
-                        aws_access_key_id="local", aws_secret_access_key="local",
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120))
-
-
-def invoke(stack, stage: str, payload: dict) -> tuple[str | None, dict]:
-    """Invokes ``offboard-<stage>`` directly; returns (X-Amz-Function-Error, body).
-
-    A function error is HTTP 200 with X-Amz-Function-Error and the body
-    ``{"errorType", "errorMessage"}`` (AWS Lambda API Reference, Invoke:
-    "FunctionError — If present, indicates that an error occurred during
-    function execution. Details about the error are included in the response
-    payload", https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html)."""
-    response = lambda_client(stack).invoke(FunctionName=f"offboard-{stage}", Payload=json.dumps(payload).encode())
-    assert response["StatusCode"] == 200
-    return response.get("FunctionError"), json.loads(response["Payload"].read())
-
-
 def expect_error(stack, stage: str, payload: dict, error_type: str) -> str:
-    function_error, body = invoke(stack, stage, payload)
+    function_error, body = stack.invoke(stage, payload)
     assert function_error, f"{stage} succeeded: {body}"
     assert body["errorType"] == error_type, body
     return body["errorMessage"]
 
 
 def expect_ok(stack, stage: str, payload: dict) -> dict:
-    function_error, body = invoke(stack, stage, payload)
+    function_error, body = stack.invoke(stage, payload)
     assert function_error is None, f"{stage} failed: {body}"
     return body
 

@@ -83,6 +83,7 @@ def _login(iam, name):
 
 def test_passkey_hardware_and_virtual_devices_succeed_in_one_execution(stack):
     made = seed_user(stack.iam, "alice")
+    alice_id = stack.iam.get_user(UserName="alice")["User"]["UserId"]
     bystander = seed_user(stack.iam, "bob")
     before = snapshot(stack.iam, "bob")
     execution = stack.run({"UserName": "alice", "Context": {"Ticket": "OPS-1"}}, name="alice")
@@ -94,6 +95,9 @@ def test_passkey_hardware_and_virtual_devices_succeed_in_one_execution(stack):
     actions = function_calls(stack, "DeleteKeysCertificatesMfaAndCredentials")
     assert actions.count("DeleteVirtualMFADevice") == 1
     assert actions.count("DeactivateMFADevice") == 3
+    marks = [c["Params"] for c in stack.calls() if c["Action"] == "TagMFADevice"]
+    assert marks == [{"SerialNumber": made["MFADevices"][0], "Tags.member.1.Key": "offboard:deactivated-from",
+                      "Tags.member.1.Value": alice_id}], "only the virtual device, marked with alice's id"
     states = entered_states(stack, execution["executionArn"])
     assert states.count("DeactivateAndDeleteVirtualDevice") == 1 and states.count("DeactivateOnly") == 2
     assert states.count("DeleteIAMUserAndVerify") == 1, "one round"
@@ -234,6 +238,45 @@ def test_throttling_that_outlasts_the_function_timeout_stops_the_stage_in_time(s
     first = failures[0]["cause"]
     assert "was still waiting for IAM" in first and "Removed before the failure: login profile, access key" in first, first
     assert leftovers(stack.iam, "tina") == {}
+
+
+def test_a_stage_stopped_between_deactivating_and_deleting_a_virtual_device_is_finished_by_its_retry(stack):
+    """The MFA task deactivates the virtual device, then IAM throttles until
+    the invocation must stop: the device is left unassigned. The state
+    machine's retry finds the user no longer holds it and deletes it, as it
+    carries the mark the first attempt put on it; another person's unassigned
+    device, never marked, stays."""
+    made = seed_user(stack.iam, "vera", virtual_devices=1, passkeys=0, hardware_tokens=0)
+    # [API] CreateVirtualMFADevice creates a device assigned to no one until EnableMFADevice.
+    unassigned = stack.iam.create_virtual_mfa_device(VirtualMFADeviceName="new-hire-phone")["VirtualMFADevice"]["SerialNumber"]
+    stack.restart_lambdas(timeout_seconds=8.0)
+
+    def throttle_everything_for_ten_seconds():
+        stack.faults(ThrottleRate=1.0)
+        threading.Timer(10, stack.faults).start()
+
+    # Served, and every IAM call after it is throttled: DeleteVirtualMFADevice too.
+    stack.emulator.app.on_next("DeactivateMFADevice", throttle_everything_for_ten_seconds)
+    try:
+        execution = stack.run({"UserName": "vera"}, name="vera")
+        history = stack.history(execution["executionArn"])
+    finally:
+        stack.faults()
+        stack.restart_lambdas(timeout_seconds=60.0)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    stopped = [e["lambdaFunctionFailedEventDetails"] for e in history if e["type"] == "LambdaFunctionFailed"]
+    assert stopped and {f["error"] for f in stopped} == {"Throttled"}, "stopped by the deadline, never a Lambda timeout"
+    assert "was still waiting for IAM" in stopped[0]["cause"], stopped
+    served = [c for c in stack.calls() if not c["Injected"]]
+    actions = [c["Action"] for c in served]
+    assert actions.count("DeactivateMFADevice") == 1 and actions.count("ListMFADeviceTags") >= 1
+    assert [c["Params"]["SerialNumber"] for c in served if c["Action"] == "DeleteVirtualMFADevice"] == [made["MFADevices"][0]]
+    device = json.loads(execution["output"])["Items"]["MFADevices"][0]
+    assert (device["Deactivation"], device["VirtualDeviceDeletion"]) == ("AlreadyAbsent", "Removed"), device
+    virtual = [d["SerialNumber"] for d in stack.iam.list_virtual_mfa_devices()["VirtualMFADevices"]]
+    assert made["MFADevices"][0] not in virtual and unassigned in virtual
+    assert leftovers(stack.iam, "vera") == {}
+    stack.iam.delete_virtual_mfa_device(SerialNumber=unassigned)
 
 
 def test_a_run_stopped_part_way_is_finished_by_a_rerun(stack):

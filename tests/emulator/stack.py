@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 from moto import mock_aws
 
 from emulator import extend_moto
@@ -236,6 +237,24 @@ class Stack:
             token = page.get("nextToken")
             if not token:
                 return events
+
+    def invoke(self, stage: str, payload: dict) -> tuple[str | None, dict]:
+        """Invokes ``offboard-<stage>`` directly, as a caller holding
+        lambda:InvokeFunction could, skipping the state machine; returns
+        (X-Amz-Function-Error, body). One attempt: an invocation that may
+        mutate is never silently repeated by the SDK.
+
+        A function error is HTTP 200 with X-Amz-Function-Error and the body
+        ``{"errorType", "errorMessage"}`` (AWS Lambda API Reference, Invoke:
+        "FunctionError — If present, indicates that an error occurred during
+        function execution. Details about the error are included in the response
+        payload", https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html)."""
+        client = boto3.client("lambda", endpoint_url=self.lambdas.url, region_name=REGION,
+                              aws_access_key_id="local", aws_secret_access_key="local",
+                              config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120))
+        response = client.invoke(FunctionName=f"offboard-{stage}", Payload=json.dumps(payload).encode())
+        assert response["StatusCode"] == 200, response
+        return response.get("FunctionError"), json.loads(response["Payload"].read())
 
     # --- the emulator's control endpoint -------------------------------------
 

@@ -44,7 +44,9 @@ pub const ERROR_NAMES: [&str; 12] = [
 /// template and the calls observed end to end are checked against it.
 /// (Every stage that checks the caller also calls sts:GetCallerIdentity,
 /// which needs no permission.) Mutating stages re-check the user (GetUser)
-/// before their first change; the MFA task also checks the serial is held.
+/// before their first change; the MFA task also checks the serial is held,
+/// marks a virtual device before deactivating it and, on a retry, reads that
+/// mark (see [`mfa::TAKEN_FROM_TAG`]).
 pub const STAGE_ACTIONS: [(&str, &[&str]); 7] = [
     ("GetUsername", &["iam:GetUser", "iam:ListUsers"]),
     (
@@ -70,7 +72,9 @@ pub const STAGE_ACTIONS: [(&str, &[&str]); 7] = [
             "iam:DeleteSigningCertificate",
             "iam:DeleteVirtualMFADevice",
             "iam:GetUser",
+            "iam:ListMFADeviceTags",
             "iam:ListMFADevices",
+            "iam:TagMFADevice",
         ],
     ),
     ("DeleteGroupsAndPolicies", &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetUser", "iam:RemoveUserFromGroup"]),

@@ -10,8 +10,10 @@ use std::time::Instant;
 use aws_sdk_iam::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::errors::OffboardError;
-use crate::inventory::MfaDevice;
+use aws_sdk_iam::types::Tag;
+
+use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
+use crate::inventory::{MfaDevice, Outcome};
 use crate::removal::idempotent;
 
 /// The state machine's Choice uses this very pattern (`StringMatches`).
@@ -54,18 +56,31 @@ pub fn string_matches(pattern: &str, value: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// The tag a virtual device gets just before it is deactivated: the id of the
+/// user it is taken from. A stage that stops between deactivating and
+/// deleting the device (its deadline, throttling) leaves it unassigned; the
+/// state machine's retry then finds the user no longer holds the serial, and
+/// deletes the device only if it carries this user's id. An unassigned device
+/// without it may be someone else's, created and not yet enabled: never
+/// deleted.
+pub const TAKEN_FROM_TAG: &str = "offboard:deactivated-from";
+
 /// Removes one MFA device from the user, as the state machine's Map does for
 /// each device. `handled_as` is the route the caller chose (the state
 /// machine's Choice, or [`classify`] for the CLI).
 pub async fn remove_mfa_device(
     iam: &Client,
     user_name: &str,
+    user_id: &str,
     mut device: MfaDevice,
     handled_as: MfaClass,
 ) -> Result<MfaDevice, OffboardError> {
     let started = Instant::now();
     let serial = device.serial_number.clone();
     let resource = format!("MFA device {serial} of user {user_name}");
+    if handled_as == MfaClass::Virtual {
+        mark_taken_from(iam, &serial, user_id).await?;
+    }
     let deactivation = idempotent(
         iam.deactivate_mfa_device().user_name(user_name).serial_number(&serial).send().await,
         "iam:DeactivateMFADevice",
@@ -85,6 +100,61 @@ pub async fn remove_mfa_device(
     device.duration_ms = Some(started.elapsed().as_millis() as u64);
     tracing::info!(serial_number = %serial, handled_as = ?handled_as, ?deactivation, "MFA device removed");
     Ok(device)
+}
+
+/// Tags a virtual device with [`TAKEN_FROM_TAG`]. The mark only makes a
+/// retry able to finish the job, so a deployment whose role may not tag
+/// (a target account's role from before the tag) or a device at IAM's 50-tag
+/// limit goes on without it, logged; NoSuchEntity means the serial is not a
+/// virtual device after all, which DeleteVirtualMFADevice then records.
+async fn mark_taken_from(iam: &Client, serial: &str, user_id: &str) -> Result<(), OffboardError> {
+    let tag = Tag::builder()
+        .key(TAKEN_FROM_TAG)
+        .value(user_id)
+        .build()
+        .map_err(|error| OffboardError::InvalidInput(format!("tag for MFA device {serial}: {error}")))?;
+    match iam.tag_mfa_device().serial_number(serial).tags(tag).send().await {
+        Ok(_) => Ok(()),
+        Err(error) if is_no_such_entity(&error) => Ok(()),
+        Err(error) => match classify_sdk_error(error, "iam:TagMFADevice", &format!("virtual MFA device {serial}")) {
+            OffboardError::AccessDenied(why) | OffboardError::LimitExceeded(why) => {
+                tracing::warn!(serial_number = %serial, %why,
+                    "the virtual MFA device could not be marked as taken from this user; if this stage stops between deactivating and deleting it, its retry will leave it unassigned");
+                Ok(())
+            }
+            other => Err(other),
+        },
+    }
+}
+
+/// On the state machine's retry, a virtual device the user no longer holds:
+/// deleted when it carries this user's id in [`TAKEN_FROM_TAG`] (an earlier
+/// attempt deactivated it and stopped before deleting it), left alone
+/// otherwise. `None` when nothing was deleted.
+pub async fn delete_left_unassigned(iam: &Client, serial: &str, user_id: &str) -> Result<Option<Outcome>, OffboardError> {
+    let resource = format!("virtual MFA device {serial}");
+    // One page holds every tag: IAM allows 50 per resource and answers 100 by default.
+    let tags = match iam.list_mfa_device_tags().serial_number(serial).send().await {
+        Ok(answer) => answer.tags,
+        Err(error) if is_no_such_entity(&error) => return Ok(Some(Outcome::AlreadyAbsent)),
+        Err(error) => return Err(classify_sdk_error(error, "iam:ListMFADeviceTags", &resource)),
+    };
+    if !tags.iter().any(|tag| tag.key == TAKEN_FROM_TAG && tag.value == user_id) {
+        tracing::warn!(serial_number = %serial,
+            "the user no longer holds this MFA device and it is not marked as taken from this user; it is left alone");
+        return Ok(None);
+    }
+    match idempotent(
+        iam.delete_virtual_mfa_device().serial_number(serial).send().await,
+        "iam:DeleteVirtualMFADevice",
+        &resource,
+    ) {
+        Err(OffboardError::DeleteConflict(why)) => {
+            tracing::warn!(serial_number = %serial, %why, "the device was assigned again since; it is left alone");
+            Ok(None)
+        }
+        deleted => deleted.map(Some),
+    }
 }
 
 #[cfg(test)]

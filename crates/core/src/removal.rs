@@ -104,6 +104,7 @@ impl Progress {
 pub async fn delete_credentials(
     iam: &Client,
     user_name: &str,
+    user_id: &str,
     inventory: CredentialInventory,
 ) -> Result<CredentialInventory, OffboardError> {
     let mut progress = Progress::default();
@@ -199,7 +200,7 @@ pub async fn delete_credentials(
             |device| format!("MFA device {}", device.serial_number),
             |device| {
                 let handled_as = classify(&device.serial_number);
-                remove_mfa_device(iam, user_name, device, handled_as)
+                remove_mfa_device(iam, user_name, user_id, device, handled_as)
             },
         )
         .await?;

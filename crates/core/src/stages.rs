@@ -24,7 +24,7 @@ use crate::inventory::{
     gather_credentials, gather_permissions, list_mfa_devices, CredentialInventory, MfaDevice, Outcome,
     PermissionInventory,
 };
-use crate::mfa::{remove_mfa_device, MfaClass};
+use crate::mfa::{delete_left_unassigned, remove_mfa_device, MfaClass};
 use crate::quarantine::{
     quarantine_user, quarantined_until, refuse_if_quarantined, refuse_if_quarantined_otherwise, QuarantineRecord,
 };
@@ -382,7 +382,7 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
         match (request.credentials, request.mfa_device, request.handled_as) {
             (Some(credentials), None, None) => {
                 ctx.recheck_existing(user_name, &request.user_id).await?;
-                let removed = delete_credentials(&ctx.iam, user_name, credentials).await?;
+                let removed = delete_credentials(&ctx.iam, user_name, &request.user_id, credentials).await?;
                 tracing::info!(items = removed.item_count(), "credentials removed");
                 Ok(CredentialRemoval::Credentials(removed))
             }
@@ -392,7 +392,7 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
                 let held = list_mfa_devices(&ctx.iam, user_name).await?;
                 if held.iter().any(|d| d.serial_number == device.serial_number) {
                     return Ok(CredentialRemoval::MfaDevice(
-                        remove_mfa_device(&ctx.iam, user_name, device, handled_as).await?,
+                        remove_mfa_device(&ctx.iam, user_name, &request.user_id, device, handled_as).await?,
                     ));
                 }
                 if request.retry_count == 0 {
@@ -401,15 +401,19 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
                         device.serial_number
                     )));
                 }
-                // Never DeleteVirtualMFADevice a serial the user does not hold:
-                // it may be another identity's. An unassigned virtual device
-                // left by the earlier attempt is named in the log.
-                tracing::warn!(serial_number = %device.serial_number, retry_count = request.retry_count,
-                    "the user no longer holds this MFA device; an earlier attempt deactivated it. If it was virtual and still exists unassigned, delete it by hand");
+                // The earlier attempt most likely deactivated it. Its device is
+                // deleted only when marked as taken from this very user: an
+                // unmarked one may be another identity's.
+                let virtual_device_deletion = match handled_as {
+                    MfaClass::Virtual => delete_left_unassigned(&ctx.iam, &device.serial_number, &request.user_id).await?,
+                    MfaClass::NonVirtual => None,
+                };
+                tracing::info!(serial_number = %device.serial_number, retry_count = request.retry_count,
+                    ?virtual_device_deletion, "the user no longer holds this MFA device: an earlier attempt deactivated it");
                 Ok(CredentialRemoval::MfaDevice(MfaDevice {
                     handled_as,
                     deactivation: Some(Outcome::AlreadyAbsent),
-                    virtual_device_deletion: None,
+                    virtual_device_deletion,
                     ..device
                 }))
             }

@@ -11,13 +11,13 @@ use aws_sdk_iam::operation::{
     delete_signing_certificate::DeleteSigningCertificateOutput, delete_ssh_public_key::DeleteSshPublicKeyOutput,
     delete_user::DeleteUserOutput, delete_user_policy::DeleteUserPolicyOutput,
     delete_virtual_mfa_device::DeleteVirtualMfaDeviceOutput, detach_user_policy::DetachUserPolicyOutput,
-    remove_user_from_group::RemoveUserFromGroupOutput,
+    remove_user_from_group::RemoveUserFromGroupOutput, tag_mfa_device::TagMfaDeviceOutput,
 };
 use aws_sdk_iam::Client;
 use aws_smithy_mocks::mock;
 use common::*;
 use iam_offboard_core::inventory::{CredentialInventory, Outcome, PermissionInventory};
-use iam_offboard_core::mfa::MfaClass;
+use iam_offboard_core::mfa::{MfaClass, TAKEN_FROM_TAG};
 use iam_offboard_core::removal::VerifyPolicy;
 use iam_offboard_core::stages::{
     invoke, parse_request, CredentialRemoval, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
@@ -125,6 +125,16 @@ async fn inventory_lists_every_credential_type_including_bedrock_keys() {
     }
 }
 
+/// TagMFADevice marking the virtual device as taken from alice, and nothing else.
+fn mark_rule() -> aws_smithy_mocks::Rule {
+    mock!(Client::tag_mfa_device)
+        .match_requests(|r| {
+            r.serial_number() == Some(VIRTUAL_SERIAL)
+                && r.tags().iter().map(|t| (t.key(), t.value())).eq([(TAKEN_FROM_TAG, ALICE_ID)])
+        })
+        .then_output(|| TagMfaDeviceOutput::builder().build())
+}
+
 fn deletion_rules() -> (Vec<aws_smithy_mocks::Rule>, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
     let deactivate = mock!(Client::deactivate_mfa_device)
         .match_requests(|r| r.user_name() == Some("alice"))
@@ -154,10 +164,11 @@ async fn virtual_passkey_and_hardware_devices_go_in_one_pass() {
     let inventory = alice_inventory().await;
     let (others, deactivate, delete_virtual) = deletion_rules();
     let recheck = alice_exists!();
+    let mark = mark_rule();
     let iam = aws_smithy_mocks::mock_client!(
         aws_sdk_iam,
         aws_smithy_mocks::RuleMode::MatchAny,
-        others.iter().chain([&deactivate, &delete_virtual, &recheck])
+        others.iter().chain([&deactivate, &delete_virtual, &recheck, &mark])
     );
     let ctx = context(iam);
     let request = json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": serde_json::to_value(&inventory).unwrap()});
@@ -170,6 +181,7 @@ async fn virtual_passkey_and_hardware_devices_go_in_one_pass() {
     let CredentialRemoval::Credentials(removed) = removed else { panic!("expected the whole-credentials answer") };
     assert_eq!(deactivate.num_calls(), 3, "every device is deactivated");
     assert_eq!(delete_virtual.num_calls(), 1, "DeleteVirtualMFADevice only for the virtual device");
+    assert_eq!(mark.num_calls(), 1, "only the virtual device is marked, with alice's id");
     for device in &removed.mfa_devices {
         assert_eq!(device.deactivation, Some(Outcome::Removed));
         let expected = (device.serial_number == VIRTUAL_SERIAL).then_some(Outcome::Removed);
@@ -188,10 +200,11 @@ async fn the_state_machine_route_decides_per_device() {
     let recheck = alice_exists!();
     let held = mock!(Client::list_mfa_devices)
         .then_http_response(|| mfa_devices_xml(&[VIRTUAL_SERIAL, PASSKEY_SERIAL, HARDWARE_SERIAL]));
+    let mark = mark_rule();
     let iam = aws_smithy_mocks::mock_client!(
         aws_sdk_iam,
         aws_smithy_mocks::RuleMode::MatchAny,
-        [&deactivate, &delete_virtual, &recheck, &held]
+        [&deactivate, &delete_virtual, &recheck, &held, &mark]
     );
     let ctx = context(iam);
     for (serial, route) in [(VIRTUAL_SERIAL, "Virtual"), (PASSKEY_SERIAL, "NonVirtual"), (HARDWARE_SERIAL, "NonVirtual")] {
@@ -213,6 +226,7 @@ async fn the_state_machine_route_decides_per_device() {
     }
     assert_eq!(deactivate.num_calls(), 3);
     assert_eq!(delete_virtual.num_calls(), 1);
+    assert_eq!(mark.num_calls(), 1, "the virtual route marks its device before deactivating it");
     assert_eq!((recheck.num_calls(), held.num_calls()), (3, 3), "each device task re-checks the user and the serial");
 }
 
@@ -224,6 +238,7 @@ async fn no_such_entity_on_every_delete_means_already_done() {
         mock!(Client::delete_ssh_public_key).then_http_response(|| no_such_entity("SSH key")),
         mock!(Client::delete_signing_certificate).then_http_response(|| no_such_entity("certificate")),
         mock!(Client::delete_service_specific_credential).then_http_response(|| no_such_entity("credential")),
+        mock!(Client::tag_mfa_device).then_http_response(|| no_such_entity("virtual MFA device")),
         mock!(Client::deactivate_mfa_device).then_http_response(|| no_such_entity("MFA device")),
         mock!(Client::delete_virtual_mfa_device).then_http_response(|| no_such_entity("virtual MFA device")),
         mock!(Client::remove_user_from_group).then_http_response(|| no_such_entity("group")),
@@ -235,7 +250,7 @@ async fn no_such_entity_on_every_delete_means_already_done() {
     let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, &rules);
     let ctx = context(iam);
     let credentials = alice_inventory().await;
-    let removed = iam_offboard_core::removal::delete_credentials(&ctx.iam, "alice", credentials).await.unwrap();
+    let removed = iam_offboard_core::removal::delete_credentials(&ctx.iam, "alice", ALICE_ID, credentials).await.unwrap();
     assert_eq!(removed.login_profile.unwrap().outcome, Some(Outcome::AlreadyAbsent));
     assert!(removed.access_keys.iter().all(|k| k.outcome == Some(Outcome::AlreadyAbsent)));
     assert!(removed.ssh_public_keys.iter().all(|k| k.outcome == Some(Outcome::AlreadyAbsent)));
@@ -267,6 +282,7 @@ async fn error_name_for(response: fn() -> aws_smithy_runtime_api::client::orches
     let error = iam_offboard_core::removal::delete_credentials(
         &iam,
         "alice",
+        ALICE_ID,
         serde_json::from_value(json!({
             "LoginProfile": null, "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null}],
             "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": []
@@ -387,7 +403,7 @@ async fn a_failure_part_way_names_what_was_already_removed() {
     inventory.signing_certificates.clear();
     inventory.service_specific_credentials.clear();
     inventory.mfa_devices.clear();
-    let error = iam_offboard_core::removal::delete_credentials(&iam, "alice", inventory).await.unwrap_err();
+    let error = iam_offboard_core::removal::delete_credentials(&iam, "alice", ALICE_ID, inventory).await.unwrap_err();
     assert_eq!(error.name(), "AccessDenied");
     let message = error.to_string();
     assert!(message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"), "{message}");
@@ -884,17 +900,95 @@ async fn an_mfa_serial_the_user_does_not_hold_is_never_touched() {
     // Read rules only: DeactivateMFADevice or DeleteVirtualMFADevice would panic.
     let get_user = alice_exists!();
     let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[PASSKEY_SERIAL]));
-    let ctx = context(iam_client!(&get_user, &held));
+    // Unassigned, and marked as taken from another user (or not marked at all).
+    let marks = mock!(Client::list_mfa_device_tags)
+        .match_requests(move |r| r.serial_number() == Some(foreign))
+        .sequence()
+        .http_response(|| mfa_device_tags_xml(&[(TAKEN_FROM_TAG, "AIDABOB00000000000001"), ("team", "x")]))
+        .http_response(|| mfa_device_tags_xml(&[]))
+        .build();
+    let ctx = context(iam_client!(&get_user, &held, &marks));
     let error = run_mutating_stage(&ctx, "mfa device", request(0)).await.unwrap_err();
     assert_eq!(error.name(), "InvalidInput");
     assert!(error.to_string().contains(foreign) && error.to_string().contains("nothing was changed"), "{error}");
+    assert_eq!(marks.num_calls(), 0, "a first attempt never looks further than the user's own devices");
 
     // On the state machine's retry, the earlier attempt most likely deactivated
-    // it: recorded as already deactivated, still never deleted.
-    let device = run_mutating_stage(&ctx, "mfa device", request(1)).await.unwrap();
+    // it: recorded as already deactivated, and not deleted without alice's mark.
+    for _ in 0..2 {
+        let device = run_mutating_stage(&ctx, "mfa device", request(1)).await.unwrap();
+        assert_eq!(device["Deactivation"], "AlreadyAbsent");
+        assert!(device.get("VirtualDeviceDeletion").is_none(), "{device}");
+    }
+    assert_eq!((held.num_calls(), marks.num_calls()), (3, 2));
+}
+
+/// The retry of a device task whose first attempt deactivated alice's
+/// virtual device and stopped before deleting it.
+fn retry_of_virtual_device() -> Value {
+    json!({"UserName": "alice", "UserId": ALICE_ID, "HandledAs": "Virtual", "RetryCount": 2,
+           "MFADevice": {"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual"}})
+}
+
+#[tokio::test]
+async fn a_retry_deletes_the_virtual_device_its_earlier_attempt_left_unassigned() {
+    let get_user = alice_exists!();
+    let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[PASSKEY_SERIAL]));
+    let marked = mock!(Client::list_mfa_device_tags)
+        .match_requests(|r| r.serial_number() == Some(VIRTUAL_SERIAL))
+        .then_http_response(|| mfa_device_tags_xml(&[("team", "x"), (TAKEN_FROM_TAG, ALICE_ID)]));
+    let delete_virtual = mock!(Client::delete_virtual_mfa_device)
+        .match_requests(|r| r.serial_number() == Some(VIRTUAL_SERIAL))
+        .then_output(|| DeleteVirtualMfaDeviceOutput::builder().build());
+    let ctx = context(iam_client!(&get_user, &held, &marked, &delete_virtual));
+    let device = run_mutating_stage(&ctx, "mfa device", retry_of_virtual_device()).await.unwrap();
+    assert_eq!(device["Deactivation"], "AlreadyAbsent");
+    assert_eq!(device["VirtualDeviceDeletion"], "Removed");
+    assert_eq!((marked.num_calls(), delete_virtual.num_calls()), (1, 1));
+
+    // Already deleted by then (ListMFADeviceTags says NoSuchEntity): recorded, no delete.
+    let gone = mock!(Client::list_mfa_device_tags).then_http_response(|| no_such_entity("MFA device"));
+    let ctx = context(iam_client!(&alice_exists!(), &held, &gone));
+    let device = run_mutating_stage(&ctx, "mfa device", retry_of_virtual_device()).await.unwrap();
+    assert_eq!(device["VirtualDeviceDeletion"], "AlreadyAbsent");
+
+    // Assigned again since (DeleteConflict): left alone, not a failure.
+    let in_use = mock!(Client::delete_virtual_mfa_device)
+        .then_http_response(|| error_xml(409, "DeleteConflict", "You must deactivate a user's virtual MFA device before you can delete it."));
+    let ctx = context(iam_client!(&alice_exists!(), &held, &marked, &in_use));
+    let device = run_mutating_stage(&ctx, "mfa device", retry_of_virtual_device()).await.unwrap();
+    assert!(device.get("VirtualDeviceDeletion").is_none(), "{device}");
+    assert_eq!(in_use.num_calls(), 1);
+
+    // A non-virtual serial on retry: nothing to read or delete.
+    let mut request = retry_of_virtual_device();
+    request["HandledAs"] = json!("NonVirtual");
+    request["MFADevice"]["SerialNumber"] = json!(HARDWARE_SERIAL);
+    let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[]));
+    let ctx = context(iam_client!(&alice_exists!(), &held));
+    let device = run_mutating_stage(&ctx, "mfa device", request).await.unwrap();
     assert_eq!(device["Deactivation"], "AlreadyAbsent");
     assert!(device.get("VirtualDeviceDeletion").is_none(), "{device}");
-    assert_eq!(held.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_device_that_cannot_be_marked_is_still_removed_unless_iam_is_throttling() {
+    for (code, status, goes_on) in [("AccessDenied", 403, true), ("LimitExceeded", 409, true), ("Throttling", 400, false)] {
+        let (_, deactivate, delete_virtual) = deletion_rules();
+        let refused = mock!(Client::tag_mfa_device).then_http_response(move || error_xml(status, code, "refused"));
+        let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[VIRTUAL_SERIAL]));
+        let ctx = context(iam_client!(&alice_exists!(), &held, &refused, &deactivate, &delete_virtual));
+        let request = json!({"UserName": "alice", "UserId": ALICE_ID, "HandledAs": "Virtual",
+                             "MFADevice": {"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual"}});
+        let result = run_mutating_stage(&ctx, "mfa device", request).await;
+        if goes_on {
+            let device = result.unwrap();
+            assert_eq!((device["Deactivation"].as_str(), device["VirtualDeviceDeletion"].as_str()), (Some("Removed"), Some("Removed")), "{code}");
+        } else {
+            assert_eq!(result.unwrap_err().name(), "Throttled");
+            assert_eq!(deactivate.num_calls(), 0, "nothing is deactivated before the mark when the mark may still be made");
+        }
+    }
 }
 
 #[tokio::test]

@@ -97,9 +97,17 @@ macro_rules! alice_exists {
 }
 
 pub fn tags_xml(tags: &[(&str, &str)]) -> HttpResponse {
+    tags_answer("ListUserTags", tags)
+}
+
+pub fn mfa_device_tags_xml(tags: &[(&str, &str)]) -> HttpResponse {
+    tags_answer("ListMFADeviceTags", tags)
+}
+
+fn tags_answer(operation: &str, tags: &[(&str, &str)]) -> HttpResponse {
     let members: String =
         tags.iter().map(|(k, v)| format!("<member><Key>{k}</Key><Value>{v}</Value></member>")).collect();
-    ok_xml("ListUserTags", &format!("<Tags>{members}</Tags><IsTruncated>false</IsTruncated>"))
+    ok_xml(operation, &format!("<Tags>{members}</Tags><IsTruncated>false</IsTruncated>"))
 }
 
 pub fn mfa_devices_xml(serials: &[&str]) -> HttpResponse {
