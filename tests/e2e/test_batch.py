@@ -64,14 +64,6 @@ def stack():
         yield running
 
 
-@pytest.fixture(autouse=True)
-def clean_slate(stack):
-    stack.faults()
-    stack.clear_calls()
-    yield
-    stack.faults()
-
-
 # --- helpers ---------------------------------------------------------------------------
 
 

@@ -65,35 +65,50 @@ def test_every_offboarding_completes_under_the_budget(paced):
     assert not [c for c in calls if c["Injected"]], "nothing was throttled: the calls waited their turn instead"
 
 
+INTERVAL = round(1e6 / BUDGET)
+
+
+def slots_taken(add: dict) -> int:
+    """How many consecutive slots one ADD took: its interval over the budget's
+    (the calls of one process waiting together take theirs in one ADD)."""
+    added = int(add["Params"]["ExpressionAttributeValues"][":interval"]["N"])
+    assert added % INTERVAL == 0 and added > 0, add["Params"]
+    return added // INTERVAL
+
+
 def test_every_iam_attempt_took_a_slot_of_the_shared_schedule(paced):
     _, _, calls = paced
     iam = function_calls(calls, "iam")
-    slots = [c for c in function_calls(calls, "dynamodb")
-             if c["Action"] == "UpdateItem" and "ADD" in str(c["Params"].get("UpdateExpression", c["Params"]))]
+    adds = [c for c in function_calls(calls, "dynamodb")
+            if c["Action"] == "UpdateItem" and c["Params"]["UpdateExpression"].startswith("ADD")]
     assert iam, "the offboardings called IAM"
-    assert len(slots) >= len(iam), f"{len(slots)} slots taken for {len(iam)} IAM calls"
+    taken = sum(slots_taken(add) for add in adds)
+    assert taken >= len(iam), f"{taken} slots taken for {len(iam)} IAM calls"
+    assert len(adds) < len(iam), "calls waiting together took their slots in one UpdateItem"
     by_key: dict[str, int] = {}
-    for call in sorted(function_calls(calls, "iam") + slots, key=lambda c: c["Time"]):
+    for call in sorted(iam + adds, key=lambda c: c["Time"]):
         key = call["AccessKeyId"]
-        by_key[key] = by_key.get(key, 0) + (1 if call["Service"] == "dynamodb" else -1)
+        by_key[key] = by_key.get(key, 0) + (slots_taken(call) if call["Service"] == "dynamodb" else -1)
         assert by_key[key] >= 0, f"an IAM call of {key} went before its function took a slot"
 
 
 def granted_slots(calls: list[dict]) -> list[int]:
     """The slots (µs since the epoch) the schedule handed out, read from
-    DynamoDB's answers as take_slot reads them: an ADD's new NextCallAtMicros
-    less one interval is a slot, unless the caller found it stale and moved the
-    schedule with a conditional SET naming that very value (`:seen`); a SET that
-    succeeded hands out its `:caught_up` less one interval (now)."""
-    interval = round(1e6 / BUDGET)
+    DynamoDB's answers as take_slots reads them: an ADD of k intervals whose
+    new NextCallAtMicros is N hands out the k slots N - k·i, ..., N - i, unless
+    the caller found them stale and moved the schedule with a conditional SET
+    naming that very N (`:seen`); a SET that succeeded hands out the same
+    number of slots ending at its `:caught_up`."""
     updates = [c for c in function_calls(calls, "dynamodb") if c["Action"] == "UpdateItem"]
     adds = [c for c in updates if c["Params"]["UpdateExpression"].startswith("ADD")]
     moves = [c for c in updates if c["Params"]["UpdateExpression"].startswith("SET")]
     assert len(adds) + len(moves) == len(updates) and all(c["Status"] == 200 for c in adds), "every slot was taken"
-    added = [int(c["Response"]["Attributes"]["NextCallAtMicros"]["N"]) for c in adds]
+    ends = {int(c["Response"]["Attributes"]["NextCallAtMicros"]["N"]): slots_taken(c) for c in adds}
     seen = {int(c["Params"]["ExpressionAttributeValues"][":seen"]["N"]) for c in moves}
-    caught_up = [int(c["Params"]["ExpressionAttributeValues"][":caught_up"]["N"]) for c in moves if c["Status"] == 200]
-    return sorted(next_call - interval for next_call in [*[a for a in added if a not in seen], *caught_up])
+    granted = [(end, count) for end, count in ends.items() if end not in seen]
+    granted += [(int(c["Params"]["ExpressionAttributeValues"][":caught_up"]["N"]),
+                 ends[int(c["Params"]["ExpressionAttributeValues"][":seen"]["N"])]) for c in moves if c["Status"] == 200]
+    return sorted(end - k * INTERVAL for end, count in granted for k in range(1, count + 1))
 
 
 def test_the_deployment_never_asked_iam_for_more_than_its_budget(paced):
@@ -106,9 +121,8 @@ def test_the_deployment_never_asked_iam_for_more_than_its_budget(paced):
     _, _, calls = paced
     slots = granted_slots(calls)
     arrivals = sorted(round(c["Time"] * 1e6) for c in function_calls(calls, "iam"))
-    interval = round(1e6 / BUDGET)
     gaps = [later - earlier for earlier, later in zip(slots, slots[1:])]
-    assert min(gaps) >= interval, f"two slots {min(gaps)} µs apart under a budget of {BUDGET}/s"
+    assert min(gaps) >= INTERVAL, f"two slots {min(gaps)} µs apart under a budget of {BUDGET}/s"
     assert len(slots) >= len(arrivals), f"{len(slots)} slots for {len(arrivals)} IAM calls"
     early = [(k, slot - arrival) for k, (slot, arrival) in enumerate(zip(slots, arrivals)) if arrival < slot]
     assert not early, f"IAM calls arrived before the schedule allowed them (call index, µs early): {early[:5]}"

@@ -50,13 +50,6 @@ def stack():
         yield running
 
 
-@pytest.fixture(autouse=True)
-def clean_slate(stack):
-    stack.faults()
-    stack.clear_calls()
-    yield
-
-
 def outcomes(output: dict) -> dict[str, str]:
     return {entry["Account"]: entry["Outcome"] for entry in output["Accounts"]}
 

@@ -93,17 +93,6 @@ def stack():
         yield running
 
 
-@pytest.fixture(autouse=True)
-def clean_slate(stack):
-    stack.faults()
-    stack.clear_calls()
-    stack.events()
-    yield
-    stack.faults()
-    with stack.emulator.app.lock:
-        stack.emulator.app.hooks.clear()
-
-
 # --- helpers -----------------------------------------------------------------
 
 

@@ -54,17 +54,6 @@ def bystander(stack):
     return seed_user(stack.iam, "bystander")
 
 
-@pytest.fixture(autouse=True)
-def clean_slate(stack):
-    stack.faults()
-    stack.lambdas.clear_injected_errors()
-    stack.lambdas.invocations.clear()
-    stack.clear_calls()
-    yield
-    stack.faults()
-    stack.lambdas.clear_injected_errors()
-
-
 # --- helpers ------------------------------------------------------------------
 
 
@@ -440,8 +429,9 @@ def test_lambda_service_errors_are_retried_and_the_execution_succeeds(stack, bys
     # https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html;
     # "Handling errors in Step Functions workflows",
     # https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
-    # moto's interpreter would call any Invoke API failure `Exception`, so the
-    # Lambda host injects them as function errors (LambdaHost.inject_errors).
+    # The Lambda host injects them as function errors (LambdaHost.inject_errors):
+    # a function-ARN Task reports those under their errorType, as Step Functions
+    # reports an Invoke API failure under Lambda.<code> (see the next test).
     name = "lambda-hiccups"
     seed_user(stack.iam, name)
     before = Unchanged(stack, "bystander", offboarding=name)
@@ -466,6 +456,34 @@ def test_lambda_service_errors_are_retried_and_the_execution_succeeds(stack, bys
     # The call-log filter the other tests rely on does see the functions' changes.
     assert {"DeleteGroupsAndPolicies:RemoveUserFromGroup", "DeleteIAMUserAndVerify:DeleteUser"} <= set(mutating_calls(stack))
     before.check()
+
+
+def test_lambda_concurrency_exhausted_is_retried_and_every_execution_succeeds(stack):
+    """Each function may run one invocation at a time here (as with reserved
+    concurrency 1), and three offboardings start at once: the Invoke API
+    answers 429 TooManyRequestsException, which Step Functions reports as
+    Lambda.TooManyRequestsException ("When Lambda hits the maximum number of
+    invocations, the error is Lambda.TooManyRequestsException", Step Functions
+    developer guide, "Handle Lambda service exceptions",
+    https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html),
+    and the state machine's retrier waits its turn instead of failing."""
+    names = [f"crowded{i}" for i in range(3)]
+    for name in names:
+        seed_user(stack.iam, name, access_keys=1, ssh_keys=0, certificates=0, services=(), virtual_devices=1,
+                  passkeys=1, hardware_tokens=0, groups=1, inline_policies=0, attached_policies=0)
+    concurrency = stack.max_concurrency
+    stack.restart_lambdas(max_concurrency=1)
+    try:
+        arns = [stack.start({"UserName": name}, name=name) for name in names]
+        results = [stack.wait(arn, timeout=600) for arn in arns]
+        idle = [function.outstanding for function in stack.lambdas.functions.values()]
+    finally:
+        stack.restart_lambdas(max_concurrency=concurrency)
+    assert [r["status"] for r in results] == ["SUCCEEDED"] * 3, [(r.get("error"), r.get("cause")) for r in results]
+    errors = [error for arn in arns for error in failed_lambda_errors(stack, arn)]
+    assert errors and set(errors) == {"Lambda.TooManyRequestsException"}, errors
+    assert {name: leftovers(stack.iam, name) for name in names} == {name: {} for name in names}
+    assert idle == [0] * len(idle), "every invocation the host counted has ended"
 
 
 def test_a_function_error_that_is_not_retried_fails_on_the_first_attempt(stack, bystander):

@@ -35,15 +35,6 @@ def stack():
         yield running
 
 
-@pytest.fixture(autouse=True)
-def clean_slate(stack):
-    stack.faults()
-    stack.clear_calls()
-    stack.events()
-    yield
-    stack.faults()
-
-
 def only_event(stack, detail_type: str) -> dict:
     events = stack.events()
     assert [e["detail-type"] for e in events] == [detail_type], events

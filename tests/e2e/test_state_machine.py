@@ -37,14 +37,6 @@ def stack():
         yield running
 
 
-@pytest.fixture(autouse=True)
-def clean_slate(stack):
-    stack.faults()
-    stack.clear_calls()
-    yield
-    stack.faults()
-
-
 def function_calls(stack, stage: str | None = None) -> list[str]:
     return [c["Action"] for c in stack.calls()
             if c["AccessKeyId"] in STAGE_BY_KEY and (stage is None or STAGE_BY_KEY[c["AccessKeyId"]] == stage)]

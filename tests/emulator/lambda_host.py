@@ -288,10 +288,11 @@ class LambdaHost:
         https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html,
         and "Handling errors in Step Functions workflows",
         https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
-        moto's interpreter names every failed Invoke API call ``Exception``
-        (moto/stepfunctions/parser/.../state_task_lambda.py ``_from_error``),
-        so those names can only reach its retriers as a function error's
-        ``errorType``, which it passes through unchanged."""
+        An injected name reaches the retriers as a function error's
+        ``errorType``, which the interpreter passes through unchanged; a real
+        Invoke API failure of this host (its 429 when a function's concurrency
+        is used up) is named ``Lambda.<code>`` (sfn_integration.py,
+        ``_lambda_task_error``)."""
         if stage not in self.functions:
             raise KeyError(f"no function {stage}; one of {sorted(self.functions)}")
         with self.injection_lock:
@@ -357,6 +358,10 @@ class LambdaHost:
                     payload = json.dumps({"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"}).encode()
                     self.send_response(429)
                     self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+                    # Every Lambda API answer carries its request id (botocore's lambda model
+                    # and ResponseMetadata.RequestId read it from this header); Step
+                    # Functions quotes it in the failure's cause.
+                    self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

@@ -63,6 +63,10 @@ Extensions over moto 5.2.5 (``extend_step_functions()``):
   empty one is a ``ValidationException``;
 - a StartExecution error whose code already ends in ``Exception`` is named
   ``StepFunctions.<Code>`` (stock moto: ``StepFunctions.<Code>Exception``).
+- a Lambda Task whose Invoke call fails (Lambda's 429 when concurrency runs out, say)
+  fails as ``Lambda.<Lambda's error code>``, e.g. ``Lambda.TooManyRequestsException``
+  (stock moto: ``Exception``, which no Lambda retrier matches; see ``_lambda_task_error``);
+- each JSONPath is parsed once, not on every evaluation (see ``_cache_json_path_parsing``).
 Kept from stock moto, already Step Functions' behaviour: a StartExecution error becomes
 ``StepFunctions.<Code>Exception`` (e.g. ``StepFunctions.ExecutionAlreadyExistsException``)
 with Cause ``<message> (Service: AWSStepFunctions; Status Code: 400; Error Code: <Code>;
@@ -111,10 +115,17 @@ from typing import Any
 
 import boto3
 import botocore.session
+import jsonpath_ng
+import jsonpath_ng.ext
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from moto.stepfunctions.exceptions import ValidationException
 from moto.stepfunctions.parser import models as parser_models
-from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.api import (
+    ExecutionFailedEventDetails,
+    HistoryEventType,
+    LambdaFunctionFailedEventDetails,
+)
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
@@ -152,6 +163,10 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguagePa
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_sfn,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+    StateTaskServiceLambda,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
 
 StateTaskServiceSfn = state_task_service_sfn.StateTaskServiceSfn
 
@@ -683,6 +698,53 @@ def _parse(definition: str):  # type: ignore[no-untyped-def]
     return copy.deepcopy(program), context
 
 
+@lru_cache(maxsize=4096)
+def _parsed_json_path(path: str):  # type: ignore[no-untyped-def]
+    return jsonpath_ng.ext.parse(path)
+
+
+@lru_cache(maxsize=4096)
+def _parsed_result_path(path: str):  # type: ignore[no-untyped-def]
+    return jsonpath_ng.parse(path)
+
+
+def _cache_json_path_parsing() -> None:
+    """moto parses every JSONPath again each time a state evaluates it
+    (moto/stepfunctions/parser/asl/utils/json_path.py ``extract_json`` and
+    component/common/path/result_path.py call jsonpath_ng's ``parse``), with
+    jsonpath_ng's PLY parser: 8.7 % of the GIL with 100 offboardings at once,
+    profiled here with py-spy. A parsed path is only read when it is applied
+    (``find``/``update``), so one parse per distinct path serves them all."""
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    json_path.parse = _parsed_json_path
+    result_path.parse = _parsed_result_path
+
+
+_original_lambda_task_from_error = StateTaskLambda._from_error
+
+
+def _lambda_task_error(self, env, ex):  # type: ignore[no-untyped-def]
+    """A Lambda Task whose Invoke call itself failed (the function never ran):
+    Step Functions names the error after Lambda's error code. "Lambda errors
+    are reported as Lambda.<ErrorName> [...] When Lambda hits the maximum
+    number of invocations, the error is Lambda.TooManyRequestsException"
+    (Step Functions developer guide, "Handle Lambda service exceptions",
+    https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html).
+    moto 5.2.5 names it "Exception" for a function-ARN Task
+    (state_task_lambda.py ``_from_error``), so no retrier on
+    Lambda.TooManyRequestsException ever matched; its own lambda:invoke
+    integration already says Lambda.<code> (state_task_service_lambda.py
+    ``_error_cause_from_client_error``), which this reuses."""
+    if not isinstance(ex, ClientError):
+        return _original_lambda_task_from_error(self, env, ex)
+    error, cause = StateTaskServiceLambda._error_cause_from_client_error(ex)
+    return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.LambdaFunctionFailed,
+                        event_details=EventDetails(lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                            error=error, cause=cause)))
+
+
 _original_state_map_from_state_props = StateMap.from_state_props
 _original_state_map_eval_execution = StateMap._eval_execution
 _original_map_run = DistributedIterationComponent._map_run
@@ -694,6 +756,8 @@ def _extend_distributed_map() -> None:
     if getattr(StateMap, "_offboard_extended", False):
         return
     AmazonStateLanguageParser.parse = staticmethod(_parse)
+    _cache_json_path_parsing()
+    StateTaskLambda._from_error = _lambda_task_error
     StateMap.from_state_props = _declared_tolerance
     StateMap._eval_execution = _eval_map_execution
     DistributedIterationComponent._map_run = _map_run_with_threshold

@@ -10,7 +10,9 @@
 //! The schedule is the generic cell rate algorithm (GCRA) on one DynamoDB
 //! item: `NextCallAtMicros` is when the next call may go (µs since the
 //! epoch). Taking a slot is one atomic `ADD` of the interval between calls;
-//! the caller goes at the time it was given. When the schedule has fallen
+//! the caller goes at the time it was given. Calls of one process waiting at
+//! the same moment (a stage's concurrent listings or removals) take their
+//! consecutive slots with one `ADD` of that many intervals. When the schedule has fallen
 //! behind the clock (the budget was idle), one conditional write moves it to
 //! now, so idle time is not saved up into a burst. That write is conditioned
 //! on the schedule still being behind, not on it being unchanged: when many
@@ -19,6 +21,9 @@
 //! conditioning on "unchanged" let every `ADD` of the herd void the others'
 //! writes until callers ran out of attempts and went unpaced.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -109,9 +114,25 @@ pub fn unix_micros(at: SystemTime) -> u64 {
 /// Takes the next slot of the shared schedule and returns when the call may
 /// go (now or later). Errors are DynamoDB's, as text.
 pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfig) -> Result<SystemTime, String> {
+    Ok(take_slots(dynamodb, budget, 1).await?[0])
+}
+
+/// Takes the next `count` consecutive slots (at least one) of the shared
+/// schedule in one UpdateItem, and returns when each may be used, earliest
+/// first. Errors are DynamoDB's, as text.
+pub async fn take_slots(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    budget: &BudgetConfig,
+    count: usize,
+) -> Result<Vec<SystemTime>, String> {
+    let count = count.max(1) as u64;
     let interval = budget.interval_micros();
+    let span = interval * count;
     let failed = |error: aws_sdk_dynamodb::error::SdkError<_, _>| {
         format!("UpdateItem on {}: {}", budget.table, aws_sdk_dynamodb::error::DisplayErrorContext(&error))
+    };
+    let slots_from = |first: u64, now: u64| -> Vec<SystemTime> {
+        (0..count).map(|k| UNIX_EPOCH + Duration::from_micros((first + k * interval).max(now))).collect()
     };
     for _ in 0..MAX_TAKE_ATTEMPTS {
         let taken = dynamodb
@@ -120,7 +141,7 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
             .key(KEY_ATTRIBUTE, AttributeValue::S(budget.schedule.clone()))
             .update_expression("ADD #next :interval")
             .expression_attribute_names("#next", NEXT_CALL_ATTRIBUTE)
-            .expression_attribute_values(":interval", AttributeValue::N(interval.to_string()))
+            .expression_attribute_values(":interval", AttributeValue::N(span.to_string()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
@@ -131,14 +152,14 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
             .and_then(|value| value.as_n().ok())
             .and_then(|value| value.parse::<u64>().ok())
             .ok_or_else(|| format!("UpdateItem on {} returned no number {NEXT_CALL_ATTRIBUTE}", budget.table))?;
-        let slot = next.saturating_sub(interval);
+        let first = next.saturating_sub(span);
         let now = unix_micros(SystemTime::now());
-        if slot + LATE_SLOT_TOLERANCE.as_micros() as u64 >= now {
-            return Ok(UNIX_EPOCH + Duration::from_micros(slot.max(now)));
+        if first + LATE_SLOT_TOLERANCE.as_micros() as u64 >= now {
+            return Ok(slots_from(first, now));
         }
-        // `:seen` (this caller's stale slot, which it gives up) always passes
+        // `:seen` (this caller's stale slots, which it gives up) always passes
         // `>=`, the schedule only moving forward; it makes each request name
-        // the slot it abandons, so the schedule can be audited from requests.
+        // the slots it abandons, so the schedule can be audited from requests.
         let stale_below = now - LATE_SLOT_TOLERANCE.as_micros() as u64;
         let caught_up = dynamodb
             .update_item()
@@ -147,20 +168,53 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
             .update_expression("SET #next = :caught_up")
             .condition_expression("#next < :stale_below AND #next >= :seen")
             .expression_attribute_names("#next", NEXT_CALL_ATTRIBUTE)
-            .expression_attribute_values(":caught_up", AttributeValue::N((now + interval).to_string()))
+            .expression_attribute_values(":caught_up", AttributeValue::N((now + span).to_string()))
             .expression_attribute_values(":stale_below", AttributeValue::N(stale_below.to_string()))
             .expression_attribute_values(":seen", AttributeValue::N(next.to_string()))
             .send()
             .await;
         match caught_up {
-            Ok(_) => return Ok(UNIX_EPOCH + Duration::from_micros(now)),
-            // Another caller moved the schedule first: take a slot of it.
+            Ok(_) => return Ok(slots_from(now, now)),
+            // Another caller moved the schedule first: take slots of it.
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
             Err(error) => return Err(failed(error)),
         }
     }
     tracing::warn!(attempts = MAX_TAKE_ATTEMPTS, "IAM budget schedule kept moving; this call goes without waiting its turn");
-    Ok(SystemTime::now())
+    Ok(vec![SystemTime::now()])
+}
+
+/// Most slots one UpdateItem takes for the calls of one process waiting
+/// together: a stage sends at most [`crate::inventory::CONCURRENCY`] removals
+/// or six listings at once.
+pub const MAX_SLOTS_PER_TAKE: usize = 8;
+
+/// The slots this process took and has not handed out yet, and how many of
+/// its calls are waiting for one. When several calls wait at once (a stage's
+/// listings or removals run concurrently), the one that reaches the schedule
+/// takes a slot for each of them in one UpdateItem and the others take theirs
+/// from here: one DynamoDB request for the group instead of one per call.
+#[derive(Debug, Default)]
+struct SlotReservoir {
+    waiting: AtomicUsize,
+    slots: tokio::sync::Mutex<VecDeque<SystemTime>>,
+}
+
+/// Counts a caller as waiting for as long as it exists (a caller whose
+/// future is dropped, at an invocation's deadline, stops counting).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A deployment's budget: its configuration and the DynamoDB client that
@@ -170,14 +224,19 @@ pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfi
 pub struct IamBudget {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub config: BudgetConfig,
+    reservoir: Arc<SlotReservoir>,
 }
 
 impl IamBudget {
+    pub fn new(dynamodb: aws_sdk_dynamodb::Client, config: BudgetConfig) -> Self {
+        Self { dynamodb, config, reservoir: Arc::default() }
+    }
+
     /// Waits for this call's slot. When the schedule cannot be reached the
     /// call goes unpaced and the failure is logged: IAM's own throttling and
     /// the retries still hold, and an offboarding never fails for the budget.
     pub async fn wait_for_slot(&self) {
-        match take_slot(&self.dynamodb, &self.config).await {
+        match self.next_slot().await {
             Ok(slot) => {
                 if let Ok(wait) = slot.duration_since(SystemTime::now()) {
                     tokio::time::sleep(wait).await;
@@ -185,6 +244,29 @@ impl IamBudget {
             }
             Err(error) => tracing::error!(error, "IAM budget unavailable; this call goes without waiting its turn"),
         }
+    }
+
+    /// A slot taken earlier for this call, or new slots for every call of
+    /// this process now waiting. A slot left over past its time (its caller
+    /// went away) is dropped, never used late: the budget's time passed
+    /// unused rather than spent twice.
+    async fn next_slot(&self) -> Result<SystemTime, String> {
+        let _waiting = Waiting::new(&self.reservoir.waiting);
+        let mut slots = self.reservoir.slots.lock().await;
+        let now = SystemTime::now();
+        while let Some(slot) = slots.pop_front() {
+            if slot + LATE_SLOT_TOLERANCE >= now {
+                return Ok(slot);
+            }
+        }
+        // Lets the calls started together with this one (the other futures
+        // of a join or a buffered stream, polled next) register as waiting.
+        tokio::task::yield_now().await;
+        let wanted = self.reservoir.waiting.load(Ordering::SeqCst).clamp(1, MAX_SLOTS_PER_TAKE);
+        let mut taken = take_slots(&self.dynamodb, &self.config, wanted).await?.into_iter();
+        let first = taken.next().unwrap_or(now);
+        slots.extend(taken);
+        Ok(first)
     }
 }
 
@@ -212,5 +294,42 @@ impl HttpConnector for BudgetedConnector {
             budget.wait_for_slot().await;
             inner.call(request).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+
+    fn budget() -> BudgetConfig {
+        BudgetConfig { table: "offboard-iam-budget".into(), calls_per_second: 10.0, schedule: KEY_VALUE.into() }
+    }
+
+    #[tokio::test]
+    async fn a_slot_left_over_past_its_time_is_dropped_and_a_fresh_one_is_used_without_asking_dynamodb() {
+        let add = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.update_expression() == Some("ADD #next :interval"))
+            .then_compute_output(|_| {
+                let next = unix_micros(SystemTime::now()) + 100_000;
+                UpdateItemOutput::builder()
+                    .set_attributes(Some(HashMap::from([(NEXT_CALL_ATTRIBUTE.to_string(), AttributeValue::N(next.to_string()))])))
+                    .build()
+            });
+        let budget = IamBudget::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&add]), budget());
+        let now = SystemTime::now();
+        let (stale, fresh) = (now - 2 * LATE_SLOT_TOLERANCE, now + Duration::from_secs(1));
+        budget.reservoir.slots.lock().await.extend([stale, fresh]);
+        assert_eq!(budget.next_slot().await.unwrap(), fresh);
+        assert_eq!(add.num_calls(), 0);
+        assert!(budget.reservoir.slots.lock().await.is_empty(), "the stale slot was dropped, not kept");
+        let taken = budget.next_slot().await.unwrap();
+        assert_eq!(add.num_calls(), 1, "an empty reservoir asks the schedule");
+        assert!(taken >= now, "{taken:?}");
+        assert_eq!(budget.reservoir.waiting.load(Ordering::SeqCst), 0, "no caller is left counted as waiting");
     }
 }

@@ -26,7 +26,7 @@ pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
 pub fn budgeted_iam_client(config: &SdkConfig, budget: Option<BudgetConfig>) -> aws_sdk_iam::Client {
     let mut iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition());
     if let (Some(budget), Some(http)) = (budget, config.http_client()) {
-        let budget = IamBudget { dynamodb: aws_sdk_dynamodb::Client::new(config), config: budget };
+        let budget = IamBudget::new(aws_sdk_dynamodb::Client::new(config), budget);
         iam = with_budget(iam, http, budget);
     }
     aws_sdk_iam::Client::from_conf(iam.build())

@@ -165,7 +165,7 @@ async fn every_iam_attempt_takes_a_slot_and_an_unreachable_budget_never_fails_a_
         .match_requests(|r| is_add(r, "100000"))
         .then_compute_output(|_| next_call_at(now_micros() + 100_000));
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&slots]);
-    let iam_budget = IamBudget { dynamodb, config: budget(10.0) };
+    let iam_budget = IamBudget::new(dynamodb, budget(10.0));
     let iam = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&get_user], |c: aws_sdk_iam::config::Builder| c
         .http_client(budgeted_http_client(create_mock_http_client(), iam_budget.clone()))
         .retry_config(
@@ -178,7 +178,7 @@ async fn every_iam_attempt_takes_a_slot_and_an_unreachable_budget_never_fails_a_
     let denied = mock!(DynamoDb::update_item).then_http_response(|| dynamodb_error("ResourceNotFoundException"));
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&denied], |c: aws_sdk_dynamodb::config::Builder| c
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
-    let unreachable = IamBudget { dynamodb, config: budget(10.0) };
+    let unreachable = IamBudget::new(dynamodb, budget(10.0));
     let get_user = mock!(aws_sdk_iam::Client::get_user).then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
     let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_user], |c: aws_sdk_iam::config::Builder| c
         .http_client(budgeted_http_client(create_mock_http_client(), unreachable.clone())));
@@ -197,7 +197,7 @@ async fn a_call_waiting_for_a_distant_slot_is_not_cut_off_as_a_stalled_upload() 
         .match_requests(|r| is_add(r, "100000"))
         .then_compute_output(move |_| next_call_at(now_micros() + wait.as_micros() as u64 + 100_000));
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&slots]);
-    let iam_budget = IamBudget { dynamodb, config: budget(10.0) };
+    let iam_budget = IamBudget::new(dynamodb, budget(10.0));
     // A grace period shorter than the wait, as the default 5 s is shorter
     // than a slot behind a queue of 50 callers at 10 calls/s.
     let strict = StalledStreamProtectionConfig::enabled().grace_period(Duration::from_secs(1)).build();
@@ -213,4 +213,24 @@ async fn a_call_waiting_for_a_distant_slot_is_not_cut_off_as_a_stalled_upload() 
     assert_eq!(user.user.unwrap().user_name, "alice");
     assert!(started.elapsed() >= wait, "the call waited for its slot");
     assert_eq!((get_user.num_calls(), slots.num_calls()), (1, 1));
+}
+
+/// Calls started together (a stage's concurrent listings) take their
+/// consecutive slots with one UpdateItem, and each still waits for its own.
+#[tokio::test]
+async fn calls_waiting_together_take_their_slots_in_one_update() {
+    let get_user = mock!(aws_sdk_iam::Client::get_user).then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
+    let four_slots = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add(r, "400000"))
+        .then_compute_output(|_| next_call_at(now_micros() + 400_000));
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&four_slots]);
+    let iam_budget = IamBudget::new(dynamodb, budget(10.0));
+    let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_user], |c: aws_sdk_iam::config::Builder| c
+        .http_client(budgeted_http_client(create_mock_http_client(), iam_budget.clone())));
+    let started = std::time::Instant::now();
+    let call = || iam.get_user().user_name("alice").send();
+    let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
+    assert!(a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok());
+    assert_eq!((get_user.num_calls(), four_slots.num_calls()), (4, 1), "one UpdateItem of four intervals for four calls");
+    assert!(started.elapsed() >= Duration::from_millis(300), "the last call waited for the fourth slot, 0.3 s after the first");
 }
