@@ -203,28 +203,34 @@ def test_throttling_server_errors_and_latency_still_succeed(stack):
         assert leftovers(stack.iam, name) == {}
 
 
-def test_throttling_that_outlasts_the_function_timeout_stops_the_stage_in_time(stack):
-    """The stage stops waiting on IAM before the Lambda deadline (from the
-    Runtime API) and says what it removed, rather than being killed; the
-    state machine's retry finishes once IAM lets calls through again."""
-    seed_user(stack.iam, "tina")
+def run_throttled_after(stack, action: str, name: str) -> tuple[dict, list[dict]]:
+    """Offboards ``name`` with functions whose timeout is 8 s, IAM throttling
+    every call for 10 s from the moment the next ``action`` is served; returns
+    the execution and its failed Lambda attempts' details."""
     stack.restart_lambdas(timeout_seconds=8.0)
 
     def throttle_everything_for_ten_seconds():
         stack.faults(ThrottleRate=1.0)
         threading.Timer(10, stack.faults).start()
 
-    # The first access key is removed; every IAM call after it is throttled.
-    stack.emulator.app.on_next("DeleteAccessKey", throttle_everything_for_ten_seconds)
+    stack.emulator.app.on_next(action, throttle_everything_for_ten_seconds)
     try:
-        execution = stack.run({"UserName": "tina"}, name="tina")
+        execution = stack.run({"UserName": name}, name=name)
         history = stack.history(execution["executionArn"])
     finally:
         stack.faults()
         stack.restart_lambdas(timeout_seconds=60.0)
+    return execution, [e["lambdaFunctionFailedEventDetails"] for e in history if e["type"] == "LambdaFunctionFailed"]
+
+
+def test_throttling_that_outlasts_the_function_timeout_stops_the_stage_in_time(stack):
+    """The stage stops waiting on IAM before the Lambda deadline (from the
+    Runtime API) and says what it removed, rather than being killed; the
+    state machine's retry finishes once IAM lets calls through again."""
+    seed_user(stack.iam, "tina")
+    # The first access key is removed; every IAM call after it is throttled.
+    execution, failures = run_throttled_after(stack, "DeleteAccessKey", "tina")
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
-    failures = [event["lambdaFunctionFailedEventDetails"] for event in history
-                if event["type"] == "LambdaFunctionFailed"]
     assert failures, "the throttling really outlasted an invocation"
     assert {failure["error"] for failure in failures} == {"Throttled"}, "never Sandbox.Timedout"
     first = failures[0]["cause"]
@@ -241,22 +247,9 @@ def test_a_stage_stopped_between_deactivating_and_deleting_a_virtual_device_is_f
     made = seed_user(stack.iam, "vera", virtual_devices=1, passkeys=0, hardware_tokens=0)
     # [API] CreateVirtualMFADevice creates a device assigned to no one until EnableMFADevice.
     unassigned = stack.iam.create_virtual_mfa_device(VirtualMFADeviceName="new-hire-phone")["VirtualMFADevice"]["SerialNumber"]
-    stack.restart_lambdas(timeout_seconds=8.0)
-
-    def throttle_everything_for_ten_seconds():
-        stack.faults(ThrottleRate=1.0)
-        threading.Timer(10, stack.faults).start()
-
     # Served, and every IAM call after it is throttled: DeleteVirtualMFADevice too.
-    stack.emulator.app.on_next("DeactivateMFADevice", throttle_everything_for_ten_seconds)
-    try:
-        execution = stack.run({"UserName": "vera"}, name="vera")
-        history = stack.history(execution["executionArn"])
-    finally:
-        stack.faults()
-        stack.restart_lambdas(timeout_seconds=60.0)
+    execution, stopped = run_throttled_after(stack, "DeactivateMFADevice", "vera")
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
-    stopped = [e["lambdaFunctionFailedEventDetails"] for e in history if e["type"] == "LambdaFunctionFailed"]
     assert stopped and {f["error"] for f in stopped} == {"Throttled"}, "stopped by the deadline, never a Lambda timeout"
     assert "was still waiting for IAM" in stopped[0]["cause"], stopped
     served = [c for c in stack.calls() if not c["Injected"]]

@@ -8,7 +8,7 @@ import os
 
 from threading import Thread
 
-from werkzeug.serving import make_server
+from werkzeug.serving import ThreadedWSGIServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
 from emulator import EmulatorApp, extend_moto
@@ -16,6 +16,16 @@ from emulator import EmulatorApp, extend_moto
 
 # One line per request drowns the demo and test output; errors still show.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+class Server(ThreadedWSGIServer):
+    # werkzeug listens with a backlog of 128 (werkzeug/serving.py LISTEN_QUEUE).
+    # A thousand function processes opening connections at once overflowed it:
+    # their SDKs saw "HTTP connect timeout occurred after 3.1s" and "Connection
+    # refused" on the budget's UpdateItem and on STS (3,712 and 194 such errors
+    # in the functions' logs of one 1,000-offboarding run). The kernel caps it
+    # at net.core.somaxconn (4096 here).
+    request_queue_size = 4096
 
 
 class EmulatorServer:
@@ -26,7 +36,7 @@ class EmulatorServer:
         os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         extend_moto()
         self.app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
-        self.server = make_server("127.0.0.1", port, self.app, threaded=True, request_handler=MotoRequestHandler)
+        self.server = Server("127.0.0.1", port, self.app, handler=MotoRequestHandler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = Thread(target=self.server.serve_forever, daemon=True)

@@ -135,6 +135,12 @@ pub async fn take_slots(
         (0..count).map(|k| UNIX_EPOCH + Duration::from_micros((first + k * interval).max(now))).collect()
     };
     for _ in 0..MAX_TAKE_ATTEMPTS {
+        // A slot is stale only if it was already past when this caller asked
+        // for it (the schedule sat idle). Read after the answer instead, a slow
+        // answer (a busy host, DynamoDB latency) made fresh slots look stale:
+        // at 1,000 offboardings at once callers gave up five slots each and
+        // went unpaced, and the schedule ran minutes ahead of calls nobody made.
+        let asked = unix_micros(SystemTime::now());
         let taken = dynamodb
             .update_item()
             .table_name(&budget.table)
@@ -154,13 +160,13 @@ pub async fn take_slots(
             .ok_or_else(|| format!("UpdateItem on {} returned no number {NEXT_CALL_ATTRIBUTE}", budget.table))?;
         let first = next.saturating_sub(span);
         let now = unix_micros(SystemTime::now());
-        if first + LATE_SLOT_TOLERANCE.as_micros() as u64 >= now {
+        let stale_below = asked.saturating_sub(LATE_SLOT_TOLERANCE.as_micros() as u64);
+        if first >= stale_below {
             return Ok(slots_from(first, now));
         }
         // `:seen` (this caller's stale slots, which it gives up) always passes
         // `>=`, the schedule only moving forward; it makes each request name
         // the slots it abandons, so the schedule can be audited from requests.
-        let stale_below = now - LATE_SLOT_TOLERANCE.as_micros() as u64;
         let caught_up = dynamodb
             .update_item()
             .table_name(&budget.table)
