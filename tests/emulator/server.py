@@ -23,7 +23,7 @@ class Server(ThreadedWSGIServer):
     # A thousand function processes opening connections at once overflowed it:
     # their SDKs saw "HTTP connect timeout occurred after 3.1s" and "Connection
     # refused" on the budget's UpdateItem and on STS (3,712 and 194 such errors
-    # in the functions' logs of one 1,000-offboarding run). The kernel caps it
+    # in the functions' logs of two 1,000-offboarding runs). The kernel caps it
     # at net.core.somaxconn (4096 here).
     request_queue_size = 4096
 
