@@ -197,6 +197,7 @@ mod tests {
         assert!(string_matches("a*b*c", "a-b-c"));
         assert!(!string_matches("a*b*c", "a-c-b"));
         assert!(!string_matches("abc", "abcd"));
+        assert!(!string_matches("a*b", "axc"), "the end must match, not only be long enough");
         assert!(string_matches("abc", "abc"));
     }
 }

@@ -255,3 +255,18 @@ async fn a_slot_answered_slowly_is_used_not_mistaken_for_an_idle_schedule() {
     assert_eq!(slow.num_calls(), 1, "no second UpdateItem");
     assert!(slot <= SystemTime::now(), "the late slot goes now");
 }
+
+/// The catch-up write failing for another reason than a lost race is the
+/// budget's error, not a reason to take slots again.
+#[tokio::test]
+async fn a_catch_up_write_that_fails_otherwise_is_an_error() {
+    let stale = mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_output(|| next_call_at(100_000));
+    let denied = mock!(DynamoDb::update_item)
+        .match_requests(|r| r.condition_expression().is_some())
+        .then_http_response(|| dynamodb_error("AccessDeniedException"));
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&stale, &denied], |c: aws_sdk_dynamodb::config::Builder| c
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let error = take_slot(&dynamodb, &budget(10.0)).await.unwrap_err();
+    assert!(error.contains("AccessDenied"), "{error}");
+    assert_eq!((stale.num_calls(), denied.num_calls()), (1, 1));
+}

@@ -960,6 +960,13 @@ async fn a_retry_deletes_the_virtual_device_its_earlier_attempt_left_unassigned(
     assert!(device.get("VirtualDeviceDeletion").is_none(), "{device}");
     assert_eq!(in_use.num_calls(), 1);
 
+    // The tags cannot be read: the error, never "already gone".
+    let denied = mock!(Client::list_mfa_device_tags)
+        .then_http_response(|| error_xml(403, "AccessDenied", "not authorized to perform: iam:ListMFADeviceTags"));
+    let ctx = context(iam_client!(&alice_exists!(), &held, &denied));
+    let error = run_mutating_stage(&ctx, "mfa device", retry_of_virtual_device()).await.unwrap_err();
+    assert_eq!(error.name(), "AccessDenied");
+
     // A non-virtual serial on retry: nothing to read or delete.
     let mut request = retry_of_virtual_device();
     request["HandledAs"] = json!("NonVirtual");
