@@ -33,9 +33,9 @@ Extensions over moto 5.2.5:
   service-specific credentials, MFA devices, inline policies, attached
   policies, group memberships), with IAM's message for each;
 - DeleteVirtualMFADevice on an assigned device is a DeleteConflict;
+  NoSuchEntity messages of DeactivateMFADevice / DeleteVirtualMFADevice are IAM's;
 - virtual MFA device tags (TagMFADevice, UntagMFADevice, ListMFADeviceTags;
   stock moto has none), gone with the device;
-  NoSuchEntity messages of DeactivateMFADevice / DeleteVirtualMFADevice are IAM's;
 - ListUsers honours Marker/MaxItems (stock moto returns one page) and, like
   IAM, returns neither Tags nor PermissionsBoundary;
 - user permissions boundaries (Put/DeleteUserPermissionsBoundary, in GetUser).

@@ -111,12 +111,6 @@ pub fn unix_micros(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
-/// Takes the next slot of the shared schedule and returns when the call may
-/// go (now or later). Errors are DynamoDB's, as text.
-pub async fn take_slot(dynamodb: &aws_sdk_dynamodb::Client, budget: &BudgetConfig) -> Result<SystemTime, String> {
-    Ok(take_slots(dynamodb, budget, 1).await?[0])
-}
-
 /// Takes the next `count` consecutive slots (at least one) of the shared
 /// schedule in one UpdateItem, and returns when each may be used, earliest
 /// first. Errors are DynamoDB's, as text.

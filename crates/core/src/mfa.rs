@@ -7,10 +7,9 @@
 
 use std::time::Instant;
 
+use aws_sdk_iam::types::Tag;
 use aws_sdk_iam::Client;
 use serde::{Deserialize, Serialize};
-
-use aws_sdk_iam::types::Tag;
 
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
 use crate::inventory::{MfaDevice, Outcome};
@@ -91,15 +90,20 @@ pub async fn remove_mfa_device(
     if handled_as == MfaClass::Virtual {
         // NoSuchEntity here means the device was not a virtual one after all
         // (or is already gone): either way there is nothing left to delete.
-        device.virtual_device_deletion = Some(idempotent(
-            iam.delete_virtual_mfa_device().serial_number(&serial).send().await,
-            "iam:DeleteVirtualMFADevice",
-            &format!("virtual MFA device {serial}"),
-        )?);
+        device.virtual_device_deletion = Some(delete_virtual_device(iam, &serial).await?);
     }
     device.duration_ms = Some(started.elapsed().as_millis() as u64);
     tracing::info!(serial_number = %serial, handled_as = ?handled_as, ?deactivation, "MFA device removed");
     Ok(device)
+}
+
+/// DeleteVirtualMFADevice; NoSuchEntity is `AlreadyAbsent`.
+async fn delete_virtual_device(iam: &Client, serial: &str) -> Result<Outcome, OffboardError> {
+    idempotent(
+        iam.delete_virtual_mfa_device().serial_number(serial).send().await,
+        "iam:DeleteVirtualMFADevice",
+        &format!("virtual MFA device {serial}"),
+    )
 }
 
 /// Tags a virtual device with [`TAKEN_FROM_TAG`]. The mark only makes a
@@ -132,23 +136,18 @@ async fn mark_taken_from(iam: &Client, serial: &str, user_id: &str) -> Result<()
 /// attempt deactivated it and stopped before deleting it), left alone
 /// otherwise. `None` when nothing was deleted.
 pub async fn delete_left_unassigned(iam: &Client, serial: &str, user_id: &str) -> Result<Option<Outcome>, OffboardError> {
-    let resource = format!("virtual MFA device {serial}");
     // One page holds every tag: IAM allows 50 per resource and answers 100 by default.
     let tags = match iam.list_mfa_device_tags().serial_number(serial).send().await {
         Ok(answer) => answer.tags,
         Err(error) if is_no_such_entity(&error) => return Ok(Some(Outcome::AlreadyAbsent)),
-        Err(error) => return Err(classify_sdk_error(error, "iam:ListMFADeviceTags", &resource)),
+        Err(error) => return Err(classify_sdk_error(error, "iam:ListMFADeviceTags", &format!("virtual MFA device {serial}"))),
     };
     if !tags.iter().any(|tag| tag.key == TAKEN_FROM_TAG && tag.value == user_id) {
         tracing::warn!(serial_number = %serial,
             "the user no longer holds this MFA device and it is not marked as taken from this user; it is left alone");
         return Ok(None);
     }
-    match idempotent(
-        iam.delete_virtual_mfa_device().serial_number(serial).send().await,
-        "iam:DeleteVirtualMFADevice",
-        &resource,
-    ) {
+    match delete_virtual_device(iam, serial).await {
         Err(OffboardError::DeleteConflict(why)) => {
             tracing::warn!(serial_number = %serial, %why, "the device was assigned again since; it is left alone");
             Ok(None)

@@ -16,9 +16,14 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use iam_offboard_core::clients::with_budget;
 use iam_offboard_core::budget::{
-    budgeted_http_client, take_slot, unix_micros, BudgetConfig, IamBudget, ENV_CALLS_PER_SECOND, ENV_TABLE,
+    budgeted_http_client, take_slots, unix_micros, BudgetConfig, IamBudget, ENV_CALLS_PER_SECOND, ENV_TABLE,
     KEY_ATTRIBUTE, KEY_VALUE, NEXT_CALL_ATTRIBUTE,
 };
+
+/// One slot of the shared schedule: when the call may go.
+async fn take_slot(dynamodb: &DynamoDb, budget: &BudgetConfig) -> Result<SystemTime, String> {
+    Ok(take_slots(dynamodb, budget, 1).await?[0])
+}
 
 fn budget(calls_per_second: f64) -> BudgetConfig {
     BudgetConfig { table: "offboard-iam-budget".into(), calls_per_second, schedule: KEY_VALUE.into() }
