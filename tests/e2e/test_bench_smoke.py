@@ -57,6 +57,7 @@ def test_a_tiny_scale_run_is_measured_started_independently_and_as_a_batch():
         row = bench.scale_run(3, 40.0, 40.0, batch)
         assert (row["mode"], row["succeeded"], row["left_behind"]) == ("batch" if batch else "independent", 3, 0), row
         assert row["failed_by_error"] == {}, row
+        assert row["stage_concurrency"] == 20, "the template's advice: IamCallsPerSecond / 2"
         assert row["iam_calls_served"] >= row["iam_calls_needed"] > 0, row
         assert row["served_over_needed"] == round(row["iam_calls_served"] / row["iam_calls_needed"], 3)
 

@@ -38,6 +38,11 @@ RETRIED = {"Throttled", "ServiceUnavailable", "Lambda.ServiceException", "Lambda
            "Lambda.ClientExecutionTimeoutException",
            # A stage timed out while queued behind IAM's rate: every stage is idempotent.
            "Sandbox.Timedout"}
+#: A stage refused because its function's reserved concurrency (template
+#: parameter StageConcurrency) is in use waits for a free instance: its own
+#: retrier, first, with many short waits.
+ADMISSION_RETRIER = {"ErrorEquals": ["Lambda.TooManyRequestsException"], "IntervalSeconds": 1, "BackoffRate": 2.0,
+                     "MaxAttempts": 120, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"}
 NEVER_RETRIED = {"InvalidInput", "UserNotFound", "ProtectedUser", "AccessDenied", "MfaAuthenticationRequired",
                  "DeleteConflict", "VerificationFailed", "LimitExceeded", "RecordNotWritten"}
 OTHER_SUBSTITUTIONS = {"AuditBucketName": "offboard-audit", "EventBusName": "default"}
@@ -360,13 +365,47 @@ def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_
                               "check, GetUsername's listing of an org-wide input's accounts")
     assert {s["Resource"] for _, s in tasks} == {"${%sFunctionArn}" % stage for stage in STAGE_ACTIONS}
     for name, state in tasks:
-        retried = set()
-        for retrier in state["Retry"]:
+        admission, *others = state["Retry"]
+        assert admission == ADMISSION_RETRIER, name
+        retried = set(admission["ErrorEquals"])
+        for retrier in others:
             retried |= set(retrier["ErrorEquals"])
             assert retrier["JitterStrategy"] == "FULL" and retrier["MaxDelaySeconds"] <= 120, name
             assert 1 < retrier["MaxAttempts"] <= 20 and retrier["BackoffRate"] >= 1.5, name
         assert retried == RETRIED, f"{name}: {retried ^ RETRIED}"
         assert not retried & NEVER_RETRIED
+
+
+def test_a_stage_refused_for_its_reserved_concurrency_waits_its_turn_for_about_an_hour():
+    """The admission retrier's total wait: with FULL jitter each attempt waits
+    a uniform share of min(IntervalSeconds x BackoffRate^n, MaxDelaySeconds)
+    (Step Functions developer guide, "Handling errors in Step Functions
+    workflows", Retrier fields), so its expectation is half the sum of the caps."""
+    caps = [min(ADMISSION_RETRIER["IntervalSeconds"] * ADMISSION_RETRIER["BackoffRate"] ** n,
+                ADMISSION_RETRIER["MaxDelaySeconds"]) for n in range(ADMISSION_RETRIER["MaxAttempts"])]
+    assert 45 * 60 <= sum(caps) / 2 <= 75 * 60
+    # A refused stage asks again within a minute: with hundreds waiting, a free instance is
+    # taken at once; fewer asks keep the waiting cheap (each is a state transition).
+    assert ADMISSION_RETRIER["MaxDelaySeconds"] <= 60
+
+
+def test_stage_concurrency_reserves_each_functions_concurrency_only_when_set():
+    """StageConcurrency is the functions' ReservedConcurrentExecutions; its
+    default 0 reserves nothing, so the template deploys in an account whose
+    concurrency quota leaves no room to reserve: "You can reserve up to the
+    Unreserved account concurrency value that is shown, minus 100 for functions
+    that don't have reserved concurrency" (Lambda developer guide, "Configuring
+    reserved concurrency for a function",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+    doc = template()
+    parameter = doc["Parameters"]["StageConcurrency"]
+    assert (parameter["Default"], parameter["MinValue"]) == (0, 0)
+    assert doc["Conditions"]["HasStageConcurrency"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "StageConcurrency"}, 0]}]}
+    assert doc["Globals"]["Function"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasStageConcurrency", {"Ref": "StageConcurrency"}, {"Ref": "AWS::NoValue"}]}
+    for name, resource in doc["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert "ReservedConcurrentExecutions" not in resource["Properties"], name
 
 
 def test_record_and_event_tasks_are_bounded_and_fail_loudly():
