@@ -38,7 +38,7 @@ def _look_up_once() -> None:
     ``isdir`` per entry, from werkzeug_app.py ``get_backend_for_host``) and
     which methods a response class has (moto/core/utils.py
     ``method_names_from_class``: ``inspect.getmembers``, from responses.py
-    ``call_action``). With 300 offboardings at once, py-spy --gil put 10 % of
+    ``call_action``). With 300 offboardings at once, py-spy --gil put 8.5 % of
     the interpreter's time in them."""
     if getattr(backends, "_offboard_cached", False):
         return
