@@ -44,8 +44,12 @@ impl FoundRecord {
             }
             None => {
                 let text = std::fs::read_to_string(location).map_err(|e| Failure::Local(format!("{location}: {e}")))?;
-                let document = serde_json::from_str(&text).map_err(|e| Failure::Local(format!("{location} is not JSON: {e}")))?;
-                Ok(Self { record: parse_record(document, location)?, location: Location::File(PathBuf::from(location)) })
+                let document =
+                    serde_json::from_str(&text).map_err(|e| Failure::Local(format!("{location} is not JSON: {e}")))?;
+                Ok(Self {
+                    record: parse_record(document, location)?,
+                    location: Location::File(PathBuf::from(location)),
+                })
             }
         }
     }
@@ -119,7 +123,8 @@ pub async fn lift(config: &SdkConfig, found: &FoundRecord, dry_run: bool) -> Res
     }
     if !dry_run {
         let now = format_timestamp(aws_sdk_iam::primitives::DateTime::from(std::time::SystemTime::now()));
-        let document = json!({"Restore": report, "RestoredAt": now, "StoppedExecution": stopped, "Quarantine": quarantine});
+        let document =
+            json!({"Restore": report, "RestoredAt": now, "StoppedExecution": stopped, "Quarantine": quarantine});
         let location = found.file_beside("restore.json", &document).await.map_err(|why| {
             Failure::Offboard(OffboardError::RecordNotWritten(format!(
                 "the quarantine was undone, but restore.json could not be stored: {why}"
@@ -140,7 +145,9 @@ async fn stop_waiting_execution(
     dry_run: bool,
 ) -> Result<Option<String>, Failure> {
     let sfn = aws_sdk_sfn::Client::new(config);
-    let sfn_error = |action: &str, e: &dyn std::fmt::Display| Failure::Local(format!("states:{action} {execution_arn} failed: {e}"));
+    let sfn_error = |action: &str, e: &dyn std::fmt::Display| {
+        Failure::Local(format!("states:{action} {execution_arn} failed: {e}"))
+    };
     let execution = sfn
         .describe_execution()
         .execution_arn(execution_arn)

@@ -12,10 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use iam_offboard_core::accounts::{self, AccountScope};
 use iam_offboard_core::errors::classify_sdk_error;
 use iam_offboard_core::fanout::AccountOutcome;
-use iam_offboard_core::sessions::{AccountSessions, Placement};
 use iam_offboard_core::input::{self, UserRef};
 use iam_offboard_core::pipeline::Progress;
 use iam_offboard_core::record::AuditRecord;
+use iam_offboard_core::sessions::{AccountSessions, Placement};
 use iam_offboard_core::stages::StageContext;
 use iam_offboard_core::target::ProtectionPolicy;
 use iam_offboard_core::{pipeline, OffboardError};
@@ -278,13 +278,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Delete { common, grace, yes, records, scope } if scope.given() => {
             let input = execution_input(common, false, grace)?;
             if !yes {
-                confirm(common.target.identifier(), "deletes IAM user {} and everything it holds in every account named")?;
+                confirm(
+                    common.target.identifier(),
+                    "deletes IAM user {} and everything it holds in every account named",
+                )?;
             }
             in_accounts(&config, &cli, input, scope, records, true).await
         }
         Command::Plan { common, records, .. } => {
             let ctx = StageContext::new(&config, protection_policy()?);
-            let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
+            let mut reporter =
+                Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
             let record = pipeline::plan(&ctx, execution_input(common, true, &Grace::default())?, &mut reporter).await?;
             print_record(&record, cli.output)
         }
@@ -298,7 +302,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 confirm(common.target.identifier(), &what)?;
             }
             let ctx = StageContext::new(&config, protection_policy()?);
-            let mut reporter = Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
+            let mut reporter =
+                Reporter::new(&ctx, RecordStore::from_args(records, &config, cli.endpoint_url.is_some())).await?;
             match pipeline::offboard(&ctx, input, &mut reporter).await {
                 Ok(record) => {
                     let file = if record.quarantine.is_some() { "quarantine.json" } else { "record.json" };
@@ -348,7 +353,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let account = match account {
                 Some(account) => account.clone(),
-                None => iam_offboard_core::target::get_caller_identity(&aws_sdk_sts::Client::new(&config)).await?.account,
+                None => {
+                    iam_offboard_core::target::get_caller_identity(&aws_sdk_sts::Client::new(&config)).await?.account
+                }
             };
             list_records(&store, &account, user_name, cli.output).await
         }
@@ -414,7 +421,12 @@ async fn in_accounts(
         Output::Json => println!("{}", json!({"Accounts": outcomes, "FailedAccounts": failed})),
         Output::Text => {
             for outcome in &outcomes {
-                println!("{}  {}{}", outcome.account, outcome.outcome, outcome.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default());
+                println!(
+                    "{}  {}{}",
+                    outcome.account,
+                    outcome.outcome,
+                    outcome.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                );
             }
         }
     }
@@ -445,7 +457,11 @@ async fn run_in_account(
     }
     match pipeline::offboard(ctx, input, &mut reporter).await {
         Ok(record) => {
-            let (file, done) = if record.quarantine.is_some() { ("quarantine.json", "Quarantined") } else { ("record.json", "Offboarded") };
+            let (file, done) = if record.quarantine.is_some() {
+                ("quarantine.json", "Quarantined")
+            } else {
+                ("record.json", "Offboarded")
+            };
             reporter.store(Some(&record.user.user_name), file, &record).await?;
             Ok(done.into())
         }
@@ -463,7 +479,8 @@ async fn run_in_account(
 
 /// Standard AWS configuration, then an MFA session if asked for.
 async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(iam_offboard_core::clients::retry_policy());
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(iam_offboard_core::clients::retry_policy());
     if let Some(region) = &cli.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -484,9 +501,8 @@ async fn aws_config_for(cli: &Cli) -> Result<SdkConfig, Failure> {
         .send()
         .await
         .map_err(|e| classify_sdk_error(e, "sts:GetSessionToken", &format!("MFA device {serial}")))?;
-    let credentials = session
-        .credentials()
-        .ok_or_else(|| Failure::Local("sts:GetSessionToken returned no credentials".into()))?;
+    let credentials =
+        session.credentials().ok_or_else(|| Failure::Local("sts:GetSessionToken returned no credentials".into()))?;
     let credentials = Credentials::new(
         credentials.access_key_id(),
         credentials.secret_access_key(),
@@ -505,7 +521,12 @@ fn unix_millis() -> u128 {
 /// The batch state machine's input from a users file, checked here by the
 /// rule the batch's first state applies (core's `plan_batch`), so a bad list
 /// starts nothing.
-async fn batch_input(path: &std::path::Path, context: Option<&str>, dry_run: bool, max_concurrency: Option<u32>) -> Result<Value, Failure> {
+async fn batch_input(
+    path: &std::path::Path,
+    context: Option<&str>,
+    dry_run: bool,
+    max_concurrency: Option<u32>,
+) -> Result<Value, Failure> {
     use iam_offboard_core::batch::{parse_user_list, plan_batch};
     let document = std::fs::read(path).map_err(|e| Failure::Local(format!("{}: {e}", path.display())))?;
     let names = parse_user_list(&document, &path.display().to_string())?;
@@ -517,7 +538,8 @@ async fn batch_input(path: &std::path::Path, context: Option<&str>, dry_run: boo
         input["MaxConcurrency"] = json!(max);
     }
     if let Some(context) = context {
-        input["Context"] = serde_json::from_str(context).map_err(|e| Failure::Local(format!("--context is not JSON: {e}")))?;
+        input["Context"] =
+            serde_json::from_str(context).map_err(|e| Failure::Local(format!("--context is not JSON: {e}")))?;
     }
     plan_batch(None, &input).await?;
     Ok(input)
@@ -548,8 +570,8 @@ fn execution_input(common: &Common, dry_run: bool, grace: &Grace) -> Result<Valu
         input["GraceDays"] = json!(days);
     }
     if let Some(context) = &common.context {
-        input["Context"] = serde_json::from_str(context)
-            .map_err(|e| Failure::Local(format!("--context is not JSON: {e}")))?;
+        input["Context"] =
+            serde_json::from_str(context).map_err(|e| Failure::Local(format!("--context is not JSON: {e}")))?;
     }
     Ok(input)
 }
@@ -605,7 +627,12 @@ impl Reporter {
         Ok(Self { store, account, execution_name: format!("cli-{}", unix_millis()) })
     }
 
-    async fn store(&self, user_name: Option<&str>, file: &str, document: &impl serde::Serialize) -> Result<(), OffboardError> {
+    async fn store(
+        &self,
+        user_name: Option<&str>,
+        file: &str,
+        document: &impl serde::Serialize,
+    ) -> Result<(), OffboardError> {
         let Some(store) = &self.store else {
             return Ok(());
         };
@@ -735,7 +762,10 @@ fn render_text(record: &AuditRecord) -> String {
             .map(|c| format!("{} ({})", c.service_specific_credential_id, c.service_name))
             .collect(),
     );
-    line("MFA devices", items.mfa_devices.iter().map(|d| format!("{} [{:?}]", d.serial_number, d.handled_as)).collect());
+    line(
+        "MFA devices",
+        items.mfa_devices.iter().map(|d| format!("{} [{:?}]", d.serial_number, d.handled_as)).collect(),
+    );
     line("groups", items.groups.iter().map(|g| g.group_name.clone()).collect());
     line("inline policies", items.inline_policies.iter().map(|p| p.policy_name.clone()).collect());
     line("attached policies", items.attached_policies.iter().map(|p| p.policy_arn.clone()).collect());
@@ -760,13 +790,8 @@ async fn start_execution(
     output: Output,
 ) -> Result<(), Failure> {
     let sfn = aws_sdk_sfn::Client::new(config);
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(state_machine_arn)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await;
+    let started =
+        sfn.start_execution().state_machine_arn(state_machine_arn).name(name).input(input.to_string()).send().await;
     let execution_arn = match started {
         Ok(started) => started.execution_arn().to_string(),
         Err(error) if aws_sdk_sfn::error::ProvideErrorMetadata::code(&error) == Some("ExecutionAlreadyExists") => {
@@ -808,21 +833,20 @@ async fn follow_execution(
     loop {
         // The status first, then the history: a status read after the
         // history could be terminal with the last states not yet printed.
-        let execution = sfn
-            .describe_execution()
-            .execution_arn(execution_arn)
-            .send()
-            .await
-            .map_err(|e| Failure::Local(format!("states:DescribeExecution failed: {}", aws_sdk_sfn::error::DisplayErrorContext(&e))))?;
-        let history = sfn
-            .get_execution_history()
-            .execution_arn(execution_arn)
-            .max_results(1000)
-            .send()
-            .await
-            .map_err(|e| Failure::Local(format!("states:GetExecutionHistory failed: {}", aws_sdk_sfn::error::DisplayErrorContext(&e))))?;
+        let execution = sfn.describe_execution().execution_arn(execution_arn).send().await.map_err(|e| {
+            Failure::Local(format!("states:DescribeExecution failed: {}", aws_sdk_sfn::error::DisplayErrorContext(&e)))
+        })?;
+        let history =
+            sfn.get_execution_history().execution_arn(execution_arn).max_results(1000).send().await.map_err(|e| {
+                Failure::Local(format!(
+                    "states:GetExecutionHistory failed: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                ))
+            })?;
         for event in history.events().iter().skip(seen) {
-            if event.r#type() == &HistoryEventType::TaskStateExited || event.r#type() == &HistoryEventType::PassStateExited {
+            if event.r#type() == &HistoryEventType::TaskStateExited
+                || event.r#type() == &HistoryEventType::PassStateExited
+            {
                 if let Some(details) = event.state_exited_event_details() {
                     eprintln!("  ✓ {}", details.name());
                 }
@@ -850,7 +874,9 @@ async fn follow_execution(
             }
         }
         match execution.status() {
-            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => tokio::time::sleep(Duration::from_secs(1)).await,
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {
+                tokio::time::sleep(Duration::from_secs(1)).await
+            }
             ExecutionStatus::Succeeded => {
                 let text = execution.output().unwrap_or("{}");
                 match (output, serde_json::from_str::<AuditRecord>(text)) {
@@ -888,21 +914,49 @@ mod tests {
         assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--user-id", "AIDAX"]).is_err());
         assert!(Cli::try_parse_from(["offboard", "plan", "--user-name", "alice"]).is_ok());
         assert!(Cli::try_parse_from(["offboard", "plan", "--user-name", "alice", "--mfa-serial", "x"]).is_err());
-        assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--record-dir", "d", "--record-bucket", "b"]).is_err());
+        assert!(Cli::try_parse_from([
+            "offboard",
+            "delete",
+            "--user-name",
+            "a",
+            "--record-dir",
+            "d",
+            "--record-bucket",
+            "b"
+        ])
+        .is_err());
         assert!(Cli::try_parse_from(["offboard", "records", "--user-name", "a", "--record-bucket", "b"]).is_ok());
         assert!(Cli::try_parse_from(["offboard", "restore", "--record", "r.json", "--dry-run"]).is_ok());
         assert!(Cli::try_parse_from(["offboard", "restore"]).is_err());
-        assert!(Cli::try_parse_from(["offboard", "restore", "--user-name", "a", "--record-bucket", "b", "--yes"]).is_ok());
-        assert!(Cli::try_parse_from(["offboard", "restore", "--user-name", "a"]).is_err(), "the records to search are required");
+        assert!(
+            Cli::try_parse_from(["offboard", "restore", "--user-name", "a", "--record-bucket", "b", "--yes"]).is_ok()
+        );
+        assert!(
+            Cli::try_parse_from(["offboard", "restore", "--user-name", "a"]).is_err(),
+            "the records to search are required"
+        );
         assert!(Cli::try_parse_from(["offboard", "restore", "--user-name", "a", "--record", "r.json"]).is_err());
     }
 
     #[test]
     fn grace_days_are_one_to_364_and_become_the_input() {
         for bad in ["0", "365", "-1", "1.5", "x"] {
-            assert!(Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--grace-days", bad]).is_err(), "{bad}");
+            assert!(
+                Cli::try_parse_from(["offboard", "delete", "--user-name", "a", "--grace-days", bad]).is_err(),
+                "{bad}"
+            );
         }
-        let cli = Cli::try_parse_from(["offboard", "start", "--user-name", "a", "--state-machine-arn", "arn", "--grace-days", "364"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "offboard",
+            "start",
+            "--user-name",
+            "a",
+            "--state-machine-arn",
+            "arn",
+            "--grace-days",
+            "364",
+        ])
+        .unwrap();
         let Command::Start { who, grace, .. } = &cli.command else { panic!("start") };
         let common = Common { target: Target { user_name: who.user_name.clone(), user_id: None }, context: None };
         assert_eq!(execution_input(&common, false, grace).ok().unwrap(), json!({"UserName": "a", "GraceDays": 364}));

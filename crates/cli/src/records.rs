@@ -65,7 +65,9 @@ impl RecordStore {
                     .body(body.into())
                     .send()
                     .await
-                    .map_err(|e| format!("s3:PutObject s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+                    .map_err(|e| {
+                        format!("s3:PutObject s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+                    })?;
                 Ok(format!("s3://{bucket}/{key}"))
             }
         }
@@ -80,7 +82,9 @@ impl RecordStore {
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| format!("s3:GetObject s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?
+                .map_err(|e| {
+                    format!("s3:GetObject s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+                })?
                 .body
                 .collect()
                 .await
@@ -111,7 +115,10 @@ impl RecordStore {
                 let mut found = Vec::new();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| {
-                        format!("s3:ListObjectsV2 s3://{bucket}/{prefix}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+                        format!(
+                            "s3:ListObjectsV2 s3://{bucket}/{prefix}: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(&e)
+                        )
                     })?;
                     found.extend(page.contents().iter().filter_map(|object| object.key().map(String::from)));
                 }

@@ -69,7 +69,8 @@ pub fn parse_account_scope(fields: &Map<String, Value>) -> Result<Option<Account
             Ok(Some(AccountScope::Listed(ids)))
         }
         (None, Some(units)) => {
-            let ids = distinct_ids(units, "OrganizationalUnits", MAX_ORGANIZATIONAL_UNITS, validate_organizational_unit_id)?;
+            let ids =
+                distinct_ids(units, "OrganizationalUnits", MAX_ORGANIZATIONAL_UNITS, validate_organizational_unit_id)?;
             Ok(Some(AccountScope::OrganizationalUnits(ids)))
         }
     }
@@ -113,7 +114,8 @@ pub async fn accounts_in_scope(
                 let pages = organizations.list_accounts_for_parent().parent_id(&unit).into_paginator().send();
                 let pages = collect_all(pages, "organizations:ListAccountsForParent", &unit).await?;
                 accounts.extend(pages.into_iter().flat_map(|page| page.accounts.unwrap_or_default()));
-                let pages = organizations.list_organizational_units_for_parent().parent_id(&unit).into_paginator().send();
+                let pages =
+                    organizations.list_organizational_units_for_parent().parent_id(&unit).into_paginator().send();
                 let pages = collect_all(pages, "organizations:ListOrganizationalUnitsForParent", &unit).await?;
                 let children: Vec<String> = pages
                     .into_iter()
@@ -135,7 +137,9 @@ pub async fn accounts_in_scope(
                     distinct.push(id.to_string());
                 }
             }
-            _ => tracing::info!(account = ?account.id(), state = ?account.state(), status = ?account.status(), "account skipped: not ACTIVE"),
+            _ => {
+                tracing::info!(account = ?account.id(), state = ?account.state(), status = ?account.status(), "account skipped: not ACTIVE")
+            }
         }
     }
     if distinct.is_empty() {
@@ -236,7 +240,9 @@ mod tests {
     #[test]
     fn the_limits_themselves_are_accepted() {
         let most: Vec<String> = (0..MAX_ACCOUNTS).map(|i| format!("{:012}", i)).collect();
-        assert!(matches!(scope(json!({"Accounts": most})), Ok(Some(AccountScope::Listed(ids))) if ids.len() == MAX_ACCOUNTS));
+        assert!(
+            matches!(scope(json!({"Accounts": most})), Ok(Some(AccountScope::Listed(ids))) if ids.len() == MAX_ACCOUNTS)
+        );
         let longest = format!("ou-{}-{}", "a".repeat(32), "9".repeat(32));
         assert!(scope(json!({"OrganizationalUnits": [longest]})).is_ok());
     }

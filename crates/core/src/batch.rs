@@ -60,7 +60,10 @@ pub fn parse_batch_input(input: &Value) -> Result<BatchRequest, OffboardError> {
         return Err(invalid("batch input must be a JSON object such as {\"UserNames\": [\"alice\", \"bob\"]}"));
     };
     if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-        return Err(invalid(format!("batch input has unknown field {unknown:?}; accepted fields are {}", FIELDS.join(", "))));
+        return Err(invalid(format!(
+            "batch input has unknown field {unknown:?}; accepted fields are {}",
+            FIELDS.join(", ")
+        )));
     }
     let source = match (fields.get("UserNames"), fields.get("UserList")) {
         (Some(_), Some(_)) => return Err(invalid("batch input has both UserNames and UserList; give exactly one")),
@@ -84,18 +87,17 @@ pub fn parse_batch_input(input: &Value) -> Result<BatchRequest, OffboardError> {
     };
     let max_concurrency = match fields.get("MaxConcurrency") {
         None => DEFAULT_MAX_CONCURRENCY,
-        Some(value) => value
-            .as_u64()
-            .filter(|n| (1..=u64::from(MAX_CONCURRENCY)).contains(n))
-            .map(|n| n as u32)
-            .ok_or_else(|| invalid(format!("MaxConcurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {value}")))?,
+        Some(value) => {
+            value.as_u64().filter(|n| (1..=u64::from(MAX_CONCURRENCY)).contains(n)).map(|n| n as u32).ok_or_else(
+                || invalid(format!("MaxConcurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {value}")),
+            )?
+        }
     };
     let tolerated_failure_percentage = match fields.get("ToleratedFailurePercentage") {
         None => 100.0,
-        Some(value) => value
-            .as_f64()
-            .filter(|p| (0.0..=100.0).contains(p))
-            .ok_or_else(|| invalid(format!("ToleratedFailurePercentage must be a number from 0 to 100, got {value}")))?,
+        Some(value) => value.as_f64().filter(|p| (0.0..=100.0).contains(p)).ok_or_else(|| {
+            invalid(format!("ToleratedFailurePercentage must be a number from 0 to 100, got {value}"))
+        })?,
     };
     let dry_run = match fields.get("DryRun") {
         None => false,
@@ -143,7 +145,9 @@ pub fn parse_user_list(document: &[u8], key: &str) -> Result<Vec<String>, Offboa
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .ok_or_else(|| invalid(format!("user list {key}: entry {at} has no UserName string"))),
-                other => Err(invalid(format!("user list {key}: entry {at} must be a name or an object with UserName, got {other}"))),
+                other => Err(invalid(format!(
+                    "user list {key}: entry {at} must be a name or an object with UserName, got {other}"
+                ))),
             })
             .collect();
     }
@@ -158,9 +162,9 @@ pub fn parse_user_list(document: &[u8], key: &str) -> Result<Vec<String>, Offboa
     rows.enumerate()
         .filter(|(_, row)| !(row.len() == 1 && row[0].is_empty()))
         .map(|(at, row)| {
-            row.get(column).map(|name| name.trim().to_string()).ok_or_else(|| {
-                invalid(format!("user list {key}: row {} has no UserName field", at + 2))
-            })
+            row.get(column)
+                .map(|name| name.trim().to_string())
+                .ok_or_else(|| invalid(format!("user list {key}: row {} has no UserName field", at + 2)))
         })
         .collect()
 }
@@ -390,8 +394,9 @@ async fn read_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<V
         OffboardError::ServiceUnavailable(format!("the batch report {location} is not there (yet); retried"))
     })
     .await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} is not the JSON the Map writes: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} is not the JSON the Map writes: {e}"))
+    })
 }
 
 /// Summarises a batch from the `ResultWriter` manifest and its result files.
@@ -401,11 +406,14 @@ pub async fn summarize_batch(s3: &aws_sdk_s3::Client, request: &SummaryRequest) 
     let bucket = manifest.get("DestinationBucket").and_then(Value::as_str).unwrap_or(&location.bucket).to_string();
     let mut children = Vec::new();
     for status in ["SUCCEEDED", "FAILED", "PENDING"] {
-        let files = manifest.pointer(&format!("/ResultFiles/{status}")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let files =
+            manifest.pointer(&format!("/ResultFiles/{status}")).and_then(Value::as_array).cloned().unwrap_or_default();
         for file in files {
             let Some(key) = file.get("Key").and_then(Value::as_str) else { continue };
-            let results: Vec<ChildResult> = serde_json::from_value(read_json(s3, &bucket, key).await?)
-                .map_err(|e| OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} lists no child results: {e}")))?;
+            let results: Vec<ChildResult> =
+                serde_json::from_value(read_json(s3, &bucket, key).await?).map_err(|e| {
+                    OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} lists no child results: {e}"))
+                })?;
             children.extend(results);
         }
     }
@@ -495,7 +503,10 @@ impl Stage for OffboardBatch {
                 Ok(BatchAnswer::Plan(plan))
             }
             BatchCall::Summarize(request) => {
-                let s3 = ctx.s3.as_ref().ok_or_else(|| invalid("this function has no S3 client; the report cannot be read"))?;
+                let s3 = ctx
+                    .s3
+                    .as_ref()
+                    .ok_or_else(|| invalid("this function has no S3 client; the report cannot be read"))?;
                 let summary = summarize_batch(s3, &request).await?;
                 tracing::info!(succeeded = summary.succeeded, failed = summary.failed_count, "batch summarised");
                 Ok(BatchAnswer::Summary(summary))
@@ -553,8 +564,16 @@ mod tests {
             let error = parse_batch_input(&bad).unwrap_err();
             assert_eq!(error.name(), "InvalidInput", "{bad}");
         }
-        assert_eq!(parse_batch_input(&json!({"UserNames": ["a"], "MaxConcurrency": 10_000})).unwrap().max_concurrency, 10_000);
-        assert_eq!(parse_batch_input(&json!({"UserNames": ["a"], "ToleratedFailurePercentage": 0})).unwrap().tolerated_failure_percentage, 0.0);
+        assert_eq!(
+            parse_batch_input(&json!({"UserNames": ["a"], "MaxConcurrency": 10_000})).unwrap().max_concurrency,
+            10_000
+        );
+        assert_eq!(
+            parse_batch_input(&json!({"UserNames": ["a"], "ToleratedFailurePercentage": 0}))
+                .unwrap()
+                .tolerated_failure_percentage,
+            0.0
+        );
     }
 
     #[test]
@@ -564,7 +583,8 @@ mod tests {
             parse_user_list(br#"[{"UserName": "alice", "Ticket": 1}, {"UserName": "bob"}]"#, "l.json").unwrap(),
             names(&["alice", "bob"])
         );
-        let csv = "Ticket,UserName,Manager\r\nOPS-1,alice,carol\r\nOPS-2,\"b,ob\",dan\r\n\r\nOPS-3,\"say \"\"hi\"\"\",erin";
+        let csv =
+            "Ticket,UserName,Manager\r\nOPS-1,alice,carol\r\nOPS-2,\"b,ob\",dan\r\n\r\nOPS-3,\"say \"\"hi\"\"\",erin";
         assert_eq!(parse_user_list(csv.as_bytes(), "l.csv").unwrap(), names(&["alice", "b,ob", "say \"hi\""]));
         assert_eq!(parse_user_list("\u{feff}UserName\nalice\n".as_bytes(), "bom.csv").unwrap(), names(&["alice"]));
         for (bad, why) in [
@@ -619,7 +639,11 @@ mod tests {
     #[test]
     fn csv_follows_rfc_4180() {
         let rows = |text: &str| parse_csv(text).unwrap();
-        assert_eq!(rows("a,b\"c\r\nx\ry"), [vec!["a", "b\"c"], vec!["x\ry"]], "a quote inside a field is a character; a lone CR too");
+        assert_eq!(
+            rows("a,b\"c\r\nx\ry"),
+            [vec!["a", "b\"c"], vec!["x\ry"]],
+            "a quote inside a field is a character; a lone CR too"
+        );
         assert_eq!(rows("a,"), [vec!["a", ""]], "a last row without a line break, ending in an empty field");
         assert_eq!(rows("a\n,b"), [vec!["a"], vec!["", "b"]]);
         assert_eq!(rows("\"x\ny\""), [vec!["x\ny"]]);

@@ -176,11 +176,16 @@ pub async fn take_slots(
         match caught_up {
             Ok(_) => return Ok(slots_from(now, now)),
             // Another caller moved the schedule first: take slots of it.
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => continue,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                continue
+            }
             Err(error) => return Err(failed(error)),
         }
     }
-    tracing::warn!(attempts = MAX_TAKE_ATTEMPTS, "IAM budget schedule kept moving; this call goes without waiting its turn");
+    tracing::warn!(
+        attempts = MAX_TAKE_ATTEMPTS,
+        "IAM budget schedule kept moving; this call goes without waiting its turn"
+    );
     Ok(vec![SystemTime::now()])
 }
 
@@ -317,7 +322,10 @@ mod tests {
             .then_compute_output(|_| {
                 let next = unix_micros(SystemTime::now()) + 100_000;
                 UpdateItemOutput::builder()
-                    .set_attributes(Some(HashMap::from([(NEXT_CALL_ATTRIBUTE.to_string(), AttributeValue::N(next.to_string()))])))
+                    .set_attributes(Some(HashMap::from([(
+                        NEXT_CALL_ATTRIBUTE.to_string(),
+                        AttributeValue::N(next.to_string()),
+                    )])))
                     .build()
             });
         let budget = IamBudget::new(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&add]), budget());

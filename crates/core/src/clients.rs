@@ -45,7 +45,8 @@ pub fn with_budget(
     budget: IamBudget,
 ) -> aws_sdk_iam::config::Builder {
     use aws_sdk_iam::config::StalledStreamProtectionConfig;
-    let stall_protection = StalledStreamProtectionConfig::enabled().upload_enabled(false).download_enabled(true).build();
+    let stall_protection =
+        StalledStreamProtectionConfig::enabled().upload_enabled(false).download_enabled(true).build();
     iam.http_client(budgeted_http_client(http, budget)).stalled_stream_protection(stall_protection)
 }
 

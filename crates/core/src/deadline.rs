@@ -21,9 +21,7 @@ tokio::task_local! {
 
 /// When a stage running until `lambda_deadline` must stop waiting on IAM.
 pub fn stop_calls_at(lambda_deadline: SystemTime) -> Instant {
-    let remaining = lambda_deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+    let remaining = lambda_deadline.duration_since(SystemTime::now()).unwrap_or_default();
     Instant::now() + remaining.saturating_sub(RESERVE)
 }
 
@@ -45,9 +43,7 @@ pub async fn before_stop<T>(
 ) -> Result<T, OffboardError> {
     match current() {
         None => call.await,
-        Some(at) => tokio::time::timeout_at(at, call)
-            .await
-            .unwrap_or_else(|_| Err(out_of_time(what))),
+        Some(at) => tokio::time::timeout_at(at, call).await.unwrap_or_else(|_| Err(out_of_time(what))),
     }
 }
 

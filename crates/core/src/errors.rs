@@ -85,10 +85,7 @@ impl OffboardError {
 
 impl From<OffboardError> for Diagnostic {
     fn from(error: OffboardError) -> Self {
-        Diagnostic {
-            error_type: error.name().to_string(),
-            error_message: error.to_string(),
-        }
+        Diagnostic { error_type: error.name().to_string(), error_message: error.to_string() }
     }
 }
 
@@ -151,7 +148,9 @@ pub fn is_mfa_required_denial(message: &str) -> bool {
 /// aws/aws-sdk-go#807). A call that creates nothing cannot meet a quota.
 fn creates_nothing(action: &str) -> bool {
     let name = action.rsplit(':').next().unwrap_or(action);
-    ["Delete", "Deactivate", "Detach", "Remove", "Get", "List", "Update", "Untag"].iter().any(|verb| name.starts_with(verb))
+    ["Delete", "Deactivate", "Detach", "Remove", "Get", "List", "Update", "Untag"]
+        .iter()
+        .any(|verb| name.starts_with(verb))
 }
 
 /// MFA actions: a denial of these may come from a policy that requires MFA,
@@ -179,7 +178,8 @@ where
         SdkError::ServiceError(context) => Some(context.raw().status().as_u16()),
         _ => None,
     };
-    let detail = if message.is_empty() { format!("{}", DisplayErrorContext(&error)) } else { format!("{code}: {message}") };
+    let detail =
+        if message.is_empty() { format!("{}", DisplayErrorContext(&error)) } else { format!("{code}: {message}") };
     match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             return OffboardError::ServiceUnavailable(format!(
@@ -285,10 +285,20 @@ mod tests {
 
     #[test]
     fn limit_exceeded_is_a_quota_only_for_calls_that_create() {
-        for action in ["iam:DeleteAccessKey", "iam:DeactivateMFADevice", "iam:DetachUserPolicy", "iam:RemoveUserFromGroup", "iam:ListUsers", "iam:UpdateAccessKey", "iam:UntagUser"] {
+        for action in [
+            "iam:DeleteAccessKey",
+            "iam:DeactivateMFADevice",
+            "iam:DetachUserPolicy",
+            "iam:RemoveUserFromGroup",
+            "iam:ListUsers",
+            "iam:UpdateAccessKey",
+            "iam:UntagUser",
+        ] {
             assert!(creates_nothing(action), "{action}");
         }
-        for action in ["iam:CreateUser", "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:AddUserToGroup", "iam:TagUser"] {
+        for action in
+            ["iam:CreateUser", "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:AddUserToGroup", "iam:TagUser"]
+        {
             assert!(!creates_nothing(action), "{action}");
         }
     }

@@ -74,14 +74,13 @@ pub fn child_execution_name(parent: &str, account: &str) -> String {
 pub fn account_concurrency_from_env() -> Result<u32, OffboardError> {
     match std::env::var(ENV_ACCOUNT_CONCURRENCY) {
         Err(_) => Ok(DEFAULT_ACCOUNT_CONCURRENCY),
-        Ok(text) => text
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_ACCOUNT_CONCURRENCY).contains(n))
-            .ok_or_else(|| {
-                invalid(format!("{ENV_ACCOUNT_CONCURRENCY} holds {text:?}: a whole number from 1 to {MAX_ACCOUNT_CONCURRENCY}"))
-            }),
+        Ok(text) => {
+            text.trim().parse::<u32>().ok().filter(|n| (1..=MAX_ACCOUNT_CONCURRENCY).contains(n)).ok_or_else(|| {
+                invalid(format!(
+                    "{ENV_ACCOUNT_CONCURRENCY} holds {text:?}: a whole number from 1 to {MAX_ACCOUNT_CONCURRENCY}"
+                ))
+            })
+        }
     }
 }
 
@@ -99,7 +98,10 @@ pub fn child_input(fields: &Map<String, Value>) -> Result<Value, OffboardError> 
 }
 
 /// Validates an org-wide input whole and lists the accounts it covers.
-pub async fn resolve_accounts(ctx: &StageContext, request: ResolveAccountsRequest) -> Result<AccountFanOut, OffboardError> {
+pub async fn resolve_accounts(
+    ctx: &StageContext,
+    request: ResolveAccountsRequest,
+) -> Result<AccountFanOut, OffboardError> {
     let Value::Object(fields) = &request.input else {
         return Err(invalid("input must be a JSON object"));
     };
@@ -119,7 +121,10 @@ pub async fn resolve_accounts(ctx: &StageContext, request: ResolveAccountsReques
     Ok(AccountFanOut {
         accounts: accounts
             .into_iter()
-            .map(|account| AccountItem { execution_name: child_execution_name(&request.execution_name, &account), account })
+            .map(|account| AccountItem {
+                execution_name: child_execution_name(&request.execution_name, &account),
+                account,
+            })
             .collect(),
         child_input,
         max_concurrency: ctx.account_concurrency,
@@ -228,7 +233,9 @@ mod tests {
         // The only test that sets this variable.
         std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
         assert_eq!(account_concurrency_from_env(), Ok(DEFAULT_ACCOUNT_CONCURRENCY));
-        for (text, expected) in [("7", Some(7)), (" 40 ", Some(40)), ("1", Some(1)), ("0", None), ("41", None), ("ten", None)] {
+        for (text, expected) in
+            [("7", Some(7)), (" 40 ", Some(40)), ("1", Some(1)), ("0", None), ("41", None), ("ten", None)]
+        {
             std::env::set_var(ENV_ACCOUNT_CONCURRENCY, text);
             let read = account_concurrency_from_env();
             match expected {
@@ -260,9 +267,13 @@ mod tests {
     #[test]
     fn the_child_input_is_the_input_without_its_scope_and_must_be_valid_itself() {
         let child = |input: Value| child_input(input.as_object().unwrap());
-        let input = json!({"UserName": "alice", "Accounts": ["111122223333"], "DryRun": true, "Context": {"Ticket": "T-1"}});
+        let input =
+            json!({"UserName": "alice", "Accounts": ["111122223333"], "DryRun": true, "Context": {"Ticket": "T-1"}});
         assert_eq!(child(input), Ok(json!({"UserName": "alice", "DryRun": true, "Context": {"Ticket": "T-1"}})));
-        assert_eq!(child(json!({"UserName": "al ice", "Accounts": ["111122223333"]})).unwrap_err().name(), "InvalidInput");
+        assert_eq!(
+            child(json!({"UserName": "al ice", "Accounts": ["111122223333"]})).unwrap_err().name(),
+            "InvalidInput"
+        );
         let own = child(json!({"UserName": "alice", "Accounts": ["111122223333"], "Account": "111122223333"}));
         assert_eq!(own.unwrap_err().name(), "InvalidInput", "a child's own fields are not the caller's to set");
     }

@@ -66,9 +66,7 @@ pub fn validate_user_name(name: &str) -> Result<(), OffboardError> {
 pub fn validate_user_id(id: &str) -> Result<(), OffboardError> {
     let rest = id.strip_prefix("AIDA").unwrap_or("");
     if rest.is_empty() || id.len() > 128 || !rest.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
-        return Err(invalid(format!(
-            "IAMUserId {id:?} is not an IAM user id: it must match ^AIDA[A-Z0-9]+$"
-        )));
+        return Err(invalid(format!("IAMUserId {id:?} is not an IAM user id: it must match ^AIDA[A-Z0-9]+$")));
     }
     Ok(())
 }
@@ -139,8 +137,12 @@ fn parse_grace(fields: &Map<String, Value>, now: DateTime) -> Result<Option<Date
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(invalid("input has both GraceDays and DeleteAfter; give at most one")),
         (Some(days), None) => match days.as_i64() {
-            Some(days) if (1..=MAX_GRACE_DAYS).contains(&days) => Ok(Some(DateTime::from_secs(now.secs() + days * DAY_SECONDS))),
-            _ => Err(invalid(format!("GraceDays must be a whole number of days from 1 to {MAX_GRACE_DAYS}, got {days}"))),
+            Some(days) if (1..=MAX_GRACE_DAYS).contains(&days) => {
+                Ok(Some(DateTime::from_secs(now.secs() + days * DAY_SECONDS)))
+            }
+            _ => {
+                Err(invalid(format!("GraceDays must be a whole number of days from 1 to {MAX_GRACE_DAYS}, got {days}")))
+            }
         },
         (None, Some(at)) => {
             let text = expect_str(at, "DeleteAfter")?;
@@ -203,10 +205,8 @@ fn parse_config_event(fields: &Map<String, Value>) -> Result<OffboardRequest, Of
             "detail.resourceType must be \"AWS::IAM::User\", got {resource_type:?}; only IAM users are offboarded"
         )));
     }
-    let compliance = detail
-        .get("newEvaluationResult")
-        .and_then(|result| result.get("complianceType"))
-        .and_then(Value::as_str);
+    let compliance =
+        detail.get("newEvaluationResult").and_then(|result| result.get("complianceType")).and_then(Value::as_str);
     if compliance != Some("NON_COMPLIANT") {
         return Err(invalid(format!(
             "detail.newEvaluationResult.complianceType must be NON_COMPLIANT, got {compliance:?}; a compliant user is not offboarded"
@@ -231,10 +231,9 @@ fn parse_config_event(fields: &Map<String, Value>) -> Result<OffboardRequest, Of
 
 fn reject_unknown_fields(fields: &Map<String, Value>, known: &[&str], what: &str) -> Result<(), OffboardError> {
     match fields.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(unknown) => Err(invalid(format!(
-            "{what} has unknown field {unknown:?}; accepted fields are {}",
-            known.join(", ")
-        ))),
+        Some(unknown) => {
+            Err(invalid(format!("{what} has unknown field {unknown:?}; accepted fields are {}", known.join(", "))))
+        }
         None => Ok(()),
     }
 }
@@ -292,7 +291,10 @@ mod tests {
         assert_eq!(by_name.user, UserRef::Name("a+b=c,d.e@f-g_h".into()));
         assert!(!by_name.dry_run);
 
-        let by_id = parse_execution_input(&json!({"IAMUserId": "AIDAEXAMPLE1234567890", "DryRun": true, "Context": {"Ticket": "OPS-1"}})).unwrap();
+        let by_id = parse_execution_input(
+            &json!({"IAMUserId": "AIDAEXAMPLE1234567890", "DryRun": true, "Context": {"Ticket": "OPS-1"}}),
+        )
+        .unwrap();
         assert_eq!(by_id.user, UserRef::Id("AIDAEXAMPLE1234567890".into()));
         assert!(by_id.dry_run);
         assert_eq!(by_id.context, json!({"Ticket": "OPS-1"}));
@@ -330,8 +332,14 @@ mod tests {
         assert_eq!(at(json!({"UserName": "a"})).unwrap(), None);
         assert_eq!(at(json!({"UserName": "a", "GraceDays": 1})).unwrap().as_deref(), Some("2026-11-26T08:00:00Z"));
         assert_eq!(at(json!({"UserName": "a", "GraceDays": 364})).unwrap().as_deref(), Some("2027-11-24T08:00:00Z"));
-        assert_eq!(at(json!({"UserName": "a", "DeleteAfter": "2026-11-25T08:00:00Z"})).unwrap().as_deref(), Some("2026-11-25T08:00:00Z"));
-        assert_eq!(at(json!({"UserName": "a", "DeleteAfter": "2027-11-24T08:00:00Z"})).unwrap().as_deref(), Some("2027-11-24T08:00:00Z"));
+        assert_eq!(
+            at(json!({"UserName": "a", "DeleteAfter": "2026-11-25T08:00:00Z"})).unwrap().as_deref(),
+            Some("2026-11-25T08:00:00Z")
+        );
+        assert_eq!(
+            at(json!({"UserName": "a", "DeleteAfter": "2027-11-24T08:00:00Z"})).unwrap().as_deref(),
+            Some("2027-11-24T08:00:00Z")
+        );
         for bad in [
             json!({"UserName": "a", "GraceDays": 0}),
             json!({"UserName": "a", "GraceDays": 365}),

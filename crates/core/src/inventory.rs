@@ -3,9 +3,9 @@
 
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_iam::Client;
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_sdk_iam::Client;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -241,72 +241,49 @@ async fn get_login_profile(iam: &Client, user_name: &str) -> Result<Option<Login
 }
 
 async fn list_access_keys(iam: &Client, user_name: &str) -> Result<Vec<AccessKey>, OffboardError> {
-    let items = iam
-        .list_access_keys()
-        .user_name(user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send();
-    collect_items(items, "iam:ListAccessKeys", user_name)
-        .await
-        .map(|keys| {
-            keys.into_iter()
-                .filter_map(|key| {
-                    Some(AccessKey {
-                        access_key_id: key.access_key_id?,
-                        status: key.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                        create_date: key.create_date.as_ref().map(format_date),
-                        outcome: None,
-                    })
+    let items = iam.list_access_keys().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    collect_items(items, "iam:ListAccessKeys", user_name).await.map(|keys| {
+        keys.into_iter()
+            .filter_map(|key| {
+                Some(AccessKey {
+                    access_key_id: key.access_key_id?,
+                    status: key.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    create_date: key.create_date.as_ref().map(format_date),
+                    outcome: None,
                 })
-                .collect()
-        })
+            })
+            .collect()
+    })
 }
 
 async fn list_ssh_public_keys(iam: &Client, user_name: &str) -> Result<Vec<SshPublicKey>, OffboardError> {
-    let items = iam
-        .list_ssh_public_keys()
-        .user_name(user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send();
-    collect_items(items, "iam:ListSSHPublicKeys", user_name)
-        .await
-        .map(|keys| {
-            keys.into_iter()
-                .map(|key| SshPublicKey {
-                    ssh_public_key_id: key.ssh_public_key_id().to_string(),
-                    status: key.status().as_str().to_string(),
-                    upload_date: Some(format_date(key.upload_date())),
-                    outcome: None,
-                })
-                .collect()
-        })
+    let items = iam.list_ssh_public_keys().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    collect_items(items, "iam:ListSSHPublicKeys", user_name).await.map(|keys| {
+        keys.into_iter()
+            .map(|key| SshPublicKey {
+                ssh_public_key_id: key.ssh_public_key_id().to_string(),
+                status: key.status().as_str().to_string(),
+                upload_date: Some(format_date(key.upload_date())),
+                outcome: None,
+            })
+            .collect()
+    })
 }
 
 async fn list_signing_certificates(iam: &Client, user_name: &str) -> Result<Vec<SigningCertificate>, OffboardError> {
-    let items = iam
-        .list_signing_certificates()
-        .user_name(user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send();
-    collect_items(items, "iam:ListSigningCertificates", user_name)
-        .await
-        .map(|certificates| {
-            certificates
-                .into_iter()
-                .map(|certificate| SigningCertificate {
-                    certificate_id: certificate.certificate_id().to_string(),
-                    status: certificate.status().as_str().to_string(),
-                    upload_date: certificate.upload_date().map(format_date),
-                    outcome: None,
-                })
-                .collect()
-        })
+    let items =
+        iam.list_signing_certificates().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    collect_items(items, "iam:ListSigningCertificates", user_name).await.map(|certificates| {
+        certificates
+            .into_iter()
+            .map(|certificate| SigningCertificate {
+                certificate_id: certificate.certificate_id().to_string(),
+                status: certificate.status().as_str().to_string(),
+                upload_date: certificate.upload_date().map(format_date),
+                outcome: None,
+            })
+            .collect()
+    })
 }
 
 /// No ServiceName filter, so Bedrock API keys are listed with the rest.
@@ -342,28 +319,20 @@ async fn list_service_specific_credentials(
 }
 
 pub async fn list_mfa_devices(iam: &Client, user_name: &str) -> Result<Vec<MfaDevice>, OffboardError> {
-    let items = iam
-        .list_mfa_devices()
-        .user_name(user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send();
-    collect_items(items, "iam:ListMFADevices", user_name)
-        .await
-        .map(|devices| {
-            devices
-                .into_iter()
-                .map(|device| MfaDevice {
-                    handled_as: classify(device.serial_number()),
-                    serial_number: device.serial_number().to_string(),
-                    enable_date: Some(format_date(device.enable_date())),
-                    deactivation: None,
-                    virtual_device_deletion: None,
-                    duration_ms: None,
-                })
-                .collect()
-        })
+    let items = iam.list_mfa_devices().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    collect_items(items, "iam:ListMFADevices", user_name).await.map(|devices| {
+        devices
+            .into_iter()
+            .map(|device| MfaDevice {
+                handled_as: classify(device.serial_number()),
+                serial_number: device.serial_number().to_string(),
+                enable_date: Some(format_date(device.enable_date())),
+                deactivation: None,
+                virtual_device_deletion: None,
+                duration_ms: None,
+            })
+            .collect()
+    })
 }
 
 /// Lists what GetGroupsAndPolicies reports, capturing each inline policy's
@@ -378,25 +347,17 @@ pub async fn gather_permissions(iam: &Client, user_name: &str) -> Result<Permiss
 }
 
 async fn list_groups(iam: &Client, user_name: &str) -> Result<Vec<GroupMembership>, OffboardError> {
-    let items = iam
-        .list_groups_for_user()
-        .user_name(user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send();
-    collect_items(items, "iam:ListGroupsForUser", user_name)
-        .await
-        .map(|groups| {
-            groups
-                .into_iter()
-                .map(|group| GroupMembership {
-                    group_name: group.group_name().to_string(),
-                    group_arn: Some(group.arn().to_string()),
-                    outcome: None,
-                })
-                .collect()
-        })
+    let items = iam.list_groups_for_user().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    collect_items(items, "iam:ListGroupsForUser", user_name).await.map(|groups| {
+        groups
+            .into_iter()
+            .map(|group| GroupMembership {
+                group_name: group.group_name().to_string(),
+                group_arn: Some(group.arn().to_string()),
+                outcome: None,
+            })
+            .collect()
+    })
 }
 
 async fn list_inline_policies(iam: &Client, user_name: &str) -> Result<Vec<InlinePolicy>, OffboardError> {
@@ -410,15 +371,9 @@ async fn list_inline_policies(iam: &Client, user_name: &str) -> Result<Vec<Inlin
 }
 
 async fn get_inline_policy(iam: &Client, user_name: &str, policy_name: String) -> Result<InlinePolicy, OffboardError> {
-    let output = iam
-        .get_user_policy()
-        .user_name(user_name)
-        .policy_name(&policy_name)
-        .send()
-        .await
-        .map_err(|e| {
-            classify_sdk_error(e, "iam:GetUserPolicy", &format!("inline policy {policy_name} of user {user_name}"))
-        })?;
+    let output = iam.get_user_policy().user_name(user_name).policy_name(&policy_name).send().await.map_err(|e| {
+        classify_sdk_error(e, "iam:GetUserPolicy", &format!("inline policy {policy_name} of user {user_name}"))
+    })?;
     Ok(InlinePolicy { policy_document: decode_policy_document(output.policy_document()), policy_name, outcome: None })
 }
 
@@ -429,21 +384,14 @@ pub fn decode_policy_document(encoded: &str) -> Value {
 }
 
 async fn list_attached_policies(iam: &Client, user_name: &str) -> Result<Vec<AttachedPolicy>, OffboardError> {
-    let items = iam
-        .list_attached_user_policies()
-        .user_name(user_name)
-        .max_items(PAGE_SIZE)
-        .into_paginator()
-        .items()
-        .send();
-    collect_items(items, "iam:ListAttachedUserPolicies", user_name)
-        .await
-        .map(|policies| {
-            policies
-                .into_iter()
-                .filter_map(|policy| {
-                    Some(AttachedPolicy { policy_arn: policy.policy_arn?, policy_name: policy.policy_name, outcome: None })
-                })
-                .collect()
-        })
+    let items =
+        iam.list_attached_user_policies().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    collect_items(items, "iam:ListAttachedUserPolicies", user_name).await.map(|policies| {
+        policies
+            .into_iter()
+            .filter_map(|policy| {
+                Some(AttachedPolicy { policy_arn: policy.policy_arn?, policy_name: policy.policy_name, outcome: None })
+            })
+            .collect()
+    })
 }

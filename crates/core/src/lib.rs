@@ -11,8 +11,8 @@ pub mod fanout;
 pub mod input;
 pub mod inventory;
 pub mod lambda;
-pub mod pipeline;
 pub mod mfa;
+pub mod pipeline;
 pub mod quarantine;
 pub mod record;
 pub mod removal;
@@ -60,7 +60,10 @@ pub const STAGE_ACTIONS: [(&str, &[&str]); 7] = [
             "iam:ListSigningCertificates",
         ],
     ),
-    ("GetGroupsAndPolicies", &["iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:ListUserPolicies"]),
+    (
+        "GetGroupsAndPolicies",
+        &["iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:ListGroupsForUser", "iam:ListUserPolicies"],
+    ),
     (
         "DeleteKeysCertificatesMfaAndCredentials",
         &[
@@ -77,7 +80,10 @@ pub const STAGE_ACTIONS: [(&str, &[&str]); 7] = [
             "iam:TagMFADevice",
         ],
     ),
-    ("DeleteGroupsAndPolicies", &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetUser", "iam:RemoveUserFromGroup"]),
+    (
+        "DeleteGroupsAndPolicies",
+        &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetUser", "iam:RemoveUserFromGroup"],
+    ),
     ("DeleteIAMUserAndVerify", &["iam:DeleteUser", "iam:GetUser"]),
     (
         "QuarantineUser",
@@ -120,7 +126,8 @@ mod tests {
         ];
         for source in sources {
             for (at, _) in source.match_indices("\"iam:") {
-                let action: String = source[at + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == ':').collect();
+                let action: String =
+                    source[at + 1..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == ':').collect();
                 assert!(declared.contains(&action.as_str()), "{action} is called but not declared");
             }
         }

@@ -135,12 +135,18 @@ async fn mark_taken_from(iam: &Client, serial: &str, user_id: &str) -> Result<()
 /// deleted when it carries this user's id in [`TAKEN_FROM_TAG`] (an earlier
 /// attempt deactivated it and stopped before deleting it), left alone
 /// otherwise. `None` when nothing was deleted.
-pub async fn delete_left_unassigned(iam: &Client, serial: &str, user_id: &str) -> Result<Option<Outcome>, OffboardError> {
+pub async fn delete_left_unassigned(
+    iam: &Client,
+    serial: &str,
+    user_id: &str,
+) -> Result<Option<Outcome>, OffboardError> {
     // One page holds every tag: IAM allows 50 per resource and answers 100 by default.
     let tags = match iam.list_mfa_device_tags().serial_number(serial).send().await {
         Ok(answer) => answer.tags,
         Err(error) if is_no_such_entity(&error) => return Ok(Some(Outcome::AlreadyAbsent)),
-        Err(error) => return Err(classify_sdk_error(error, "iam:ListMFADeviceTags", &format!("virtual MFA device {serial}"))),
+        Err(error) => {
+            return Err(classify_sdk_error(error, "iam:ListMFADeviceTags", &format!("virtual MFA device {serial}")))
+        }
     };
     if !tags.iter().any(|tag| tag.key == TAKEN_FROM_TAG && tag.value == user_id) {
         tracing::warn!(serial_number = %serial,

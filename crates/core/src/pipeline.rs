@@ -76,7 +76,11 @@ async fn resolve(ctx: &StageContext, input: Value, progress: &mut impl Progress)
 }
 
 /// Gathers everything and changes nothing: the dry-run record.
-pub async fn plan(ctx: &StageContext, input: Value, progress: &mut impl Progress) -> Result<AuditRecord, OffboardError> {
+pub async fn plan(
+    ctx: &StageContext,
+    input: Value,
+    progress: &mut impl Progress,
+) -> Result<AuditRecord, OffboardError> {
     let target = resolve(ctx, input, progress).await?;
     let inventory = take_inventory(ctx, &target.user.user_name, progress).await?;
     let plan = build_plan(target, inventory.credentials, inventory.permissions);
@@ -110,7 +114,11 @@ struct Run {
 }
 
 impl Run {
-    async fn to_the_end(&mut self, ctx: &StageContext, progress: &mut impl Progress) -> Result<AuditRecord, OffboardError> {
+    async fn to_the_end(
+        &mut self,
+        ctx: &StageContext,
+        progress: &mut impl Progress,
+    ) -> Result<AuditRecord, OffboardError> {
         let user_name = self.target.user.user_name.clone();
         let user_id = self.target.user.user_id.clone();
         loop {
@@ -133,12 +141,16 @@ impl Run {
                         permissions: Some(inventory.permissions),
                     };
                     self.plan = Some(plan.clone());
-                    let QuarantineOutcome::Quarantined(quarantine) = invoke::<QuarantineUser>(ctx, request).await? else {
+                    let QuarantineOutcome::Quarantined(quarantine) = invoke::<QuarantineUser>(ctx, request).await?
+                    else {
                         unreachable!("a Quarantine request answers with the quarantine's record")
                     };
                     progress.stage_done(
                         QuarantineUser::NAME,
-                        &format!("{} credentials deactivated, AWSDenyAll attached, deletion due {until}", quarantine.deactivated.count()),
+                        &format!(
+                            "{} credentials deactivated, AWSDenyAll attached, deletion due {until}",
+                            quarantine.deactivated.count()
+                        ),
                     );
                     return Ok(AuditRecord { quarantine: Some(quarantine), ..plan });
                 }
@@ -169,7 +181,8 @@ impl Run {
                         &format!("DeleteConflict, inventory round {} of {MAX_CONFLICT_ROUNDS}: {message}", self.round),
                     );
                     let earlier = std::mem::take(&mut self.earlier_rounds);
-                    self.earlier_rounds = Value::Array(vec![earlier, serde_json::to_value(removed).unwrap_or_default()]);
+                    self.earlier_rounds =
+                        Value::Array(vec![earlier, serde_json::to_value(removed).unwrap_or_default()]);
                 }
                 Err(error) => return Err(error),
             }
@@ -233,7 +246,8 @@ async fn remove_everything(
             handled_as: Some(handled_as),
             retry_count: 0,
         };
-        let CredentialRemoval::MfaDevice(device) = invoke::<DeleteKeysCertificatesMfaAndCredentials>(ctx, request).await?
+        let CredentialRemoval::MfaDevice(device) =
+            invoke::<DeleteKeysCertificatesMfaAndCredentials>(ctx, request).await?
         else {
             unreachable!("a one-device request answers with the device")
         };

@@ -189,16 +189,21 @@ fn by_status(credentials: &CredentialInventory) -> (CredentialIds, CredentialIds
         .access_keys
         .iter()
         .map(|k| (CredentialKind::AccessKey, &k.access_key_id, &k.status))
-        .chain(credentials.ssh_public_keys.iter().map(|k| (CredentialKind::SshPublicKey, &k.ssh_public_key_id, &k.status)))
+        .chain(
+            credentials.ssh_public_keys.iter().map(|k| (CredentialKind::SshPublicKey, &k.ssh_public_key_id, &k.status)),
+        )
         .chain(
             credentials
                 .signing_certificates
                 .iter()
                 .map(|c| (CredentialKind::SigningCertificate, &c.certificate_id, &c.status)),
         )
-        .chain(credentials.service_specific_credentials.iter().map(|c| {
-            (CredentialKind::ServiceSpecificCredential, &c.service_specific_credential_id, &c.status)
-        }));
+        .chain(
+            credentials
+                .service_specific_credentials
+                .iter()
+                .map(|c| (CredentialKind::ServiceSpecificCredential, &c.service_specific_credential_id, &c.status)),
+        );
     for (kind, id, status) in items {
         let list = if status == "Active" { &mut active } else { &mut inactive };
         list.push(kind, id.clone());
@@ -230,13 +235,14 @@ pub async fn quarantine_user(
         })?;
     }
     let (active, already_inactive) = by_status(credentials);
-    let results: Vec<(CredentialKind, String, Result<Outcome, OffboardError>)> = futures_util::stream::iter(active.items())
-        .map(|(kind, id)| async move {
-            (kind, id.clone(), set_status(iam, user_name, kind, id, StatusType::Inactive).await)
-        })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let results: Vec<(CredentialKind, String, Result<Outcome, OffboardError>)> =
+        futures_util::stream::iter(active.items())
+            .map(|(kind, id)| async move {
+                (kind, id.clone(), set_status(iam, user_name, kind, id, StatusType::Inactive).await)
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
     let mut deactivated = CredentialIds::default();
     let mut first_error = None;
     for (kind, id, result) in results {

@@ -113,7 +113,11 @@ pub async fn delete_credentials(
         Some(mut profile) => {
             let resource = format!("login profile of user {user_name}");
             let delete = async {
-                idempotent(iam.delete_login_profile().user_name(user_name).send().await, "iam:DeleteLoginProfile", &resource)
+                idempotent(
+                    iam.delete_login_profile().user_name(user_name).send().await,
+                    "iam:DeleteLoginProfile",
+                    &resource,
+                )
             };
             let outcome = deadline::before_stop(delete, &resource).await.map_err(|e| progress.annotate(e))?;
             profile.outcome = Some(outcome);

@@ -37,7 +37,11 @@ pub struct RestoreReport {
 /// the one quarantined (same id) and not be held by another quarantine. A
 /// re-run after a partial restore finishes it. Stopping the waiting
 /// execution first is the caller's part.
-pub async fn lift_quarantine(iam: &Client, record: &AuditRecord, dry_run: bool) -> Result<RestoreReport, OffboardError> {
+pub async fn lift_quarantine(
+    iam: &Client,
+    record: &AuditRecord,
+    dry_run: bool,
+) -> Result<RestoreReport, OffboardError> {
     let name = record.user.user_name.as_str();
     let Some(quarantine) = record.quarantine.as_ref().filter(|_| record.user_deletion.is_none()) else {
         return Err(OffboardError::InvalidInput(format!(
@@ -85,11 +89,14 @@ pub async fn lift_quarantine(iam: &Client, record: &AuditRecord, dry_run: bool) 
     for (what, outcome) in reactivate(iam, name, &quarantine.deactivated).await? {
         match outcome {
             Outcome::Removed => report.restored.push(format!("{what} reactivated")),
-            Outcome::AlreadyAbsent => report.could_not_restore.push(format!("{what}: it was deleted since the quarantine")),
+            Outcome::AlreadyAbsent => {
+                report.could_not_restore.push(format!("{what}: it was deleted since the quarantine"))
+            }
         }
     }
     if detach {
-        let detached = iam.detach_user_policy().user_name(name).policy_arn(&quarantine.deny_all_policy_arn).send().await;
+        let detached =
+            iam.detach_user_policy().user_name(name).policy_arn(&quarantine.deny_all_policy_arn).send().await;
         match detached {
             Ok(_) => report.restored.push(format!("{} detached", quarantine.deny_all_policy_arn)),
             Err(error) if is_no_such_entity(&error) => {
@@ -110,7 +117,11 @@ pub async fn lift_quarantine(iam: &Client, record: &AuditRecord, dry_run: bool) 
 
 /// Restores the user the record describes. `dry_run`: only the check that
 /// no user of that name exists, then the report of what would be done.
-pub async fn restore_from_record(iam: &Client, record: &AuditRecord, dry_run: bool) -> Result<RestoreReport, OffboardError> {
+pub async fn restore_from_record(
+    iam: &Client,
+    record: &AuditRecord,
+    dry_run: bool,
+) -> Result<RestoreReport, OffboardError> {
     let user = &record.user;
     let name = user.user_name.as_str();
     if record.dry_run || record.user_deletion.is_none() {
@@ -167,7 +178,9 @@ pub async fn restore_from_record(iam: &Client, record: &AuditRecord, dry_run: bo
             .policy_document(document)
             .send()
             .await
-            .map_err(|e| classify_sdk_error(e, "iam:PutUserPolicy", &format!("inline policy {} of user {name}", policy.policy_name)))?;
+            .map_err(|e| {
+            classify_sdk_error(e, "iam:PutUserPolicy", &format!("inline policy {} of user {name}", policy.policy_name))
+        })?;
         report.restored.push(format!("inline policy {}", policy.policy_name));
     }
     for policy in &items.attached_policies {
@@ -191,7 +204,9 @@ where
 {
     match result {
         Ok(()) => report.restored.push(what),
-        Err(error) if is_no_such_entity(&error) => report.could_not_restore.push(format!("{what}: it no longer exists")),
+        Err(error) if is_no_such_entity(&error) => {
+            report.could_not_restore.push(format!("{what}: it no longer exists"))
+        }
         Err(error) => return Err(classify_sdk_error(error, action, &what)),
     }
     Ok(())

@@ -47,11 +47,8 @@ pub fn partition_of(arn: &str) -> &str {
 /// A role session name from the execution's name: AssumeRole allows
 /// `[\w+=,.@-]`, 2 to 64 characters; anything else becomes `-`.
 pub fn session_name(execution: &str) -> String {
-    let mut name: String = format!("offboard-{execution}")
-        .chars()
-        .map(|c| if is_iam_name_char(c) { c } else { '-' })
-        .take(64)
-        .collect();
+    let mut name: String =
+        format!("offboard-{execution}").chars().map(|c| if is_iam_name_char(c) { c } else { '-' }).take(64).collect();
     if name.len() < 2 {
         name.push_str("-x");
     }
@@ -113,9 +110,9 @@ pub async fn assume_target_role(
         .send()
         .await
         .map_err(|error| classify_sdk_error(error, "sts:AssumeRole", role_arn))?;
-    let credentials = output.credentials().ok_or_else(|| {
-        OffboardError::AccessDenied(format!("sts:AssumeRole on {role_arn} returned no credentials"))
-    })?;
+    let credentials = output
+        .credentials()
+        .ok_or_else(|| OffboardError::AccessDenied(format!("sts:AssumeRole on {role_arn} returned no credentials")))?;
     let expires = SystemTime::try_from(*credentials.expiration()).unwrap_or_else(|_| SystemTime::now());
     let assumed = output.assumed_role_user();
     let arn = assumed.map(|user| user.arn().to_string()).unwrap_or_default();
@@ -153,7 +150,11 @@ impl AccountSessions {
     /// the target roles' prefix (`OFFBOARD_TARGET_ROLE_NAME`): it assumes
     /// `<prefix>-<stage>`, its own stage's role, and no other. `None`
     /// without a prefix.
-    pub fn from_env(config: &SdkConfig, budget: Option<BudgetConfig>, stage: &str) -> Result<Option<Self>, OffboardError> {
+    pub fn from_env(
+        config: &SdkConfig,
+        budget: Option<BudgetConfig>,
+        stage: &str,
+    ) -> Result<Option<Self>, OffboardError> {
         let name = std::env::var(ENV_TARGET_ROLE_NAME).unwrap_or_default().trim().to_string();
         if name.is_empty() {
             return Ok(None);

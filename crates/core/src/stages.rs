@@ -3,8 +3,8 @@
 //! Lambda binaries and the CLI both drive them through [`invoke`].
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
@@ -15,7 +15,6 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::budget::BudgetConfig;
-use crate::sessions::{partition_of, AccountSessions, Placement, TargetSession, ENV_TARGET_ROLE_NAME};
 use crate::clients;
 use crate::deadline;
 use crate::errors::OffboardError;
@@ -30,6 +29,7 @@ use crate::quarantine::{
 };
 use crate::record::{AuditRecord, Items};
 use crate::removal::{delete_credentials, delete_permissions, delete_user_and_verify, UserDeletion, VerifyPolicy};
+use crate::sessions::{partition_of, AccountSessions, Placement, TargetSession, ENV_TARGET_ROLE_NAME};
 use crate::target::{
     get_caller_identity, recheck_user, refuse_if_protected, resolve_user, CallerIdentity, ExpectedUser,
     ProtectionPolicy, TargetUser,
@@ -112,7 +112,8 @@ impl StageContext {
                 placement.account, home.account
             ))
         })?;
-        let session = sessions.iam_for(&self.sts, partition_of(&home.arn), &placement.account, &placement.execution).await?;
+        let session =
+            sessions.iam_for(&self.sts, partition_of(&home.arn), &placement.account, &placement.execution).await?;
         Ok(Some(self.with_session(session)))
     }
 
@@ -289,7 +290,14 @@ impl Stage for GetUsername {
         }
         let account = ctx.caller().await?.account.clone();
         tracing::info!(user_id = %user.user_id, account = %account, dry_run = request.dry_run, delete_after = ?delete_after, "user resolved");
-        Ok(Resolution { user, account, dry_run: request.dry_run, context: request.context, delete_after, duration_ms: None })
+        Ok(Resolution {
+            user,
+            account,
+            dry_run: request.dry_run,
+            context: request.context,
+            delete_after,
+            duration_ms: None,
+        })
     }
 }
 
@@ -405,7 +413,9 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
                 // deleted only when marked as taken from this very user: an
                 // unmarked one may be another identity's.
                 let virtual_device_deletion = match handled_as {
-                    MfaClass::Virtual => delete_left_unassigned(&ctx.iam, &device.serial_number, &request.user_id).await?,
+                    MfaClass::Virtual => {
+                        delete_left_unassigned(&ctx.iam, &device.serial_number, &request.user_id).await?
+                    }
                     MfaClass::NonVirtual => None,
                 };
                 tracing::info!(serial_number = %device.serial_number, retry_count = request.retry_count,
@@ -526,7 +536,10 @@ pub fn flatten_rounds(value: Value, into: &mut Vec<RoundRemoval>) -> Result<(), 
 }
 
 /// Assembles the audit record of a completed offboarding.
-pub fn build_record(request: UserDeletionRequest, user_deletion: crate::removal::UserDeletion) -> Result<AuditRecord, OffboardError> {
+pub fn build_record(
+    request: UserDeletionRequest,
+    user_deletion: crate::removal::UserDeletion,
+) -> Result<AuditRecord, OffboardError> {
     let mut timings: BTreeMap<String, u64> =
         request.timings.into_iter().filter_map(|(stage, ms)| ms.map(|ms| (stage, ms))).collect();
     timings.insert(GetUsername::NAME.into(), request.target.duration_ms.unwrap_or(0));

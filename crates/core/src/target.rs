@@ -8,7 +8,6 @@ use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
 use crate::input::UserRef;
 use crate::inventory::{format_date, PAGE_SIZE};
 
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct Tag {
@@ -177,7 +176,11 @@ pub async fn get_user(iam: &Client, user_name: &str) -> Result<Option<TargetUser
         path: found.path().to_string(),
         create_date: Some(format_date(found.create_date())),
         password_last_used: found.password_last_used().map(format_date),
-        tags: found.tags().iter().map(|tag| Tag { key: tag.key().to_string(), value: tag.value().to_string() }).collect(),
+        tags: found
+            .tags()
+            .iter()
+            .map(|tag| Tag { key: tag.key().to_string(), value: tag.value().to_string() })
+            .collect(),
         permissions_boundary: found
             .permissions_boundary()
             .and_then(|boundary| boundary.permissions_boundary_arn())
@@ -291,7 +294,9 @@ mod tests {
             let err = refuse_if_protected(&user("alice", "/", &[(key, "true")]), &policy, &caller).unwrap_err();
             assert_eq!(err.name(), "ProtectedUser", "{key}");
         }
-        assert!(refuse_if_protected(&user("alice", "/", &[("offboard:protected-not", "true")]), &policy, &caller).is_ok());
+        assert!(
+            refuse_if_protected(&user("alice", "/", &[("offboard:protected-not", "true")]), &policy, &caller).is_ok()
+        );
     }
 
     fn policy_from(vars: &[(&str, &str)]) -> Result<ProtectionPolicy, OffboardError> {
@@ -320,7 +325,8 @@ mod tests {
     #[test]
     fn the_callers_own_user_is_refused() {
         let target = user("ops-bot", "/", &[]);
-        let caller = CallerIdentity { arn: target.arn.clone(), user_id: target.user_id.clone(), account: "123456789012".into() };
+        let caller =
+            CallerIdentity { arn: target.arn.clone(), user_id: target.user_id.clone(), account: "123456789012".into() };
         let err = refuse_if_protected(&target, &ProtectionPolicy::default(), &caller).unwrap_err();
         assert_eq!(err.name(), "ProtectedUser");
         assert!(err.to_string().contains("will not delete itself"));

@@ -34,7 +34,9 @@ fn account(id: &str, state: Option<AccountState>, status: Option<AccountStatus>)
 /// One ListAccounts page of `count` ACTIVE accounts.
 fn active_page(count: usize) -> ListAccountsOutput {
     (0..count)
-        .fold(ListAccountsOutput::builder(), |page, i| page.accounts(account(&format!("{i:012}"), Some(AccountState::Active), None)))
+        .fold(ListAccountsOutput::builder(), |page, i| {
+            page.accounts(account(&format!("{i:012}"), Some(AccountState::Active), None))
+        })
         .build()
 }
 
@@ -75,9 +77,8 @@ async fn the_organization_is_every_active_account_on_every_page_by_state_then_st
 
 #[tokio::test]
 async fn units_cover_their_accounts_and_every_unit_below_them_once() {
-    let accounts_in = mock!(aws_sdk_organizations::Client::list_accounts_for_parent).then_output(|| {
-        ListAccountsForParentOutput::builder().build()
-    });
+    let accounts_in = mock!(aws_sdk_organizations::Client::list_accounts_for_parent)
+        .then_output(|| ListAccountsForParentOutput::builder().build());
     let top = mock!(aws_sdk_organizations::Client::list_accounts_for_parent)
         .match_requests(|request| request.parent_id() == Some("ou-ab12-aaaaaaaa"))
         .then_output(|| {
@@ -104,8 +105,12 @@ async fn units_cover_their_accounts_and_every_unit_below_them_once() {
     let leaves = mock!(aws_sdk_organizations::Client::list_organizational_units_for_parent)
         .match_requests(|request| request.parent_id() == Some("ou-ab12-bbbbbbbb"))
         .then_output(|| ListOrganizationalUnitsForParentOutput::builder().build());
-    let organizations =
-        mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&top, &nested, &children, &leaves, &accounts_in], no_retries);
+    let organizations = mock_client!(
+        aws_sdk_organizations,
+        RuleMode::MatchAny,
+        [&top, &nested, &children, &leaves, &accounts_in],
+        no_retries
+    );
 
     let scope = AccountScope::OrganizationalUnits(vec!["ou-ab12-aaaaaaaa".into()]);
     let accounts = accounts_in_scope(Some(&organizations), &scope).await.unwrap();
@@ -121,7 +126,9 @@ async fn a_denied_listing_is_access_denied_and_no_or_too_many_active_accounts_is
         // Organizations' JSON protocol error (API reference, Common Errors: AccessDeniedException, 400).
         HttpResponse::new(
             StatusCode::try_from(400).unwrap(),
-            SdkBody::from(r#"{"__type":"AccessDeniedException","Message":"You don't have permissions to access this resource."}"#),
+            SdkBody::from(
+                r#"{"__type":"AccessDeniedException","Message":"You don't have permissions to access this resource."}"#,
+            ),
         )
     });
     let organizations = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&denied], no_retries);
@@ -176,7 +183,10 @@ async fn the_fan_out_names_a_child_per_account_and_gives_each_the_input_without_
 
     let children: Vec<(&str, &str)> =
         fan_out.accounts.iter().map(|item| (item.account.as_str(), item.execution_name.as_str())).collect();
-    assert_eq!(children, [("111111111111", "111111111111-alice-1a2b3c4d"), ("123456789012", "123456789012-alice-1a2b3c4d")]);
+    assert_eq!(
+        children,
+        [("111111111111", "111111111111-alice-1a2b3c4d"), ("123456789012", "123456789012-alice-1a2b3c4d")]
+    );
     assert_eq!(fan_out.child_input, json!({"UserName": "alice", "DryRun": true}));
     assert_eq!(fan_out.max_concurrency, 7);
     assert!(fan_out.duration_ms.is_some(), "the fan-out is timed as every stage is");
@@ -211,7 +221,8 @@ async fn any_other_payload_is_a_single_accounts_user_resolved_where_the_function
     let get_user = alice_exists!();
     let ctx = StageContext::from_clients(iam_client!(&get_user), sts, ProtectionPolicy::default());
 
-    let Entry::User(resolution) = invoke::<GetUsernameOrAccounts>(&ctx, json!({"UserName": "alice"})).await.unwrap() else {
+    let Entry::User(resolution) = invoke::<GetUsernameOrAccounts>(&ctx, json!({"UserName": "alice"})).await.unwrap()
+    else {
         panic!("a plain input resolves the user");
     };
 

@@ -53,7 +53,11 @@ async fn a_user_list_in_s3_is_read_and_checked_whole() {
 
 #[tokio::test]
 async fn a_missing_or_denied_list_is_named_and_starts_nothing() {
-    for (status, code, expected) in [(404, "NoSuchKey", "InvalidInput"), (404, "NoSuchBucket", "InvalidInput"), (403, "AccessDenied", "AccessDenied")] {
+    for (status, code, expected) in [
+        (404, "NoSuchKey", "InvalidInput"),
+        (404, "NoSuchBucket", "InvalidInput"),
+        (403, "AccessDenied", "AccessDenied"),
+    ] {
         let rule = mock!(Client::get_object).then_http_response(move || s3_error(status, code));
         let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&rule], |c: aws_sdk_s3::config::Builder| c
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled()));
@@ -80,21 +84,45 @@ fn result_entry(user: &str, status: &str, error: Option<&str>, cause: Option<Val
 
 #[tokio::test]
 async fn the_summary_reads_the_manifest_and_every_result_file() {
-    let manifest = mock!(Client::get_object).match_requests(|r| r.key() == Some("batches/b1/run/manifest.json")).then_output(|| {
-        object(json!({"DestinationBucket": "reports", "MapRunArn": "arn",
+    let manifest = mock!(Client::get_object)
+        .match_requests(|r| r.key() == Some("batches/b1/run/manifest.json"))
+        .then_output(|| {
+            object(
+                json!({"DestinationBucket": "reports", "MapRunArn": "arn",
                       "ResultFiles": {"FAILED": [{"Key": "batches/b1/run/FAILED_0.json", "Size": 1}], "PENDING": [],
-                                      "SUCCEEDED": [{"Key": "batches/b1/run/SUCCEEDED_0.json", "Size": 1}]}}).to_string())
-    });
+                                      "SUCCEEDED": [{"Key": "batches/b1/run/SUCCEEDED_0.json", "Size": 1}]}})
+                .to_string(),
+            )
+        });
     let succeeded = mock!(Client::get_object)
         .match_requests(|r| r.bucket() == Some("reports") && r.key() == Some("batches/b1/run/SUCCEEDED_0.json"))
-        .then_output(|| object(json!([result_entry("ann", "SUCCEEDED", None, None), result_entry("ben", "SUCCEEDED", None, None)]).to_string()));
-    let failed = mock!(Client::get_object).match_requests(|r| r.key() == Some("batches/b1/run/FAILED_0.json")).then_output(|| {
-        object(json!([
-            result_entry("cat", "FAILED", Some("States.TaskFailed"), Some(json!({"Status": "FAILED", "Error": "ProtectedUser", "Cause": "..."}))),
-            result_entry("dan", "FAILED", Some("States.TaskFailed"), Some(json!({"Status": "FAILED", "Error": "Throttled", "Cause": "..."}))),
-        ])
-        .to_string())
-    });
+        .then_output(|| {
+            object(
+                json!([result_entry("ann", "SUCCEEDED", None, None), result_entry("ben", "SUCCEEDED", None, None)])
+                    .to_string(),
+            )
+        });
+    let failed = mock!(Client::get_object)
+        .match_requests(|r| r.key() == Some("batches/b1/run/FAILED_0.json"))
+        .then_output(|| {
+            object(
+                json!([
+                    result_entry(
+                        "cat",
+                        "FAILED",
+                        Some("States.TaskFailed"),
+                        Some(json!({"Status": "FAILED", "Error": "ProtectedUser", "Cause": "..."}))
+                    ),
+                    result_entry(
+                        "dan",
+                        "FAILED",
+                        Some("States.TaskFailed"),
+                        Some(json!({"Status": "FAILED", "Error": "Throttled", "Cause": "..."}))
+                    ),
+                ])
+                .to_string(),
+            )
+        });
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&manifest, &succeeded, &failed]);
     let users: Vec<Value> = ["ann", "ben", "cat", "dan"]
         .iter()
@@ -135,6 +163,8 @@ async fn the_batch_function_has_no_user_to_log_and_makes_no_iam_call() {
     use iam_offboard_core::stages::Stage;
     assert_eq!(OffboardBatch::user_name(&BatchCall::Validate(json!({}))), None);
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, []);
-    let BatchAnswer::Plan(plan) = call(s3, BatchCall::Validate(json!({"UserNames": ["alice"]}))).await.unwrap() else { panic!() };
+    let BatchAnswer::Plan(plan) = call(s3, BatchCall::Validate(json!({"UserNames": ["alice"]}))).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(plan.users[0].execution_name, "alice-872213e7");
 }

@@ -14,11 +14,11 @@ use aws_smithy_mocks::{create_mock_http_client, mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use iam_offboard_core::clients::with_budget;
 use iam_offboard_core::budget::{
     budgeted_http_client, take_slots, unix_micros, BudgetConfig, IamBudget, ENV_CALLS_PER_SECOND, ENV_TABLE,
     KEY_ATTRIBUTE, KEY_VALUE, NEXT_CALL_ATTRIBUTE,
 };
+use iam_offboard_core::clients::with_budget;
 
 /// One slot of the shared schedule: when the call may go.
 async fn take_slot(dynamodb: &DynamoDb, budget: &BudgetConfig) -> Result<SystemTime, String> {
@@ -51,7 +51,8 @@ fn is_add_on(request: &aws_sdk_dynamodb::operation::update_item::UpdateItemInput
     request.table_name() == Some("offboard-iam-budget")
         && request.update_expression() == Some("ADD #next :interval")
         && request.condition_expression().is_none()
-        && request.expression_attribute_values().and_then(|v| v.get(":interval")) == Some(&AttributeValue::N(interval.into()))
+        && request.expression_attribute_values().and_then(|v| v.get(":interval"))
+            == Some(&AttributeValue::N(interval.into()))
         && request.key().and_then(|k| k.get(KEY_ATTRIBUTE)) == Some(&AttributeValue::S(item.into()))
 }
 
@@ -68,7 +69,10 @@ fn the_budget_is_off_unless_a_rate_is_set_and_a_bad_one_is_refused_at_init() {
     for off in [None, Some(""), Some(" "), Some("0")] {
         assert_eq!(vars(off, Some("t")), Ok(None), "{off:?} turns the budget off");
     }
-    assert_eq!(vars(Some(" 10 "), Some(" t ")), Ok(Some(BudgetConfig { table: "t".into(), calls_per_second: 10.0, schedule: KEY_VALUE.into() })));
+    assert_eq!(
+        vars(Some(" 10 "), Some(" t ")),
+        Ok(Some(BudgetConfig { table: "t".into(), calls_per_second: 10.0, schedule: KEY_VALUE.into() }))
+    );
     assert_eq!(vars(Some("2.5"), Some("t")).unwrap().unwrap().interval_micros(), 400_000);
     assert_eq!(vars(Some("1000"), Some("t")).unwrap().unwrap().interval_micros(), 1_000);
     for bad in ["-1", "abc", "inf", "NaN", "1000.5", "1e9", "0.0"] {
@@ -113,7 +117,8 @@ async fn each_target_account_has_its_own_schedule_in_the_same_table() {
 
 #[tokio::test]
 async fn an_idle_schedule_is_moved_to_now_once_so_idle_time_is_no_burst() {
-    let add = mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "50000")).then_output(|| next_call_at(1_050_000));
+    let add =
+        mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "50000")).then_output(|| next_call_at(1_050_000));
     let catch_up = mock!(DynamoDb::update_item)
         .match_requests(|r| {
             let values = r.expression_attribute_values().unwrap();
@@ -138,13 +143,20 @@ async fn an_idle_schedule_is_moved_to_now_once_so_idle_time_is_no_burst() {
 #[tokio::test]
 async fn a_caller_that_loses_the_catch_up_takes_a_slot_of_the_schedule_the_winner_set() {
     let ahead = now_micros() + 3_000_000;
-    let stale = mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_output(|| next_call_at(100_000));
+    let stale =
+        mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_output(|| next_call_at(100_000));
     let lost = mock!(DynamoDb::update_item)
         .match_requests(|r| r.condition_expression().is_some())
         .then_http_response(|| dynamodb_error("ConditionalCheckFailedException"));
-    let fresh = mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_output(move || next_call_at(ahead + 100_000));
-    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&stale, &lost, &fresh], |c: aws_sdk_dynamodb::config::Builder| c
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let fresh = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add(r, "100000"))
+        .then_output(move || next_call_at(ahead + 100_000));
+    let dynamodb = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&stale, &lost, &fresh],
+        |c: aws_sdk_dynamodb::config::Builder| c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+    );
     let slot = take_slot(&dynamodb, &budget(10.0)).await.unwrap();
     assert_eq!(unix_micros(slot), ahead);
     assert_eq!((stale.num_calls(), lost.num_calls(), fresh.num_calls()), (1, 1, 1));
@@ -153,8 +165,9 @@ async fn a_caller_that_loses_the_catch_up_takes_a_slot_of_the_schedule_the_winne
 #[tokio::test]
 async fn an_unreachable_schedule_is_an_error_naming_the_table() {
     let denied = mock!(DynamoDb::update_item).then_http_response(|| dynamodb_error("AccessDeniedException"));
-    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&denied], |c: aws_sdk_dynamodb::config::Builder| c
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let dynamodb =
+        mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&denied], |c: aws_sdk_dynamodb::config::Builder| c
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
     let error = take_slot(&dynamodb, &budget(10.0)).await.unwrap_err();
     assert!(error.contains("offboard-iam-budget") && error.contains("AccessDenied"), "{error}");
 }
@@ -176,17 +189,21 @@ async fn every_iam_attempt_takes_a_slot_and_an_unreachable_budget_never_fails_a_
     let iam = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&get_user], |c: aws_sdk_iam::config::Builder| c
         .http_client(budgeted_http_client(create_mock_http_client(), iam_budget.clone()))
         .retry_config(
-            aws_sdk_iam::config::retry::RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1))
+            aws_sdk_iam::config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1))
         ));
     let user = iam.get_user().user_name("alice").send().await.unwrap();
     assert_eq!(user.user.unwrap().user_name, "alice");
     assert_eq!((get_user.num_calls(), slots.num_calls()), (2, 2), "one slot per attempt");
 
     let denied = mock!(DynamoDb::update_item).then_http_response(|| dynamodb_error("ResourceNotFoundException"));
-    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&denied], |c: aws_sdk_dynamodb::config::Builder| c
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let dynamodb =
+        mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&denied], |c: aws_sdk_dynamodb::config::Builder| c
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
     let unreachable = IamBudget::new(dynamodb, budget(10.0));
-    let get_user = mock!(aws_sdk_iam::Client::get_user).then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
+    let get_user = mock!(aws_sdk_iam::Client::get_user)
+        .then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
     let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_user], |c: aws_sdk_iam::config::Builder| c
         .http_client(budgeted_http_client(create_mock_http_client(), unreachable.clone())));
     assert!(iam.get_user().user_name("alice").send().await.is_ok());
@@ -198,7 +215,8 @@ async fn every_iam_attempt_takes_a_slot_and_an_unreachable_budget_never_fails_a_
 #[tokio::test]
 async fn a_call_waiting_for_a_distant_slot_is_not_cut_off_as_a_stalled_upload() {
     use aws_sdk_iam::config::StalledStreamProtectionConfig;
-    let get_user = mock!(aws_sdk_iam::Client::get_user).then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
+    let get_user = mock!(aws_sdk_iam::Client::get_user)
+        .then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
     let wait = Duration::from_millis(2500);
     let slots = mock!(DynamoDb::update_item)
         .match_requests(|r| is_add(r, "100000"))
@@ -208,13 +226,14 @@ async fn a_call_waiting_for_a_distant_slot_is_not_cut_off_as_a_stalled_upload() 
     // A grace period shorter than the wait, as the default 5 s is shorter
     // than a slot behind a queue of 50 callers at 10 calls/s.
     let strict = StalledStreamProtectionConfig::enabled().grace_period(Duration::from_secs(1)).build();
-    let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_user], |c: aws_sdk_iam::config::Builder| with_budget(
-        c.stalled_stream_protection(strict.clone())
-            .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
-            .time_source(aws_smithy_async::time::SystemTimeSource::new()),
-        create_mock_http_client(),
-        iam_budget.clone()
-    ));
+    let iam =
+        mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&get_user], |c: aws_sdk_iam::config::Builder| with_budget(
+            c.stalled_stream_protection(strict.clone())
+                .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+                .time_source(aws_smithy_async::time::SystemTimeSource::new()),
+            create_mock_http_client(),
+            iam_budget.clone()
+        ));
     let started = std::time::Instant::now();
     let user = iam.get_user().user_name("alice").send().await.unwrap();
     assert_eq!(user.user.unwrap().user_name, "alice");
@@ -226,7 +245,8 @@ async fn a_call_waiting_for_a_distant_slot_is_not_cut_off_as_a_stalled_upload() 
 /// consecutive slots with one UpdateItem, and each still waits for its own.
 #[tokio::test]
 async fn calls_waiting_together_take_their_slots_in_one_update() {
-    let get_user = mock!(aws_sdk_iam::Client::get_user).then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
+    let get_user = mock!(aws_sdk_iam::Client::get_user)
+        .then_http_response(|| common::get_user_xml("alice", common::ALICE_ID, "/", None));
     let four_slots = mock!(DynamoDb::update_item)
         .match_requests(|r| is_add(r, "400000"))
         .then_compute_output(|_| next_call_at(now_micros() + 400_000));
@@ -238,8 +258,15 @@ async fn calls_waiting_together_take_their_slots_in_one_update() {
     let call = || iam.get_user().user_name("alice").send();
     let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
     assert!(a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok());
-    assert_eq!((get_user.num_calls(), four_slots.num_calls()), (4, 1), "one UpdateItem of four intervals for four calls");
-    assert!(started.elapsed() >= Duration::from_millis(300), "the last call waited for the fourth slot, 0.3 s after the first");
+    assert_eq!(
+        (get_user.num_calls(), four_slots.num_calls()),
+        (4, 1),
+        "one UpdateItem of four intervals for four calls"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the last call waited for the fourth slot, 0.3 s after the first"
+    );
 }
 
 /// A slot that was current when the caller asked for it is used even when the
@@ -248,13 +275,11 @@ async fn calls_waiting_together_take_their_slots_in_one_update() {
 /// idle schedule and gave the slot up.
 #[tokio::test]
 async fn a_slot_answered_slowly_is_used_not_mistaken_for_an_idle_schedule() {
-    let slow = mock!(DynamoDb::update_item)
-        .match_requests(|r| is_add(r, "100000"))
-        .then_compute_output(|_| {
-            let next = now_micros() + 100_000;
-            std::thread::sleep(Duration::from_millis(400));
-            next_call_at(next)
-        });
+    let slow = mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_compute_output(|_| {
+        let next = now_micros() + 100_000;
+        std::thread::sleep(Duration::from_millis(400));
+        next_call_at(next)
+    });
     let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&slow]);
     let slot = take_slot(&dynamodb, &budget(10.0)).await.unwrap();
     assert_eq!(slow.num_calls(), 1, "no second UpdateItem");
@@ -265,12 +290,17 @@ async fn a_slot_answered_slowly_is_used_not_mistaken_for_an_idle_schedule() {
 /// budget's error, not a reason to take slots again.
 #[tokio::test]
 async fn a_catch_up_write_that_fails_otherwise_is_an_error() {
-    let stale = mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_output(|| next_call_at(100_000));
+    let stale =
+        mock!(DynamoDb::update_item).match_requests(|r| is_add(r, "100000")).then_output(|| next_call_at(100_000));
     let denied = mock!(DynamoDb::update_item)
         .match_requests(|r| r.condition_expression().is_some())
         .then_http_response(|| dynamodb_error("AccessDeniedException"));
-    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&stale, &denied], |c: aws_sdk_dynamodb::config::Builder| c
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let dynamodb = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&stale, &denied],
+        |c: aws_sdk_dynamodb::config::Builder| c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+    );
     let error = take_slot(&dynamodb, &budget(10.0)).await.unwrap_err();
     assert!(error.contains("AccessDenied"), "{error}");
     assert_eq!((stale.num_calls(), denied.num_calls()), (1, 1));

@@ -72,17 +72,27 @@ fn mutation_rules(calls: &Calls) -> Vec<Rule> {
             .match_requests(move |r| a(format!("AttachUserPolicy {}", r.policy_arn().unwrap_or_default())))
             .then_output(|| AttachUserPolicyOutput::builder().build()),
         mock!(Client::update_access_key)
-            .match_requests(move |r| k(format!("UpdateAccessKey {} {:?}", r.access_key_id().unwrap_or_default(), r.status())))
+            .match_requests(move |r| {
+                k(format!("UpdateAccessKey {} {:?}", r.access_key_id().unwrap_or_default(), r.status()))
+            })
             .then_output(|| UpdateAccessKeyOutput::builder().build()),
         mock!(Client::update_ssh_public_key)
-            .match_requests(move |r| s(format!("UpdateSSHPublicKey {} {:?}", r.ssh_public_key_id().unwrap_or_default(), r.status())))
+            .match_requests(move |r| {
+                s(format!("UpdateSSHPublicKey {} {:?}", r.ssh_public_key_id().unwrap_or_default(), r.status()))
+            })
             .then_output(|| UpdateSshPublicKeyOutput::builder().build()),
         mock!(Client::update_signing_certificate)
-            .match_requests(move |r| c(format!("UpdateSigningCertificate {} {:?}", r.certificate_id().unwrap_or_default(), r.status())))
+            .match_requests(move |r| {
+                c(format!("UpdateSigningCertificate {} {:?}", r.certificate_id().unwrap_or_default(), r.status()))
+            })
             .then_output(|| UpdateSigningCertificateOutput::builder().build()),
         mock!(Client::update_service_specific_credential)
             .match_requests(move |r| {
-                b(format!("UpdateServiceSpecificCredential {} {:?}", r.service_specific_credential_id().unwrap_or_default(), r.status()))
+                b(format!(
+                    "UpdateServiceSpecificCredential {} {:?}",
+                    r.service_specific_credential_id().unwrap_or_default(),
+                    r.status()
+                ))
             })
             .then_output(|| UpdateServiceSpecificCredentialOutput::builder().build()),
         mock!(Client::tag_user)
@@ -139,7 +149,10 @@ async fn quarantine_denies_first_deactivates_only_active_credentials_and_tags_la
     assert_eq!(record.deny_all_policy_arn, DENY_ALL);
     assert!(record.kept.login_profile);
     assert_eq!(record.kept.mfa_devices, [PASSKEY_SERIAL]);
-    assert_eq!(record.execution_arn.as_deref(), Some("arn:aws:states:us-east-1:123456789012:execution:offboard:alice-872213e7"));
+    assert_eq!(
+        record.execution_arn.as_deref(),
+        Some("arn:aws:states:us-east-1:123456789012:execution:offboard:alice-872213e7")
+    );
     assert!(record.duration_ms.is_some());
 }
 
@@ -163,21 +176,26 @@ async fn the_deny_is_attached_in_the_users_partition() {
         iam_offboard_core::quarantine::deny_all_policy_arn("arn:aws-us-gov:iam::123456789012:user/alice"),
         "arn:aws-us-gov:iam::aws:policy/AWSDenyAll"
     );
-    assert_eq!(iam_offboard_core::quarantine::deny_all_policy_arn("arn:aws-cn:iam::123456789012:user/a"), "arn:aws-cn:iam::aws:policy/AWSDenyAll");
+    assert_eq!(
+        iam_offboard_core::quarantine::deny_all_policy_arn("arn:aws-cn:iam::123456789012:user/a"),
+        "arn:aws-cn:iam::aws:policy/AWSDenyAll"
+    );
 }
 
 #[tokio::test]
 async fn a_user_held_by_another_quarantine_is_refused_with_no_change_and_a_retry_goes_on() {
     let calls = Calls::default();
     let rules = mutation_rules(&calls);
-    let other = mock!(Client::get_user)
-        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("Offboard:Quarantined-Until", "2026-12-24T00:00:00Z")]));
+    let other = mock!(Client::get_user).then_http_response(|| {
+        get_user_tagged_xml("alice", ALICE_ID, &[("Offboard:Quarantined-Until", "2026-12-24T00:00:00Z")])
+    });
     let error = quarantine(client_with(&rules, &other), quarantine_request(&[])).await.unwrap_err();
     assert_eq!(error.name(), "AlreadyQuarantined", "{error}");
     assert!(error.to_string().contains("2026-12-24T00:00:00Z"), "{error}");
     assert!(calls.lock().unwrap().is_empty(), "nothing changed");
 
-    let same = mock!(Client::get_user).then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
+    let same = mock!(Client::get_user)
+        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
     quarantine(client_with(&rules, &same), quarantine_request(&[])).await.unwrap();
     assert_eq!(calls.lock().unwrap().len(), 6, "the same quarantine, retried, finishes");
 }
@@ -198,16 +216,19 @@ async fn a_failure_part_way_names_what_the_quarantine_had_done() {
     let get_user = alice_exists!();
     let attach = mock!(Client::attach_user_policy).then_output(|| AttachUserPolicyOutput::builder().build());
     let keys = mock!(Client::update_access_key).then_output(|| UpdateAccessKeyOutput::builder().build());
-    let ssh = mock!(Client::update_ssh_public_key)
-        .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
-    let certs = mock!(Client::update_signing_certificate).then_output(|| UpdateSigningCertificateOutput::builder().build());
+    let ssh = mock!(Client::update_ssh_public_key).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
+    let certs =
+        mock!(Client::update_signing_certificate).then_output(|| UpdateSigningCertificateOutput::builder().build());
     let bedrock = mock!(Client::update_service_specific_credential)
         .then_output(|| UpdateServiceSpecificCredentialOutput::builder().build());
     let iam = iam_client!(&get_user, &attach, &keys, &ssh, &certs, &bedrock);
     let error = quarantine(iam, quarantine_request(&[])).await.unwrap_err();
     assert_eq!(error.name(), "Throttled", "{error}");
     let message = error.to_string();
-    assert!(message.contains("AWSDenyAll attached") && message.contains("access key AKIAACTIVE0000000001 deactivated"), "{message}");
+    assert!(
+        message.contains("AWSDenyAll attached") && message.contains("access key AKIAACTIVE0000000001 deactivated"),
+        "{message}"
+    );
     assert_eq!(bedrock.num_calls(), 1, "every item is attempted");
 }
 
@@ -261,7 +282,8 @@ async fn malformed_quarantine_requests_make_no_call() {
 async fn get_username_carries_the_deletion_time_and_refuses_a_second_quarantine() {
     let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("alice", ALICE_ID, "/", None));
     let ctx = context(iam_client!(&get_user));
-    let resolution = invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "DeleteAfter": "2099-01-01T00:00:00Z"})).await;
+    let resolution =
+        invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "DeleteAfter": "2099-01-01T00:00:00Z"})).await;
     assert_eq!(resolution.unwrap_err().name(), "InvalidInput", "more than a year ahead");
     let soon = iam_offboard_core::input::format_timestamp(aws_sdk_iam::primitives::DateTime::from_secs(
         aws_sdk_iam::primitives::DateTime::from(std::time::SystemTime::now()).secs() + 3600,
@@ -273,17 +295,27 @@ async fn get_username_carries_the_deletion_time_and_refuses_a_second_quarantine(
     let plain = invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.unwrap();
     assert_eq!(serde_json::to_value(&plain).unwrap()["DeleteAfter"], Value::Null, "always present for the Choice");
 
-    let held = mock!(Client::get_user)
-        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", "2026-12-24T00:00:00Z")]));
+    let held = mock!(Client::get_user).then_http_response(|| {
+        get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", "2026-12-24T00:00:00Z")])
+    });
     let ctx = context(iam_client!(&held));
     let error = invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "GraceDays": 7})).await.unwrap_err();
     assert_eq!(error.name(), "AlreadyQuarantined", "{error}");
     let tag = soon.clone();
     let twin = mock!(Client::get_user)
         .then_http_response(move || get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", &tag)]));
-    let error = invoke::<GetUsername>(&context(iam_client!(&twin)), json!({"UserName": "alice", "DeleteAfter": soon})).await.unwrap_err();
-    assert_eq!(error.name(), "AlreadyQuarantined", "a second execution with the same time is another quarantine too: {error}");
-    assert!(invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.is_ok(), "a plain deletion of a quarantined user goes ahead");
+    let error = invoke::<GetUsername>(&context(iam_client!(&twin)), json!({"UserName": "alice", "DeleteAfter": soon}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.name(),
+        "AlreadyQuarantined",
+        "a second execution with the same time is another quarantine too: {error}"
+    );
+    assert!(
+        invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.is_ok(),
+        "a plain deletion of a quarantined user goes ahead"
+    );
 }
 
 fn quarantine_record(deny_all_attached_by_quarantine: bool) -> AuditRecord {
@@ -333,7 +365,8 @@ async fn restore_reactivates_exactly_what_the_quarantine_deactivated_and_untags_
     use iam_offboard_core::restore::lift_quarantine;
     let calls = Calls::default();
     let rules = restore_rules(&calls);
-    let held = mock!(Client::get_user).then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
+    let held = mock!(Client::get_user)
+        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
     let report = lift_quarantine(&client_with(&rules, &held), &quarantine_record(true), false).await.unwrap();
     let calls = calls.lock().unwrap().clone();
     let active = Some(StatusType::Active);
@@ -348,7 +381,10 @@ async fn restore_reactivates_exactly_what_the_quarantine_deactivated_and_untags_
         ],
         "never the key that was inactive before"
     );
-    assert_eq!(calls[3..], [format!("DetachUserPolicy {DENY_ALL}"), "UntagUser offboard:quarantined-until".to_string()]);
+    assert_eq!(
+        calls[3..],
+        [format!("DetachUserPolicy {DENY_ALL}"), "UntagUser offboard:quarantined-until".to_string()]
+    );
     assert_eq!(report.could_not_restore, ["access key AKIADELETEDSINCE0001: it was deleted since the quarantine"]);
     assert_eq!(report.restored.len(), 5, "{:?}", report.restored);
 
@@ -366,7 +402,10 @@ async fn restore_refuses_another_user_or_another_quarantine_and_a_dry_run_change
     let cases: [(fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse, &str); 3] = [
         (|| get_user_xml("alice", "AIDARECREATED0000001", "/", None), "UserNotFound"),
         (|| no_such_entity("user"), "UserNotFound"),
-        (|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", "2027-02-02T00:00:00Z")]), "AlreadyQuarantined"),
+        (
+            || get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", "2027-02-02T00:00:00Z")]),
+            "AlreadyQuarantined",
+        ),
     ];
     for (answer, expected) in cases {
         // GetUser only: any change would panic.
@@ -374,7 +413,8 @@ async fn restore_refuses_another_user_or_another_quarantine_and_a_dry_run_change
         let error = lift_quarantine(&iam_client!(&get_user), &record, false).await.unwrap_err();
         assert_eq!(error.name(), expected, "{error}");
     }
-    let held = mock!(Client::get_user).then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
+    let held = mock!(Client::get_user)
+        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
     let report = lift_quarantine(&iam_client!(&held), &record, true).await.unwrap();
     assert!(report.dry_run);
     assert_eq!(report.restored.len(), 6, "4 reactivations, the detach, the tag: {:?}", report.restored);
@@ -386,18 +426,26 @@ async fn restore_refuses_another_user_or_another_quarantine_and_a_dry_run_change
 #[tokio::test]
 async fn restore_names_the_user_accepts_a_deny_already_detached_and_fails_on_a_denied_detach() {
     use iam_offboard_core::restore::lift_quarantine;
-    let held = mock!(Client::get_user).then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
+    let held = mock!(Client::get_user)
+        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
     let mut record = quarantine_record(true);
     record.quarantine.as_mut().unwrap().deactivated = Default::default();
     let gone = mock!(Client::detach_user_policy).then_http_response(|| no_such_entity("policy attachment"));
     let untag = mock!(Client::untag_user).then_output(|| UntagUserOutput::builder().build());
     let report = lift_quarantine(&iam_client!(&held, &gone, &untag), &record, false).await.unwrap();
     assert_eq!(report.user_name, "alice");
-    assert_eq!(report.restored, [format!("{DENY_ALL} (already detached)"), "tag offboard:quarantined-until removed".to_string()]);
+    assert_eq!(
+        report.restored,
+        [format!("{DENY_ALL} (already detached)"), "tag offboard:quarantined-until removed".to_string()]
+    );
     assert_eq!(untag.num_calls(), 1);
 
     let denied = mock!(Client::detach_user_policy).then_http_response(|| {
-        error_xml(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DetachUserPolicy")
+        error_xml(
+            403,
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:DetachUserPolicy",
+        )
     });
     let untag = mock!(Client::untag_user).then_output(|| UntagUserOutput::builder().build());
     let error = lift_quarantine(&iam_client!(&held, &denied, &untag), &record, false).await.unwrap_err();
@@ -417,7 +465,9 @@ async fn a_user_no_longer_tagged_is_not_restored_again() {
 
 #[tokio::test]
 async fn the_in_process_flow_stops_after_the_quarantine_and_returns_its_record() {
-    let empty = |operation: &'static str, list: &'static str| move || ok_xml(operation, &format!("<{list}></{list}><IsTruncated>false</IsTruncated>"));
+    let empty = |operation: &'static str, list: &'static str| {
+        move || ok_xml(operation, &format!("<{list}></{list}><IsTruncated>false</IsTruncated>"))
+    };
     let calls = Calls::default();
     let mut rules = mutation_rules(&calls);
     rules.extend([
@@ -436,9 +486,10 @@ async fn the_in_process_flow_stops_after_the_quarantine_and_returns_its_record()
     let get_user = alice_exists!();
     let ctx = context(client_with(&rules, &get_user));
     let mut progress = |_: &str, _: &str| {};
-    let record = iam_offboard_core::pipeline::offboard(&ctx, json!({"UserName": "alice", "GraceDays": 3}), &mut progress)
-        .await
-        .unwrap();
+    let record =
+        iam_offboard_core::pipeline::offboard(&ctx, json!({"UserName": "alice", "GraceDays": 3}), &mut progress)
+            .await
+            .unwrap();
     let quarantine = record.quarantine.expect("the quarantine's record");
     assert!(record.user_deletion.is_none(), "nothing deleted in-process before the grace period ends");
     assert_eq!(quarantine.deactivated.access_keys, ["AKIAACTIVE0000000001"]);

@@ -87,13 +87,16 @@ async fn assume_role_asks_for_the_shortest_session_named_after_the_execution() {
 #[tokio::test]
 async fn a_target_account_without_the_role_is_access_denied_naming_the_role() {
     let denied = mock!(aws_sdk_sts::Client::assume_role).then_http_response(|| {
-        common::error_xml(403, "AccessDenied", "User: arn:aws:sts::123456789012:assumed-role/fn is not authorized to perform: sts:AssumeRole")
+        common::error_xml(
+            403,
+            "AccessDenied",
+            "User: arn:aws:sts::123456789012:assumed-role/fn is not authorized to perform: sts:AssumeRole",
+        )
     });
     let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, [&denied], |c: aws_sdk_sts::config::Builder| c
         .retry_config(aws_sdk_sts::config::retry::RetryConfig::disabled()));
-    let error = assume_target_role(&sts, "arn:aws:iam::777788889999:role/offboard-target", "offboard-x")
-        .await
-        .unwrap_err();
+    let error =
+        assume_target_role(&sts, "arn:aws:iam::777788889999:role/offboard-target", "offboard-x").await.unwrap_err();
     assert_eq!(error.name(), "AccessDenied");
     assert!(error.to_string().contains("arn:aws:iam::777788889999:role/offboard-target"), "{error}");
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_iam::operation::{
     deactivate_mfa_device::DeactivateMfaDeviceOutput, delete_access_key::DeleteAccessKeyOutput,
-    delete_login_profile::DeleteLoginProfileOutput, delete_service_specific_credential::DeleteServiceSpecificCredentialOutput,
+    delete_login_profile::DeleteLoginProfileOutput,
+    delete_service_specific_credential::DeleteServiceSpecificCredentialOutput,
     delete_signing_certificate::DeleteSigningCertificateOutput, delete_ssh_public_key::DeleteSshPublicKeyOutput,
     delete_user::DeleteUserOutput, delete_user_policy::DeleteUserPolicyOutput,
     delete_virtual_mfa_device::DeleteVirtualMfaDeviceOutput, detach_user_policy::DetachUserPolicyOutput,
@@ -46,7 +47,9 @@ fn client_with_retry_policy<'a>(
         move |config: aws_sdk_iam::config::Builder| config
             .retry_config(retry.clone())
             .retry_partition(patient_retry_partition())
-            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(aws_smithy_async::rt::sleep::TokioSleep::new()))
+            .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
+                aws_smithy_async::rt::sleep::TokioSleep::new()
+            ))
     )
 }
 
@@ -103,10 +106,12 @@ async fn inventory_lists_every_credential_type_including_bedrock_keys() {
     let rules = credentials_rules();
     let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, &rules);
     let ctx = context(iam);
-    let inventory =
-        invoke::<GetKeysCertificatesMfaAndCredentials>(&ctx, parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap())
-            .await
-            .unwrap();
+    let inventory = invoke::<GetKeysCertificatesMfaAndCredentials>(
+        &ctx,
+        parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(inventory.login_profile.is_some());
     assert_eq!(inventory.access_keys.len(), 2);
     assert_eq!(inventory.access_keys[1].status, "Inactive");
@@ -171,7 +176,8 @@ async fn virtual_passkey_and_hardware_devices_go_in_one_pass() {
         others.iter().chain([&deactivate, &delete_virtual, &recheck, &mark])
     );
     let ctx = context(iam);
-    let request = json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": serde_json::to_value(&inventory).unwrap()});
+    let request =
+        json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": serde_json::to_value(&inventory).unwrap()});
     let removed = invoke::<DeleteKeysCertificatesMfaAndCredentials>(
         &ctx,
         parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap(),
@@ -207,7 +213,9 @@ async fn the_state_machine_route_decides_per_device() {
         [&deactivate, &delete_virtual, &recheck, &held, &mark]
     );
     let ctx = context(iam);
-    for (serial, route) in [(VIRTUAL_SERIAL, "Virtual"), (PASSKEY_SERIAL, "NonVirtual"), (HARDWARE_SERIAL, "NonVirtual")] {
+    for (serial, route) in
+        [(VIRTUAL_SERIAL, "Virtual"), (PASSKEY_SERIAL, "NonVirtual"), (HARDWARE_SERIAL, "NonVirtual")]
+    {
         let request = json!({
             "UserName": "alice",
             "UserId": ALICE_ID,
@@ -250,7 +258,8 @@ async fn no_such_entity_on_every_delete_means_already_done() {
     let iam = aws_smithy_mocks::mock_client!(aws_sdk_iam, aws_smithy_mocks::RuleMode::MatchAny, &rules);
     let ctx = context(iam);
     let credentials = alice_inventory().await;
-    let removed = iam_offboard_core::removal::delete_credentials(&ctx.iam, "alice", ALICE_ID, credentials).await.unwrap();
+    let removed =
+        iam_offboard_core::removal::delete_credentials(&ctx.iam, "alice", ALICE_ID, credentials).await.unwrap();
     assert_eq!(removed.login_profile.unwrap().outcome, Some(Outcome::AlreadyAbsent));
     assert!(removed.access_keys.iter().all(|k| k.outcome == Some(Outcome::AlreadyAbsent)));
     assert!(removed.ssh_public_keys.iter().all(|k| k.outcome == Some(Outcome::AlreadyAbsent)));
@@ -269,14 +278,15 @@ async fn no_such_entity_on_every_delete_means_already_done() {
     assert_eq!(removed.inline_policies[0].outcome, Some(Outcome::AlreadyAbsent));
     assert_eq!(removed.attached_policies[0].outcome, Some(Outcome::AlreadyAbsent));
 
-    let deletion = iam_offboard_core::removal::delete_user_and_verify(&ctx.iam, "alice", VerifyPolicy::default())
-        .await
-        .unwrap();
+    let deletion =
+        iam_offboard_core::removal::delete_user_and_verify(&ctx.iam, "alice", VerifyPolicy::default()).await.unwrap();
     assert_eq!(deletion.outcome, Outcome::AlreadyAbsent);
     assert_eq!(deletion.verification_attempts, 1);
 }
 
-async fn error_name_for(response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse) -> (String, String) {
+async fn error_name_for(
+    response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+) -> (String, String) {
     let rule = mock!(Client::delete_access_key).then_http_response(response);
     let iam = iam_client!(&rule);
     let error = iam_offboard_core::removal::delete_credentials(
@@ -317,7 +327,11 @@ async fn iam_error_codes_map_to_the_state_machine_names() {
     assert_eq!(name, "InvalidInput");
     // On a delete, LimitExceeded is IAM's temporary limit (aws/aws-sdk-go#807), never the input's fault.
     let (name, message) = error_xml_case(|| {
-        error_xml(409, "LimitExceeded", "Your account has a large number of updates awaiting replication, please try again later")
+        error_xml(
+            409,
+            "LimitExceeded",
+            "Your account has a large number of updates awaiting replication, please try again later",
+        )
     })
     .await;
     assert_eq!(name, "ServiceUnavailable", "{message}");
@@ -326,7 +340,9 @@ async fn iam_error_codes_map_to_the_state_machine_names() {
     assert_eq!(name, "ServiceUnavailable", "retried with the patient ServiceUnavailable retrier");
 }
 
-async fn error_xml_case(response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse) -> (String, String) {
+async fn error_xml_case(
+    response: fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+) -> (String, String) {
     error_name_for(response).await
 }
 
@@ -406,7 +422,10 @@ async fn a_failure_part_way_names_what_was_already_removed() {
     let error = iam_offboard_core::removal::delete_credentials(&iam, "alice", ALICE_ID, inventory).await.unwrap_err();
     assert_eq!(error.name(), "AccessDenied");
     let message = error.to_string();
-    assert!(message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"), "{message}");
+    assert!(
+        message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"),
+        "{message}"
+    );
     assert!(!message.contains("access key AKIAAAAAAAAAAAAAAAA2."), "{message}");
 }
 
@@ -424,7 +443,8 @@ async fn get_username_by_name_records_tags_and_boundary() {
     // No ListUserTags rule: GetUser's answer carries the tags, so any other call panics.
     let iam = iam_client!(&get_user);
     let ctx = context(iam);
-    let resolution = invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "Context": {"Ticket": "OPS-7"}})).await.unwrap();
+    let resolution =
+        invoke::<GetUsername>(&ctx, json!({"UserName": "alice", "Context": {"Ticket": "OPS-7"}})).await.unwrap();
     assert_eq!(resolution.user.user_id, "AIDAALICE000000000001");
     assert_eq!(resolution.user.path, "/engineering/");
     assert_eq!(resolution.user.permissions_boundary.as_deref(), Some("arn:aws:iam::123456789012:policy/Boundary"));
@@ -437,9 +457,18 @@ async fn get_username_by_name_records_tags_and_boundary() {
 
 fn list_users_page(page: usize, pages: usize) -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
     let members: String = (0..1000)
-        .map(|i| format!("<member>{}</member>", user_xml(&format!("user{page:02}{i:04}"), &format!("AIDA{page:02}{i:015}"), "/")))
+        .map(|i| {
+            format!(
+                "<member>{}</member>",
+                user_xml(&format!("user{page:02}{i:04}"), &format!("AIDA{page:02}{i:015}"), "/")
+            )
+        })
         .collect();
-    let more = if page + 1 < pages { format!("<Marker>page-{}</Marker><IsTruncated>true</IsTruncated>", page + 1) } else { "<IsTruncated>false</IsTruncated>".into() };
+    let more = if page + 1 < pages {
+        format!("<Marker>page-{}</Marker><IsTruncated>true</IsTruncated>", page + 1)
+    } else {
+        "<IsTruncated>false</IsTruncated>".into()
+    };
     ok_xml("ListUsers", &format!("<Users>{members}</Users>{more}"))
 }
 
@@ -453,8 +482,8 @@ async fn id_lookup_among_5000_users_takes_at_most_5_list_calls_and_stops_at_the_
                 .then_http_response(move || list_users_page(page, 5))
         })
         .collect();
-    let get_user = mock!(Client::get_user)
-        .then_http_response(|| get_user_xml("user040999", "AIDA04000000000000999", "/", None));
+    let get_user =
+        mock!(Client::get_user).then_http_response(|| get_user_xml("user040999", "AIDA04000000000000999", "/", None));
     let tags = mock!(Client::list_user_tags).then_http_response(|| tags_xml(&[]));
     let iam = aws_smithy_mocks::mock_client!(
         aws_sdk_iam,
@@ -480,8 +509,10 @@ async fn id_lookup_among_5000_users_takes_at_most_5_list_calls_and_stops_at_the_
 #[tokio::test]
 async fn protected_users_are_refused_before_any_change() {
     // No mutating rule exists: any delete would panic the test.
-    for (key, value) in [("offboard:protected", "true"), ("Offboard:Protected", "True"), ("OFFBOARD:PROTECTED", "TRUE")] {
-        let get_user = mock!(Client::get_user).then_http_response(move || get_user_tagged_xml("alice", ALICE_ID, &[(key, value)]));
+    for (key, value) in [("offboard:protected", "true"), ("Offboard:Protected", "True"), ("OFFBOARD:PROTECTED", "TRUE")]
+    {
+        let get_user =
+            mock!(Client::get_user).then_http_response(move || get_user_tagged_xml("alice", ALICE_ID, &[(key, value)]));
         let iam = iam_client!(&get_user);
         let ctx = context(iam);
         let error = invoke::<GetUsername>(&ctx, json!({"UserName": "alice"})).await.unwrap_err();
@@ -503,7 +534,8 @@ async fn protected_users_are_refused_before_any_change() {
 
 #[tokio::test]
 async fn the_identity_running_the_function_is_refused() {
-    let get_user = mock!(Client::get_user).then_http_response(|| get_user_xml("ops-bot", "AIDAOPSBOT0000000001", "/", None));
+    let get_user =
+        mock!(Client::get_user).then_http_response(|| get_user_xml("ops-bot", "AIDAOPSBOT0000000001", "/", None));
     let iam = iam_client!(&get_user);
     let me = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
         aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput::builder()
@@ -527,7 +559,8 @@ async fn malformed_execution_input_makes_no_iam_call() {
     let iam = iam_client!();
     let sts = aws_smithy_mocks::mock_client!(aws_sdk_sts, Vec::<&aws_smithy_mocks::Rule>::new());
     let ctx = StageContext::from_clients(iam, sts, ProtectionPolicy::default());
-    let cases: Vec<Value> = serde_json::from_str(include_str!("../../../tests/fixtures/malformed-inputs.json")).unwrap();
+    let cases: Vec<Value> =
+        serde_json::from_str(include_str!("../../../tests/fixtures/malformed-inputs.json")).unwrap();
     assert!(cases.len() >= 30, "{}", cases.len());
     for input in cases.into_iter().map(|case| case["Input"].clone()) {
         let error = invoke::<GetUsername>(&ctx, input.clone()).await.unwrap_err();
@@ -547,7 +580,10 @@ async fn malformed_stage_requests_are_invalid_input() {
     let iam = iam_client!();
     let ctx = context(iam);
     let device = json!({"SerialNumber": "GAKT12345678", "EnableDate": null, "HandledAs": "NonVirtual"});
-    for payload in [json!({"UserName": "alice", "MFADevice": device}), json!({"UserName": "alice", "UserId": 7, "MFADevice": device})] {
+    for payload in [
+        json!({"UserName": "alice", "MFADevice": device}),
+        json!({"UserName": "alice", "UserId": 7, "MFADevice": device}),
+    ] {
         let error = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(payload.clone()).unwrap_err();
         assert_eq!(error.name(), "InvalidInput", "{payload}: the resolved UserId is required");
     }
@@ -574,7 +610,8 @@ async fn deletion_is_verified_by_polling_until_iam_agrees() {
         .build();
     let iam = iam_client!(&delete, &still_there);
     let clock = tokio::time::Instant::now();
-    let deletion = iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", VerifyPolicy::default()).await.unwrap();
+    let deletion =
+        iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", VerifyPolicy::default()).await.unwrap();
     // Paused (virtual) clock: backs off 200 ms then 400 ms between polls.
     assert_eq!(clock.elapsed(), Duration::from_millis(600));
     assert_eq!(deletion.outcome, Outcome::Removed);
@@ -585,9 +622,11 @@ async fn deletion_is_verified_by_polling_until_iam_agrees() {
 #[tokio::test(start_paused = true)]
 async fn verification_is_bounded() {
     let delete = mock!(Client::delete_user).then_output(|| DeleteUserOutput::builder().build());
-    let forever = mock!(Client::get_user).then_http_response(|| get_user_xml("alice", "AIDAALICE000000000001", "/", None));
+    let forever =
+        mock!(Client::get_user).then_http_response(|| get_user_xml("alice", "AIDAALICE000000000001", "/", None));
     let iam = iam_client!(&delete, &forever);
-    let policy = VerifyPolicy { max_attempts: 4, first_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+    let policy =
+        VerifyPolicy { max_attempts: 4, first_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
     let error = iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", policy).await.unwrap_err();
     assert_eq!(error.name(), "VerificationFailed");
     assert_eq!(forever.num_calls(), 4);
@@ -595,10 +634,12 @@ async fn verification_is_bounded() {
 
 #[tokio::test]
 async fn delete_conflict_names_what_remains() {
-    let delete = mock!(Client::delete_user)
-        .then_http_response(|| error_xml(409, "DeleteConflict", "Cannot delete entity, must delete access keys first."));
+    let delete = mock!(Client::delete_user).then_http_response(|| {
+        error_xml(409, "DeleteConflict", "Cannot delete entity, must delete access keys first.")
+    });
     let iam = iam_client!(&delete);
-    let error = iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", VerifyPolicy::default()).await.unwrap_err();
+    let error =
+        iam_offboard_core::removal::delete_user_and_verify(&iam, "alice", VerifyPolicy::default()).await.unwrap_err();
     assert_eq!(error.name(), "DeleteConflict");
     assert!(error.to_string().contains("must delete access keys first"), "{error}");
 }
@@ -633,7 +674,9 @@ async fn the_final_stage_returns_the_audit_record() {
         "Round": 1,
         "EarlierRounds": [null, earlier_round]
     });
-    let record = invoke::<DeleteIamUserAndVerify>(&ctx, parse_request::<DeleteIamUserAndVerify>(request).unwrap()).await.unwrap();
+    let record = invoke::<DeleteIamUserAndVerify>(&ctx, parse_request::<DeleteIamUserAndVerify>(request).unwrap())
+        .await
+        .unwrap();
     let keys: Vec<_> = record.items.access_keys.iter().map(|k| k.access_key_id.as_str()).collect();
     assert_eq!(keys, ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2"], "earlier rounds come first");
     assert_eq!(record.items.mfa_devices[0].handled_as, MfaClass::Virtual);
@@ -667,9 +710,15 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
         }),
     ];
     let removals = [
-        mock!(Client::remove_user_from_group).match_requests(|r| r.group_name() == Some("developers")).then_output(|| RemoveUserFromGroupOutput::builder().build()),
-        mock!(Client::delete_user_policy).match_requests(|r| r.policy_name() == Some("s3-read")).then_output(|| DeleteUserPolicyOutput::builder().build()),
-        mock!(Client::detach_user_policy).match_requests(|r| r.policy_arn() == Some("arn:aws:iam::aws:policy/ReadOnlyAccess")).then_output(|| DetachUserPolicyOutput::builder().build()),
+        mock!(Client::remove_user_from_group)
+            .match_requests(|r| r.group_name() == Some("developers"))
+            .then_output(|| RemoveUserFromGroupOutput::builder().build()),
+        mock!(Client::delete_user_policy)
+            .match_requests(|r| r.policy_name() == Some("s3-read"))
+            .then_output(|| DeleteUserPolicyOutput::builder().build()),
+        mock!(Client::detach_user_policy)
+            .match_requests(|r| r.policy_arn() == Some("arn:aws:iam::aws:policy/ReadOnlyAccess"))
+            .then_output(|| DetachUserPolicyOutput::builder().build()),
     ];
     let recheck = alice_exists!();
     let iam = aws_smithy_mocks::mock_client!(
@@ -678,15 +727,21 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
         rules.iter().chain(&removals).chain([&recheck])
     );
     let ctx = context(iam);
-    let inventory = invoke::<GetGroupsAndPolicies>(&ctx, parse_request::<GetGroupsAndPolicies>(json!({"UserName": "alice"})).unwrap())
-        .await
-        .unwrap();
+    let inventory = invoke::<GetGroupsAndPolicies>(
+        &ctx,
+        parse_request::<GetGroupsAndPolicies>(json!({"UserName": "alice"})).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(inventory.groups[0].group_name, "developers");
     assert_eq!(inventory.inline_policies[0].policy_document["Statement"][0]["Action"], "s3:GetObject");
     assert_eq!(inventory.attached_policies[0].policy_name.as_deref(), Some("ReadOnlyAccess"));
     let removed = invoke::<DeleteGroupsAndPolicies>(
         &ctx,
-        parse_request::<DeleteGroupsAndPolicies>(json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": inventory})).unwrap(),
+        parse_request::<DeleteGroupsAndPolicies>(
+            json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": inventory}),
+        )
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -722,8 +777,8 @@ async fn a_throttled_call_waits_its_turn_instead_of_failing_the_stage() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
-    use iam_offboard_core::deadline;
     use iam_offboard_core::clients::retry_policy;
+    use iam_offboard_core::deadline;
     let delete_key = mock!(Client::delete_access_key)
         .match_requests(|r| r.access_key_id() == Some("AKIAAAAAAAAAAAAAAAA1"))
         .then_output(|| DeleteAccessKeyOutput::builder().build());
@@ -733,7 +788,10 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
     let login = mock!(Client::delete_login_profile).then_output(|| DeleteLoginProfileOutput::builder().build());
     let ssh = mock!(Client::delete_ssh_public_key).then_output(|| DeleteSshPublicKeyOutput::builder().build());
     let recheck = alice_exists!();
-    let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), [&delete_key, &throttled, &login, &ssh, &recheck]);
+    let iam = client_with_retry_policy(
+        retry_policy().with_max_attempts(1000),
+        [&delete_key, &throttled, &login, &ssh, &recheck],
+    );
     let ctx = context(iam);
     let mut inventory = alice_inventory().await;
     inventory.mfa_devices.clear();
@@ -741,14 +799,16 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
     let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(request).unwrap();
     let started = tokio::time::Instant::now();
     let stop_at = started + Duration::from_secs(30);
-    let error = deadline::scope(stop_at, invoke::<DeleteKeysCertificatesMfaAndCredentials>(&ctx, request))
-        .await
-        .unwrap_err();
+    let error =
+        deadline::scope(stop_at, invoke::<DeleteKeysCertificatesMfaAndCredentials>(&ctx, request)).await.unwrap_err();
     assert_eq!(error.name(), "Throttled", "{error}");
     assert!(error.is_transient());
     let message = error.to_string();
     assert!(message.contains("access key AKIAAAAAAAAAAAAAAAA2 was still waiting for IAM"), "{message}");
-    assert!(message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"), "{message}");
+    assert!(
+        message.contains("Removed before the failure: login profile, access key AKIAAAAAAAAAAAAAAAA1"),
+        "{message}"
+    );
     assert!(tokio::time::Instant::now() < stop_at + Duration::from_secs(1), "returned at the stop time, not later");
     assert!(throttled.num_calls() > 1, "the throttled call was retried until the stop time");
     assert_eq!(ssh.num_calls(), 0, "nothing is started after the stop time");
@@ -758,8 +818,8 @@ async fn a_lambda_stage_stops_before_its_deadline_and_names_what_it_removed() {
 #[tokio::test(start_paused = true)]
 async fn a_throttled_call_gives_up_after_twenty_attempts() {
     use iam_offboard_core::clients::retry_policy;
-    let always_throttled = mock!(Client::list_mfa_devices)
-        .then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
+    let always_throttled =
+        mock!(Client::list_mfa_devices).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
     let iam = client_with_retry_policy(retry_policy(), [&always_throttled]);
     let started = tokio::time::Instant::now();
     let error = iam.list_mfa_devices().user_name("alice").send().await.unwrap_err();
@@ -770,20 +830,24 @@ async fn a_throttled_call_gives_up_after_twenty_attempts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lambda_read_stage_also_stops_by_its_deadline() {
-    use iam_offboard_core::deadline;
     use iam_offboard_core::clients::retry_policy;
-    let throttled = mock!(Client::list_mfa_devices).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
+    use iam_offboard_core::deadline;
+    let throttled =
+        mock!(Client::list_mfa_devices).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
     let others = credentials_rules();
-    let iam = client_with_retry_policy(retry_policy().with_max_attempts(1000), std::iter::once(&throttled).chain(&others));
+    let iam =
+        client_with_retry_policy(retry_policy().with_max_attempts(1000), std::iter::once(&throttled).chain(&others));
     let ctx = context(iam);
     let request = parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap();
     let stop_at = tokio::time::Instant::now() + Duration::from_secs(30);
-    let error = deadline::scope(stop_at, invoke::<GetKeysCertificatesMfaAndCredentials>(&ctx, request))
-        .await
-        .unwrap_err();
+    let error =
+        deadline::scope(stop_at, invoke::<GetKeysCertificatesMfaAndCredentials>(&ctx, request)).await.unwrap_err();
     assert_eq!(error.name(), "Throttled", "{error}");
     assert!(error.to_string().contains("GetKeysCertificatesMfaAndCredentials was still waiting for IAM"), "{error}");
-    assert!(tokio::time::Instant::now() <= stop_at + Duration::from_secs(1), "returned by the backstop, a second after the stop time");
+    assert!(
+        tokio::time::Instant::now() <= stop_at + Duration::from_secs(1),
+        "returned by the backstop, a second after the stop time"
+    );
     assert!(throttled.num_calls() > 1);
 }
 
@@ -809,22 +873,38 @@ fn mutating_requests() -> Vec<(&'static str, Value)> {
         "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}
     });
     vec![
-        ("credentials", json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": {
+        (
+            "credentials",
+            json!({"UserName": "alice", "UserId": ALICE_ID, "Credentials": {
             "LoginProfile": {"CreateDate": null, "PasswordResetRequired": false},
             "AccessKeys": [{"AccessKeyId": "AKIAAAAAAAAAAAAAAAA1", "Status": "Active", "CreateDate": null}],
-            "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": []}})),
-        ("mfa device", json!({"UserName": "alice", "UserId": ALICE_ID, "HandledAs": "Virtual",
-            "MFADevice": {"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual"}})),
-        ("permissions", json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": {
-            "Groups": [{"GroupName": "admins", "GroupArn": null}], "InlinePolicies": [], "AttachedPolicies": []}})),
-        ("quarantine", json!({"Action": "Quarantine", "UserName": "alice", "UserId": ALICE_ID, "DeleteAfter": "2026-12-01T00:00:00Z",
+            "SSHPublicKeys": [], "SigningCertificates": [], "ServiceSpecificCredentials": [], "MFADevices": []}}),
+        ),
+        (
+            "mfa device",
+            json!({"UserName": "alice", "UserId": ALICE_ID, "HandledAs": "Virtual",
+            "MFADevice": {"SerialNumber": VIRTUAL_SERIAL, "EnableDate": null, "HandledAs": "Virtual"}}),
+        ),
+        (
+            "permissions",
+            json!({"UserName": "alice", "UserId": ALICE_ID, "Permissions": {
+            "Groups": [{"GroupName": "admins", "GroupArn": null}], "InlinePolicies": [], "AttachedPolicies": []}}),
+        ),
+        (
+            "quarantine",
+            json!({"Action": "Quarantine", "UserName": "alice", "UserId": ALICE_ID, "DeleteAfter": "2026-12-01T00:00:00Z",
             "Credentials": serde_json::to_value(CredentialInventory::default()).unwrap(),
-            "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}})),
+            "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}}),
+        ),
         ("user deletion", json!({"Target": {"User": user, "DryRun": false, "Context": null}, "Removed": empty_round})),
     ]
 }
 
-async fn run_mutating_stage(ctx: &StageContext, which: &str, payload: Value) -> Result<Value, iam_offboard_core::OffboardError> {
+async fn run_mutating_stage(
+    ctx: &StageContext,
+    which: &str,
+    payload: Value,
+) -> Result<Value, iam_offboard_core::OffboardError> {
     Ok(match which {
         "credentials" | "mfa device" => {
             let request = parse_request::<DeleteKeysCertificatesMfaAndCredentials>(payload)?;
@@ -833,10 +913,10 @@ async fn run_mutating_stage(ctx: &StageContext, which: &str, payload: Value) -> 
                 CredentialRemoval::MfaDevice(device) => serde_json::to_value(device).unwrap(),
             }
         }
-        "quarantine" => serde_json::to_value(
-            invoke::<QuarantineUser>(ctx, parse_request::<QuarantineUser>(payload)?).await?,
-        )
-        .unwrap(),
+        "quarantine" => {
+            serde_json::to_value(invoke::<QuarantineUser>(ctx, parse_request::<QuarantineUser>(payload)?).await?)
+                .unwrap()
+        }
         "permissions" => serde_json::to_value(
             invoke::<DeleteGroupsAndPolicies>(ctx, parse_request::<DeleteGroupsAndPolicies>(payload)?).await?,
         )
@@ -853,7 +933,11 @@ async fn a_direct_invoke_of_any_mutating_stage_with_a_protected_or_recreated_use
     type Answer = fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse;
     let cases: [(Answer, ProtectionPolicy, &str); 3] = [
         (protected_alice, ProtectionPolicy::default(), "ProtectedUser"),
-        (plain_alice, ProtectionPolicy { user_names: vec!["ALICE".into()], ..ProtectionPolicy::default() }, "ProtectedUser"),
+        (
+            plain_alice,
+            ProtectionPolicy { user_names: vec!["ALICE".into()], ..ProtectionPolicy::default() },
+            "ProtectedUser",
+        ),
         (recreated_alice, ProtectionPolicy::default(), "UserNotFound"),
     ];
     for (answer, policy, expected) in cases {
@@ -953,8 +1037,9 @@ async fn a_retry_deletes_the_virtual_device_its_earlier_attempt_left_unassigned(
     assert_eq!(device["VirtualDeviceDeletion"], "AlreadyAbsent");
 
     // Assigned again since (DeleteConflict): left alone, not a failure.
-    let in_use = mock!(Client::delete_virtual_mfa_device)
-        .then_http_response(|| error_xml(409, "DeleteConflict", "You must deactivate a user's virtual MFA device before you can delete it."));
+    let in_use = mock!(Client::delete_virtual_mfa_device).then_http_response(|| {
+        error_xml(409, "DeleteConflict", "You must deactivate a user's virtual MFA device before you can delete it.")
+    });
     let ctx = context(iam_client!(&alice_exists!(), &held, &marked, &in_use));
     let device = run_mutating_stage(&ctx, "mfa device", retry_of_virtual_device()).await.unwrap();
     assert!(device.get("VirtualDeviceDeletion").is_none(), "{device}");
@@ -980,7 +1065,9 @@ async fn a_retry_deletes_the_virtual_device_its_earlier_attempt_left_unassigned(
 
 #[tokio::test]
 async fn a_device_that_cannot_be_marked_is_still_removed_unless_iam_is_throttling() {
-    for (code, status, goes_on) in [("AccessDenied", 403, true), ("LimitExceeded", 409, true), ("Throttling", 400, false)] {
+    for (code, status, goes_on) in
+        [("AccessDenied", 403, true), ("LimitExceeded", 409, true), ("Throttling", 400, false)]
+    {
         let (_, deactivate, delete_virtual) = deletion_rules();
         let refused = mock!(Client::tag_mfa_device).then_http_response(move || error_xml(status, code, "refused"));
         let held = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[VIRTUAL_SERIAL]));
@@ -990,10 +1077,18 @@ async fn a_device_that_cannot_be_marked_is_still_removed_unless_iam_is_throttlin
         let result = run_mutating_stage(&ctx, "mfa device", request).await;
         if goes_on {
             let device = result.unwrap();
-            assert_eq!((device["Deactivation"].as_str(), device["VirtualDeviceDeletion"].as_str()), (Some("Removed"), Some("Removed")), "{code}");
+            assert_eq!(
+                (device["Deactivation"].as_str(), device["VirtualDeviceDeletion"].as_str()),
+                (Some("Removed"), Some("Removed")),
+                "{code}"
+            );
         } else {
             assert_eq!(result.unwrap_err().name(), "Throttled");
-            assert_eq!(deactivate.num_calls(), 0, "nothing is deactivated before the mark when the mark may still be made");
+            assert_eq!(
+                deactivate.num_calls(),
+                0,
+                "nothing is deactivated before the mark when the mark may still be made"
+            );
         }
     }
 }
@@ -1050,8 +1145,8 @@ fn deleted_alice_record() -> iam_offboard_core::record::AuditRecord {
 #[tokio::test]
 async fn restore_recreates_identity_and_permissions_and_reports_what_it_could_not() {
     use aws_sdk_iam::operation::{
-        add_user_to_group::AddUserToGroupOutput, attach_user_policy::AttachUserPolicyOutput, create_user::CreateUserOutput,
-        put_user_policy::PutUserPolicyOutput,
+        add_user_to_group::AddUserToGroupOutput, attach_user_policy::AttachUserPolicyOutput,
+        create_user::CreateUserOutput, put_user_policy::PutUserPolicyOutput,
     };
     let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
     let create = mock!(Client::create_user)
@@ -1073,7 +1168,10 @@ async fn restore_recreates_identity_and_permissions_and_reports_what_it_could_no
     let attach = mock!(Client::attach_user_policy).then_output(|| AttachUserPolicyOutput::builder().build());
     let iam = iam_client!(&absent, &create, &join, &gone, &inline, &attach);
     let report = iam_offboard_core::restore::restore_from_record(&iam, &deleted_alice_record(), false).await.unwrap();
-    assert_eq!([create.num_calls(), join.num_calls(), gone.num_calls(), inline.num_calls(), attach.num_calls()], [1; 5]);
+    assert_eq!(
+        [create.num_calls(), join.num_calls(), gone.num_calls(), inline.num_calls(), attach.num_calls()],
+        [1; 5]
+    );
     assert_eq!(report.could_not_restore, ["membership of group gone: it no longer exists"]);
     assert_eq!(report.user_name, "alice");
     assert_eq!(report.restored.len(), 4, "{:?}", report.restored);
@@ -1093,22 +1191,31 @@ async fn restore_changes_nothing_over_an_existing_user_for_a_plan_or_in_a_dry_ru
     let error = iam_offboard_core::restore::restore_from_record(&iam_client!(), &plan, false).await.unwrap_err();
     assert_eq!(error.name(), "InvalidInput");
     let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
-    let report = iam_offboard_core::restore::restore_from_record(&iam_client!(&absent), &deleted_alice_record(), true).await.unwrap();
+    let report = iam_offboard_core::restore::restore_from_record(&iam_client!(&absent), &deleted_alice_record(), true)
+        .await
+        .unwrap();
     assert!(report.dry_run && report.restored.len() == 5, "{:?}", report.restored);
 }
 
 #[tokio::test]
 async fn a_denied_restore_step_is_an_error_not_a_missing_group() {
-    use aws_sdk_iam::operation::{add_user_to_group::AddUserToGroupOutput, create_user::CreateUserOutput, put_user_policy::PutUserPolicyOutput};
+    use aws_sdk_iam::operation::{
+        add_user_to_group::AddUserToGroupOutput, create_user::CreateUserOutput, put_user_policy::PutUserPolicyOutput,
+    };
     let absent = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
     let create = mock!(Client::create_user).then_output(|| CreateUserOutput::builder().build());
     let join = mock!(Client::add_user_to_group).then_output(|| AddUserToGroupOutput::builder().build());
     let inline = mock!(Client::put_user_policy).then_output(|| PutUserPolicyOutput::builder().build());
     let denied = mock!(Client::attach_user_policy).then_http_response(|| {
-        error_xml(403, "AccessDenied", "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:AttachUserPolicy")
+        error_xml(
+            403,
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/ops is not authorized to perform: iam:AttachUserPolicy",
+        )
     });
     let iam = iam_client!(&absent, &create, &join, &inline, &denied);
-    let error = iam_offboard_core::restore::restore_from_record(&iam, &deleted_alice_record(), false).await.unwrap_err();
+    let error =
+        iam_offboard_core::restore::restore_from_record(&iam, &deleted_alice_record(), false).await.unwrap_err();
     assert_eq!(error.name(), "AccessDenied", "{error}");
 }
 
