@@ -10,7 +10,7 @@ use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use serde_json::{Map, Value};
 
 use crate::errors::{invalid_input as invalid, OffboardError};
-use crate::inventory::collect_all;
+use crate::iam_calls::collect_all;
 
 /// The most accounts one execution offboards from. The state machine's
 /// inline Map keeps one entry per account (about 300 bytes: account,
@@ -185,6 +185,29 @@ fn distinct_ids(
     Ok(ids)
 }
 
+/// The deployment's Map concurrency over accounts (template parameter
+/// `AccountConcurrency`).
+pub const ENV_ACCOUNT_CONCURRENCY: &str = "OFFBOARD_ACCOUNT_CONCURRENCY";
+pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 10;
+/// Step Functions runs at most 40 iterations of an inline Map at once
+/// ("Map state processing modes": inline mode "supports up to 40 concurrent
+/// iterations"); more would be a setting that does nothing.
+pub const MAX_ACCOUNT_CONCURRENCY: u32 = 40;
+
+/// The Map concurrency from `OFFBOARD_ACCOUNT_CONCURRENCY` (unset: 10).
+pub fn account_concurrency_from_env() -> Result<u32, OffboardError> {
+    match std::env::var(ENV_ACCOUNT_CONCURRENCY) {
+        Err(_) => Ok(DEFAULT_ACCOUNT_CONCURRENCY),
+        Ok(text) => {
+            text.trim().parse::<u32>().ok().filter(|n| (1..=MAX_ACCOUNT_CONCURRENCY).contains(n)).ok_or_else(|| {
+                invalid(format!(
+                    "{ENV_ACCOUNT_CONCURRENCY} holds {text:?}: a whole number from 1 to {MAX_ACCOUNT_CONCURRENCY}"
+                ))
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +268,23 @@ mod tests {
         );
         let longest = format!("ou-{}-{}", "a".repeat(32), "9".repeat(32));
         assert!(scope(json!({"OrganizationalUnits": [longest]})).is_ok());
+    }
+
+    #[test]
+    fn the_map_concurrency_is_1_to_40_and_10_when_unset() {
+        // The only test that sets this variable.
+        std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
+        assert_eq!(account_concurrency_from_env(), Ok(DEFAULT_ACCOUNT_CONCURRENCY));
+        for (text, expected) in
+            [("7", Some(7)), (" 40 ", Some(40)), ("1", Some(1)), ("0", None), ("41", None), ("ten", None)]
+        {
+            std::env::set_var(ENV_ACCOUNT_CONCURRENCY, text);
+            let read = account_concurrency_from_env();
+            match expected {
+                Some(n) => assert_eq!(read, Ok(n), "{text:?}"),
+                None => assert_eq!(read.unwrap_err().name(), "InvalidInput", "{text:?}"),
+            }
+        }
+        std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::errors::{classify_sdk_error, invalid_input as invalid, OffboardError};
 use crate::input::{execution_name_for, validate_user_name, UserRef};
-use crate::stages::{Stage, StageContext, Timed};
+use crate::stage::Timed;
 
 /// Users per batch: the validated list travels in the execution's state
 /// (Step Functions' 256 KiB payload quota), about 130 bytes a user.
@@ -454,64 +454,6 @@ fn summarize(request: &SummaryRequest, children: &[ChildResult], report_uri: Str
 impl Timed for BatchSummary {
     fn set_duration_ms(&mut self, duration_ms: u64) {
         self.duration_ms = Some(duration_ms);
-    }
-}
-
-/// OffboardBatch's two calls: `{"Validate": <batch input>}` before any
-/// child starts, `{"Summarize": ...}` after the Map.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum BatchCall {
-    Validate(Value),
-    Summarize(SummaryRequest),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum BatchAnswer {
-    Plan(BatchPlan),
-    Summary(BatchSummary),
-}
-
-impl Timed for BatchAnswer {
-    fn set_duration_ms(&mut self, duration_ms: u64) {
-        match self {
-            Self::Plan(plan) => plan.set_duration_ms(duration_ms),
-            Self::Summary(summary) => summary.set_duration_ms(duration_ms),
-        }
-    }
-}
-
-/// The batch state machine's function: no IAM call, S3 reads only.
-pub struct OffboardBatch;
-
-impl Stage for OffboardBatch {
-    const NAME: &'static str = "OffboardBatch";
-    const USES_S3: bool = true;
-    type Request = BatchCall;
-    type Response = BatchAnswer;
-
-    fn user_name(_: &BatchCall) -> Option<&str> {
-        None
-    }
-
-    async fn run(ctx: &StageContext, request: BatchCall) -> Result<BatchAnswer, OffboardError> {
-        match request {
-            BatchCall::Validate(input) => {
-                let plan = plan_batch(ctx.s3.as_ref(), &input).await?;
-                tracing::info!(users = plan.count, source = %plan.source, dry_run = plan.dry_run, "batch validated");
-                Ok(BatchAnswer::Plan(plan))
-            }
-            BatchCall::Summarize(request) => {
-                let s3 = ctx
-                    .s3
-                    .as_ref()
-                    .ok_or_else(|| invalid("this function has no S3 client; the report cannot be read"))?;
-                let summary = summarize_batch(s3, &request).await?;
-                tracing::info!(succeeded = summary.succeeded, failed = summary.failed_count, "batch summarised");
-                Ok(BatchAnswer::Summary(summary))
-            }
-        }
     }
 }
 

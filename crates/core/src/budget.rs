@@ -190,7 +190,7 @@ pub async fn take_slots(
 }
 
 /// Most slots one UpdateItem takes for the calls of one process waiting
-/// together: a stage sends at most [`crate::inventory::CONCURRENCY`] removals
+/// together: a stage sends at most [`crate::iam_calls::CONCURRENCY`] removals
 /// or six listings at once.
 pub const MAX_SLOTS_PER_TAKE: usize = 8;
 

@@ -5,59 +5,59 @@ use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use lambda_runtime::Diagnostic;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OffboardError {
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("{0}")]
-    UserNotFound(String),
-    #[error("{0}")]
-    ProtectedUser(String),
-    #[error("{0}")]
-    AccessDenied(String),
-    #[error("{0}")]
-    MfaAuthenticationRequired(String),
-    #[error("{0}")]
-    DeleteConflict(String),
-    #[error("{0}")]
-    Throttled(String),
-    #[error("{0}")]
-    ServiceUnavailable(String),
-    #[error("{0}")]
-    VerificationFailed(String),
+/// Declares [`OffboardError`] from its variants, each written once: the
+/// enum, [`OffboardError::NAMES`], [`OffboardError::name`] and the message
+/// helpers are generated from the one list.
+macro_rules! offboard_errors {
+    ($($(#[$doc:meta])* $name:ident,)+) => {
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        pub enum OffboardError {
+            $($(#[$doc])* #[error("{0}")] $name(String),)+
+        }
+
+        impl OffboardError {
+            /// Every variant's name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),+];
+
+            /// The `errorType` seen by Step Functions and printed by the CLI.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$name(_) => stringify!($name),)+
+                }
+            }
+
+            /// The same error with its message rewritten by `rewrite`.
+            fn map_message(self, rewrite: impl FnOnce(String) -> String) -> Self {
+                match self {
+                    $(Self::$name(message) => Self::$name(rewrite(message)),)+
+                }
+            }
+        }
+    };
+}
+
+offboard_errors! {
+    InvalidInput,
+    UserNotFound,
+    ProtectedUser,
+    AccessDenied,
+    MfaAuthenticationRequired,
+    DeleteConflict,
+    Throttled,
+    ServiceUnavailable,
+    VerificationFailed,
     /// IAM's `LimitExceeded`: an account quota was reached. Neither
     /// transient nor the input's fault, so it has a name of its own.
-    #[error("{0}")]
-    LimitExceeded(String),
+    LimitExceeded,
     /// The plan or record could not be stored; the state machine's Fail state
     /// of the same name. Before the first change this stops the offboarding.
-    #[error("{0}")]
-    RecordNotWritten(String),
+    RecordNotWritten,
     /// A quarantine was asked for a user another quarantine already holds
     /// (its `offboard:quarantined-until` tag names another time).
-    #[error("{0}")]
-    AlreadyQuarantined(String),
+    AlreadyQuarantined,
 }
 
 impl OffboardError {
-    /// The `errorType` seen by Step Functions and printed by the CLI.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::InvalidInput(_) => "InvalidInput",
-            Self::UserNotFound(_) => "UserNotFound",
-            Self::ProtectedUser(_) => "ProtectedUser",
-            Self::AccessDenied(_) => "AccessDenied",
-            Self::MfaAuthenticationRequired(_) => "MfaAuthenticationRequired",
-            Self::DeleteConflict(_) => "DeleteConflict",
-            Self::Throttled(_) => "Throttled",
-            Self::ServiceUnavailable(_) => "ServiceUnavailable",
-            Self::VerificationFailed(_) => "VerificationFailed",
-            Self::LimitExceeded(_) => "LimitExceeded",
-            Self::RecordNotWritten(_) => "RecordNotWritten",
-            Self::AlreadyQuarantined(_) => "AlreadyQuarantined",
-        }
-    }
-
     /// Whether the state machine retries this error (with backoff and jitter).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Throttled(_) | Self::ServiceUnavailable(_))
@@ -65,21 +65,7 @@ impl OffboardError {
 
     /// The same error with more context appended to its message.
     pub fn with_note(self, note: &str) -> Self {
-        let append = |message: String| format!("{message} {note}");
-        match self {
-            Self::InvalidInput(m) => Self::InvalidInput(append(m)),
-            Self::UserNotFound(m) => Self::UserNotFound(append(m)),
-            Self::ProtectedUser(m) => Self::ProtectedUser(append(m)),
-            Self::AccessDenied(m) => Self::AccessDenied(append(m)),
-            Self::MfaAuthenticationRequired(m) => Self::MfaAuthenticationRequired(append(m)),
-            Self::DeleteConflict(m) => Self::DeleteConflict(append(m)),
-            Self::Throttled(m) => Self::Throttled(append(m)),
-            Self::ServiceUnavailable(m) => Self::ServiceUnavailable(append(m)),
-            Self::VerificationFailed(m) => Self::VerificationFailed(append(m)),
-            Self::LimitExceeded(m) => Self::LimitExceeded(append(m)),
-            Self::RecordNotWritten(m) => Self::RecordNotWritten(append(m)),
-            Self::AlreadyQuarantined(m) => Self::AlreadyQuarantined(append(m)),
-        }
+        self.map_message(|message| format!("{message} {note}"))
     }
 }
 
@@ -244,23 +230,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_the_state_machine_error_names() {
-        let all = [
-            OffboardError::InvalidInput(String::new()),
-            OffboardError::UserNotFound(String::new()),
-            OffboardError::ProtectedUser(String::new()),
-            OffboardError::AccessDenied(String::new()),
-            OffboardError::MfaAuthenticationRequired(String::new()),
-            OffboardError::DeleteConflict(String::new()),
-            OffboardError::Throttled(String::new()),
-            OffboardError::ServiceUnavailable(String::new()),
-            OffboardError::VerificationFailed(String::new()),
-            OffboardError::LimitExceeded(String::new()),
-            OffboardError::RecordNotWritten(String::new()),
-            OffboardError::AlreadyQuarantined(String::new()),
-        ];
-        let names: Vec<_> = all.iter().map(|e| e.name()).collect();
-        assert_eq!(names, crate::ERROR_NAMES);
+    fn names_are_the_variants_names_and_notes_keep_the_variant() {
+        assert_eq!(crate::ERROR_NAMES.len(), 12);
+        assert_eq!(OffboardError::Throttled(String::new()).name(), "Throttled");
+        assert_eq!(OffboardError::AlreadyQuarantined(String::new()).name(), "AlreadyQuarantined");
+        let noted = OffboardError::DeleteConflict("refused.".into()).with_note("Re-run.");
+        assert_eq!(noted, OffboardError::DeleteConflict("refused. Re-run.".into()));
+        let unique: std::collections::BTreeSet<_> = crate::ERROR_NAMES.iter().collect();
+        assert_eq!(unique.len(), crate::ERROR_NAMES.len());
     }
 
     #[test]

@@ -8,22 +8,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::accounts::{accounts_in_scope, parse_account_scope};
+use crate::context::StageContext;
 use crate::errors::{invalid_input as invalid, OffboardError};
 use crate::input::parse_execution_input;
-use crate::stages::{GetUsername, Resolution, Stage, StageContext, Timed};
+use crate::stage::Timed;
 
 /// The field under which the state machine hands GetUsername's function an
 /// org-wide input, with the execution's name: `{"ResolveAccounts":
 /// {"Input": <input>, "ExecutionName": <name>}}`.
 pub const RESOLVE_ACCOUNTS: &str = "ResolveAccounts";
-/// The deployment's Map concurrency over accounts (template parameter
-/// `AccountConcurrency`).
-pub const ENV_ACCOUNT_CONCURRENCY: &str = "OFFBOARD_ACCOUNT_CONCURRENCY";
-pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 10;
-/// Step Functions runs at most 40 iterations of an inline Map at once
-/// ("Map state processing modes": inline mode "supports up to 40 concurrent
-/// iterations"); more would be a setting that does nothing.
-pub const MAX_ACCOUNT_CONCURRENCY: u32 = 40;
 /// Step Functions execution names are 1 to 80 characters (StartExecution,
 /// `name`).
 pub const MAX_EXECUTION_NAME: usize = 80;
@@ -68,20 +61,6 @@ impl Timed for AccountFanOut {
 /// never a second offboarding.
 pub fn child_execution_name(parent: &str, account: &str) -> String {
     format!("{account}-{parent}").chars().take(MAX_EXECUTION_NAME).collect()
-}
-
-/// The Map concurrency from `OFFBOARD_ACCOUNT_CONCURRENCY` (unset: 10).
-pub fn account_concurrency_from_env() -> Result<u32, OffboardError> {
-    match std::env::var(ENV_ACCOUNT_CONCURRENCY) {
-        Err(_) => Ok(DEFAULT_ACCOUNT_CONCURRENCY),
-        Ok(text) => {
-            text.trim().parse::<u32>().ok().filter(|n| (1..=MAX_ACCOUNT_CONCURRENCY).contains(n)).ok_or_else(|| {
-                invalid(format!(
-                    "{ENV_ACCOUNT_CONCURRENCY} holds {text:?}: a whole number from 1 to {MAX_ACCOUNT_CONCURRENCY}"
-                ))
-            })
-        }
-    }
 }
 
 /// The child input: the execution's fields without the account scope,
@@ -161,55 +140,6 @@ impl AccountOutcome {
     }
 }
 
-/// GetUsername's function answers both: a user resolved in one account, or
-/// an org-wide input's accounts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Entry {
-    User(Resolution),
-    Accounts(AccountFanOut),
-}
-
-impl Timed for Entry {
-    fn set_duration_ms(&mut self, duration_ms: u64) {
-        match self {
-            Self::User(resolution) => resolution.set_duration_ms(duration_ms),
-            Self::Accounts(fan_out) => fan_out.set_duration_ms(duration_ms),
-        }
-    }
-}
-
-/// The stage GetUsername's function serves: [`GetUsername`], or
-/// [`resolve_accounts`] for a payload under [`RESOLVE_ACCOUNTS`].
-pub struct GetUsernameOrAccounts;
-
-impl Stage for GetUsernameOrAccounts {
-    const NAME: &'static str = GetUsername::NAME;
-    const USES_ORGANIZATIONS: bool = true;
-    type Request = Value;
-    type Response = Entry;
-
-    fn user_name(request: &Value) -> Option<&str> {
-        let input = request.get(RESOLVE_ACCOUNTS).and_then(|fan_out| fan_out.get("Input")).unwrap_or(request);
-        input.get("UserName").and_then(Value::as_str)
-    }
-
-    async fn run(ctx: &StageContext, request: Value) -> Result<Entry, OffboardError> {
-        let fan_out = match request {
-            Value::Object(mut fields) if fields.contains_key(RESOLVE_ACCOUNTS) => {
-                if fields.len() > 1 {
-                    return Err(invalid(format!("{RESOLVE_ACCOUNTS} comes alone")));
-                }
-                fields.remove(RESOLVE_ACCOUNTS).unwrap_or_default()
-            }
-            request => return GetUsername::run(ctx, request).await.map(Entry::User),
-        };
-        let request: ResolveAccountsRequest = serde_json::from_value(fan_out)
-            .map_err(|error| invalid(format!("{RESOLVE_ACCOUNTS} is malformed: {error}")))?;
-        resolve_accounts(ctx, request).await.map(Entry::Accounts)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,32 +156,6 @@ mod tests {
         let outcome = AccountOutcome::of("111122223333", &denied);
         assert!(outcome.failed());
         assert_eq!(outcome.error.as_deref(), Some("AccessDenied"));
-    }
-
-    #[test]
-    fn the_map_concurrency_is_1_to_40_and_10_when_unset() {
-        // The only test that sets this variable.
-        std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
-        assert_eq!(account_concurrency_from_env(), Ok(DEFAULT_ACCOUNT_CONCURRENCY));
-        for (text, expected) in
-            [("7", Some(7)), (" 40 ", Some(40)), ("1", Some(1)), ("0", None), ("41", None), ("ten", None)]
-        {
-            std::env::set_var(ENV_ACCOUNT_CONCURRENCY, text);
-            let read = account_concurrency_from_env();
-            match expected {
-                Some(n) => assert_eq!(read, Ok(n), "{text:?}"),
-                None => assert_eq!(read.unwrap_err().name(), "InvalidInput", "{text:?}"),
-            }
-        }
-        std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
-    }
-
-    #[test]
-    fn the_span_names_the_user_of_either_payload() {
-        assert_eq!(GetUsernameOrAccounts::user_name(&json!({"UserName": "alice"})), Some("alice"));
-        let fan_out = json!({"ResolveAccounts": {"Input": {"UserName": "bob", "Accounts": ["111122223333"]}, "ExecutionName": "x"}});
-        assert_eq!(GetUsernameOrAccounts::user_name(&fan_out), Some("bob"));
-        assert_eq!(GetUsernameOrAccounts::user_name(&json!({"IAMUserId": "AIDAEXAMPLE"})), None);
     }
 
     #[test]

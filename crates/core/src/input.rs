@@ -62,6 +62,11 @@ pub fn validate_user_name(name: &str) -> Result<(), OffboardError> {
     Ok(())
 }
 
+/// The user name of a stage's request, validated.
+pub fn checked_user_name(user_name: &str) -> Result<&str, OffboardError> {
+    validate_user_name(user_name).map(|()| user_name)
+}
+
 /// IAM user ids: `AIDA` followed by upper-case letters and digits.
 pub fn validate_user_id(id: &str) -> Result<(), OffboardError> {
     let rest = id.strip_prefix("AIDA").unwrap_or("");

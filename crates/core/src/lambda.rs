@@ -7,10 +7,11 @@ use std::pin::Pin;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+use crate::context::StageContext;
 use crate::deadline;
 use crate::errors::OffboardError;
 use crate::sessions::split_placement;
-use crate::stages::{invoke, parse_request, Stage, StageContext};
+use crate::stage::{invoke, parse_request, Stage};
 
 /// One invocation, type-erased: the stages' nested SDK futures are too deep
 /// for rustc to lay out inside the runtime's own future types.

@@ -1,15 +1,18 @@
 //! iam-offboard's core: every rule the six Lambda functions and the
-//! `offboard` CLI share. See DESIGN.md for the contract.
+//! `offboard` CLI share. See docs/DESIGN.md for the contract.
 
 pub mod accounts;
 pub mod batch;
 pub mod budget;
 pub mod clients;
+pub mod context;
 pub mod deadline;
 pub mod errors;
 pub mod fanout;
+pub mod iam_calls;
 pub mod input;
 pub mod inventory;
+pub mod items;
 pub mod lambda;
 pub mod mfa;
 pub mod pipeline;
@@ -18,26 +21,14 @@ pub mod record;
 pub mod removal;
 pub mod restore;
 pub mod sessions;
+pub mod stage;
 pub mod stages;
 pub mod target;
 
 pub use errors::OffboardError;
 
 /// Every `errorType` a stage can raise, as the state machine names them.
-pub const ERROR_NAMES: [&str; 12] = [
-    "InvalidInput",
-    "UserNotFound",
-    "ProtectedUser",
-    "AccessDenied",
-    "MfaAuthenticationRequired",
-    "DeleteConflict",
-    "Throttled",
-    "ServiceUnavailable",
-    "VerificationFailed",
-    "LimitExceeded",
-    "RecordNotWritten",
-    "AlreadyQuarantined",
-];
+pub const ERROR_NAMES: &[&str] = OffboardError::NAMES;
 
 /// The IAM actions each stage's code calls: the least-privilege policy of
 /// its function role. `infra/stage-actions.json` holds the same sets; the
@@ -119,6 +110,7 @@ mod tests {
         let declared: Vec<&str> = STAGE_ACTIONS.iter().flat_map(|(_, actions)| actions.iter().copied()).collect();
         let sources = [
             include_str!("inventory.rs"),
+            include_str!("iam_calls.rs"),
             include_str!("removal.rs"),
             include_str!("mfa.rs"),
             include_str!("target.rs"),

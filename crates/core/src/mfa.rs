@@ -7,24 +7,14 @@
 
 use std::time::Instant;
 
+use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
+use crate::iam_calls::idempotent;
+use crate::items::{MfaClass, MfaDevice, Outcome};
 use aws_sdk_iam::types::Tag;
 use aws_sdk_iam::Client;
-use serde::{Deserialize, Serialize};
-
-use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
-use crate::inventory::{MfaDevice, Outcome};
-use crate::removal::idempotent;
 
 /// The state machine's Choice uses this very pattern (`StringMatches`).
 pub const VIRTUAL_MFA_SERIAL_PATTERN: &str = "arn:aws*:iam::*:mfa/*";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MfaClass {
-    /// Deactivate, then DeleteVirtualMFADevice.
-    Virtual,
-    /// Passkey, security key or hardware token: deactivate only.
-    NonVirtual,
-}
 
 pub fn classify(serial_number: &str) -> MfaClass {
     if string_matches(VIRTUAL_MFA_SERIAL_PATTERN, serial_number) {

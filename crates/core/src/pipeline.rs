@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::errors::OffboardError;
-use crate::inventory::CredentialInventory;
+use crate::items::{CredentialInventory, PermissionInventory};
 use crate::mfa::classify;
+use crate::record::Items;
 use crate::record::{step_functions_cause, AuditRecord, FailureRecord, PartialRemoval};
 use crate::stages::{
-    build_plan, invoke, CredentialRemoval, CredentialRemovalRequest, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
+    invoke, CredentialRemoval, CredentialRemovalRequest, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
     DeleteKeysCertificatesMfaAndCredentials, GetGroupsAndPolicies, GetKeysCertificatesMfaAndCredentials, GetUsername,
     PermissionRemovalRequest, QuarantineAction, QuarantineOutcome, QuarantineRequest, QuarantineUser, Resolution,
     RoundRemoval, Stage, StageContext, UserDeletionRequest, UserRequest,
@@ -50,7 +51,7 @@ impl<F: FnMut(&str, &str)> Progress for F {
 
 struct Inventory {
     credentials: CredentialInventory,
-    permissions: crate::inventory::PermissionInventory,
+    permissions: PermissionInventory,
 }
 
 async fn take_inventory(
@@ -98,7 +99,7 @@ pub async fn offboard(ctx: &StageContext, input: Value, progress: &mut impl Prog
         Err(error) => return Err(Failed { record: FailureRecord::refusal(&error, input), error }),
     };
     let mut run = Run { target, plan: None, removed: PartialRemoval::default(), round: 0, earlier_rounds: Value::Null };
-    match run.to_the_end(ctx, progress).await {
+    match run.run_to_the_end(ctx, progress).await {
         Ok(record) => Ok(record),
         Err(error) => Err(run.failed(error)),
     }
@@ -114,7 +115,7 @@ struct Run {
 }
 
 impl Run {
-    async fn to_the_end(
+    async fn run_to_the_end(
         &mut self,
         ctx: &StageContext,
         progress: &mut impl Progress,
@@ -152,7 +153,7 @@ impl Run {
                             quarantine.deactivated.count()
                         ),
                     );
-                    return Ok(AuditRecord { quarantine: Some(quarantine), ..plan });
+                    return Ok(AuditRecord { quarantine: Some(*quarantine), ..plan });
                 }
                 self.plan = Some(plan);
             }
@@ -270,4 +271,32 @@ async fn remove_everything(
     );
     done.permissions = Some(permissions.clone());
     Ok(RoundRemoval { credentials, mfa_devices, permissions })
+}
+
+/// The plan: what would be removed (the whole record of a dry run, and
+/// plan.json before a real run's first change). The state machine's
+/// BuildPlan Pass state builds the same document.
+pub fn build_plan(
+    target: Resolution,
+    credentials: CredentialInventory,
+    permissions: PermissionInventory,
+) -> AuditRecord {
+    let timings = [
+        (GetUsername::NAME, target.duration_ms),
+        (GetKeysCertificatesMfaAndCredentials::NAME, credentials.duration_ms),
+        (GetGroupsAndPolicies::NAME, permissions.duration_ms),
+    ]
+    .into_iter()
+    .filter_map(|(stage, ms)| ms.map(|ms| (stage.to_string(), ms)))
+    .collect();
+    AuditRecord {
+        dry_run: target.dry_run,
+        user: target.user,
+        context: target.context,
+        items: Items::from_inventories(credentials, permissions),
+        user_deletion: None,
+        rounds: 0,
+        timings,
+        quarantine: None,
+    }
 }

@@ -11,8 +11,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{classify_sdk_error, OffboardError};
-use crate::inventory::{CredentialInventory, Outcome, PermissionInventory, CONCURRENCY};
-use crate::removal::idempotent;
+use crate::iam_calls::{idempotent, CONCURRENCY};
+use crate::items::{CredentialInventory, Outcome, PermissionInventory};
 use crate::target::TargetUser;
 
 /// The tag a quarantine leaves on the user; its value is the deletion time.

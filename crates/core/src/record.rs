@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::inventory::{
+use crate::items::{
     AccessKey, AttachedPolicy, CredentialInventory, GroupMembership, InlinePolicy, LoginProfile, MfaDevice,
     PermissionInventory, ServiceSpecificCredential, SigningCertificate, SshPublicKey,
 };

@@ -6,33 +6,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::Client;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::deadline;
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
-use crate::inventory::{CredentialInventory, Outcome, PermissionInventory, CONCURRENCY};
+use crate::iam_calls::{idempotent, CONCURRENCY};
+use crate::items::{CredentialInventory, Outcome, PermissionInventory};
 use crate::mfa::{classify, remove_mfa_device};
-
-/// Maps a delete call's result: success is `Removed`, NoSuchEntity is
-/// `AlreadyAbsent`, anything else is the classified error.
-pub fn idempotent<O, E>(
-    result: Result<O, SdkError<E, HttpResponse>>,
-    action: &str,
-    resource: &str,
-) -> Result<Outcome, OffboardError>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match result {
-        Ok(_) => Ok(Outcome::Removed),
-        Err(error) if is_no_such_entity(&error) => Ok(Outcome::AlreadyAbsent),
-        Err(error) => Err(classify_sdk_error(error, action, resource)),
-    }
-}
 
 /// What a stage removed so far, so that a failure can name it.
 #[derive(Default)]

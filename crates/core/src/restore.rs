@@ -11,7 +11,7 @@ use aws_sdk_iam::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
-use crate::inventory::Outcome;
+use crate::items::Outcome;
 use crate::quarantine::{quarantined_until, reactivate};
 use crate::record::AuditRecord;
 use crate::target::get_user;

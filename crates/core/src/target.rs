@@ -5,8 +5,8 @@ use aws_sdk_iam::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
+use crate::iam_calls::{format_date, PAGE_SIZE};
 use crate::input::UserRef;
-use crate::inventory::{format_date, PAGE_SIZE};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]

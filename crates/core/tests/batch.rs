@@ -10,8 +10,8 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use iam_offboard_core::batch::{BatchAnswer, BatchCall, OffboardBatch};
 use iam_offboard_core::stages::{invoke, StageContext};
+use iam_offboard_core::stages::{BatchAnswer, BatchCall, OffboardBatch};
 use iam_offboard_core::target::ProtectionPolicy;
 use serde_json::{json, Value};
 

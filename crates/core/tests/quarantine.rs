@@ -399,7 +399,8 @@ async fn restore_reactivates_exactly_what_the_quarantine_deactivated_and_untags_
 async fn restore_refuses_another_user_or_another_quarantine_and_a_dry_run_changes_nothing() {
     use iam_offboard_core::restore::lift_quarantine;
     let record = quarantine_record(true);
-    let cases: [(fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse, &str); 3] = [
+    type Answer = fn() -> aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    let cases: [(Answer, &str); 3] = [
         (|| get_user_xml("alice", "AIDARECREATED0000001", "/", None), "UserNotFound"),
         (|| no_such_entity("user"), "UserNotFound"),
         (

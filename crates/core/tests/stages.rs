@@ -17,8 +17,8 @@ use aws_sdk_iam::operation::{
 use aws_sdk_iam::Client;
 use aws_smithy_mocks::mock;
 use common::*;
-use iam_offboard_core::inventory::{CredentialInventory, Outcome, PermissionInventory};
-use iam_offboard_core::mfa::{MfaClass, TAKEN_FROM_TAG};
+use iam_offboard_core::items::{CredentialInventory, MfaClass, Outcome, PermissionInventory};
+use iam_offboard_core::mfa::TAKEN_FROM_TAG;
 use iam_offboard_core::removal::VerifyPolicy;
 use iam_offboard_core::stages::{
     invoke, parse_request, CredentialRemoval, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,

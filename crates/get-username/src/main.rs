@@ -1,4 +1,4 @@
-use iam_offboard_core::{fanout::GetUsernameOrAccounts, lambda};
+use iam_offboard_core::{lambda, stages::GetUsernameOrAccounts};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
