@@ -7,7 +7,7 @@ BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-po
 	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
 	quarantine-user offboard-batch offboard bench-floor
 
-.PHONY: test demo build build-release unit e2e bench deploy-artifacts deploy-check
+.PHONY: test demo build build-release unit e2e bench deploy-artifacts deploy-check asl
 
 test: build unit deploy-check e2e
 
@@ -34,6 +34,11 @@ e2e: $(VENV)/.installed node_modules/.installed build
 
 demo: $(VENV)/.installed build
 	$(PY) tests/demo.py
+
+# The state machines' JSON (what SAM deploys), rendered from their YAML
+# sources statemachine/src/*.asl.yaml; tests/e2e/test_asl_source.py keeps them equal.
+asl: $(VENV)/.installed
+	$(PY) statemachine/render.py
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
