@@ -172,25 +172,36 @@ SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Regio
           "IamBudgetTable": "iam-offboard-IamBudgetTable-1A2B3C", "BatchListBucketName": "offboard-user-lists",
           "OffboardStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:offboard",
           "OffboardStateMachine.Name": "offboard", "OffboardBatchFunction": "iam-offboard-OffboardBatchFunction",
-          "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5"}
+          "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5",
+          "OffboardStateMachineRole.Arn": "arn:aws:iam::123456789012:role/iam-offboard-OffboardStateMachineRole-1A2B3C",
+          "RecordWriterRoleArns": ["arn:aws:iam::123456789012:role/operators/offboard-operator"]}
 
 
-def render(node):
+def render(node, sample: dict | None = None):
     """The template's intrinsics with sample values (Fn::If: its first branch,
     so that conditional statements are linted too)."""
+    sample = SAMPLE if sample is None else sample
     if isinstance(node, dict):
         if set(node) == {"Fn::Sub"}:
-            return re.sub(r"\$\{([^}]+)\}", lambda m: SAMPLE[m[1]], node["Fn::Sub"])
+            text, extra = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
+            values = {**sample, **{name: render(value, sample) for name, value in extra.items()}}
+            return re.sub(r"\$\{([^}]+)\}", lambda m: values[m[1]], text)
+        if set(node) == {"Fn::Join"}:
+            separator, items = node["Fn::Join"]
+            return separator.join(render(items, sample))
+        if set(node) == {"Fn::Split"}:
+            separator, text = node["Fn::Split"]
+            return render(text, sample).split(separator)
         if set(node) == {"Ref"}:
-            return SAMPLE[node["Ref"]]
+            return sample[node["Ref"]]
         if set(node) == {"Fn::GetAtt"}:
             target = node["Fn::GetAtt"]
-            return SAMPLE[".".join(target) if isinstance(target, list) else target]
+            return sample[".".join(target) if isinstance(target, list) else target]
         if set(node) == {"Fn::If"}:
-            return render(node["Fn::If"][1])
-        return {key: render(value) for key, value in node.items()}
+            return render(node["Fn::If"][1], sample)
+        return {key: render(value, sample) for key, value in node.items()}
     if isinstance(node, list):
-        return [render(value) for value in node]
+        return [render(value, sample) for value in node]
     return node
 
 
@@ -494,10 +505,112 @@ def test_the_audit_and_batch_report_buckets_are_private_versioned_encrypted_and_
     # S3 user guide, "Enforce encryption in transit": deny every request whose
     # aws:SecureTransport is false, on the bucket and its objects.
     assert resources[f"{name}Policy"]["Properties"]["Bucket"] == {"Ref": name}
-    [tls] = resources[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+    [tls] = [s for s in resources[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == "TlsOnly"]
     assert (tls["Effect"], tls["Principal"], tls["Action"]) == ("Deny", "*", "s3:*")
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert render(tls["Resource"]) == [arn, f"{arn}/*"]
+
+
+# --- records: only the workflow (and the operators' roles it names) writes them ---
+
+#: What could replace or remove an object under records/ (each checked
+#: against the Service Authorization Reference below): a new version
+#: (PutObject, multipart uploads included), a delete marker or a version's
+#: deletion, an ACL, a shorter Object Lock retention or a lifted legal hold, a
+#: replica written from another bucket.
+RECORD_MUTATIONS = {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl",
+                    "s3:PutObjectVersionAcl", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+                    "s3:BypassGovernanceRetention", "s3:ReplicateObject", "s3:ReplicateDelete"}
+
+
+def evaluate_if(node, conditions: dict[str, bool]):
+    """Fn::If decided by the given condition values (for a parameter's
+    effect), everything else left as it is."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return evaluate_if(yes if conditions[name] else no, conditions)
+        return {key: evaluate_if(value, conditions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [evaluate_if(value, conditions) for value in node]
+    return node
+
+
+def record_writers(writers: list[str]) -> tuple[dict, list[str]]:
+    """The records statement with RecordWriterRoleArns = writers, and the
+    principal ARNs it exempts."""
+    doc = template()
+    # CloudFormation gives an empty CommaDelimitedList as [""]; the condition joins it.
+    assert doc["Conditions"]["HasRecordWriters"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RecordWriterRoleArns"}]}, ""]}]}
+    has_writers = "".join(writers or [""]) != ""
+    [statement] = [s for s in doc["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+                   if s.get("Sid") == "OnlyTheWorkflowWritesRecords"]
+    rendered = render(evaluate_if(statement, {"HasRecordWriters": has_writers}),
+                      {**SAMPLE, "RecordWriterRoleArns": writers or [""]})
+    return rendered, as_list(rendered["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+
+
+def denied_by(statement: dict, action: str, key: str, principal_arn: str | None) -> bool:
+    """Whether a Deny with one ArnNotEquals condition on aws:PrincipalArn
+    refuses the request (IAM User Guide, "IAM JSON policy elements: Condition
+    operators": a negated operator holds when the key matches none of the
+    values, and "If the policy condition requires that the key is not matched
+    ... and the right key is not present, the condition is true")."""
+    if action not in as_list(statement["Action"]):
+        return False
+    if not any(fnmatch.fnmatchcase(f"arn:aws:s3:::offboard-audit/{key}", r) for r in as_list(statement["Resource"])):
+        return False
+    [(operator, condition)] = statement["Condition"].items()
+    assert operator == "ArnNotEquals" and set(condition) == {"aws:PrincipalArn"}, statement["Condition"]
+    if principal_arn is None:
+        return True
+    return not any(fnmatch.fnmatchcase(principal_arn, value) for value in as_list(condition["aws:PrincipalArn"]))
+
+
+def test_only_the_state_machine_and_the_record_writer_roles_may_replace_or_remove_a_record():
+    from test_least_privilege import sar_privilege
+
+    doc = template()
+    parameter = doc["Parameters"]["RecordWriterRoleArns"]
+    assert (parameter["Type"], parameter["Default"]) == ("CommaDelimitedList", "")
+    machine_role = SAMPLE["OffboardStateMachineRole.Arn"]
+    operator = "arn:aws:iam::123456789012:role/operators/offboard-operator"
+    # Empty (the default): the state machine's role alone.
+    statement, exempted = record_writers([])
+    assert exempted == [machine_role]
+    assert (statement["Effect"], statement["Principal"]) == ("Deny", "*")
+    assert statement["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "the records prefix, nothing else"
+    assert set(as_list(statement["Action"])) == RECORD_MUTATIONS
+    for action in RECORD_MUTATIONS:
+        privilege, _ = sar_privilege(action)
+        assert [r["resource_type"] for r in privilege["resource_types"] if r["resource_type"]] == ["object*"], action
+        assert privilege["access_level"] in ("Write", "Permissions management"), action
+    # The generated role, by its logical id (no name of its own).
+    raw = [s for s in doc["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+           if s.get("Sid") == "OnlyTheWorkflowWritesRecords"][0]
+    assert raw["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::If"][2] == [
+        {"Fn::GetAtt": ["OffboardStateMachineRole", "Arn"]}]
+    key = "records/123456789012/alice/alice-1/record.json"
+    for action in RECORD_MUTATIONS:
+        assert not denied_by(statement, action, key, machine_role), action
+        for other in (operator, "arn:aws:iam::123456789012:role/Admin",
+                      "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard/GetUsername/fn-role", None):
+            assert denied_by(statement, action, key, other), (action, other)
+    assert not denied_by(statement, "s3:GetObject", key, operator), "reading records stays as it is"
+    assert not denied_by(statement, "s3:PutObject", "lists/users.csv", operator), "only records/"
+    # Operators' roles listed: exactly the state machine's and theirs.
+    second = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Offboarding_0123"
+    statement, exempted = record_writers([operator, second])
+    assert exempted == [machine_role, operator, second]
+    for principal in (machine_role, operator, second):
+        assert not denied_by(statement, "s3:PutObject", key, principal)
+    assert denied_by(statement, "s3:DeleteObject", key, "arn:aws:iam::123456789012:role/operators/other")
+    # The state machine's own grant is on that prefix: the Deny never blocks the workflow.
+    machine = [render(s) for p in doc["Resources"]["OffboardStateMachine"]["Properties"]["Policies"] if "Statement" in p
+               for s in p["Statement"]]
+    writes = next(s for s in machine if s.get("Sid") == "WriteRecords")
+    assert writes["Resource"] == statement["Resource"]
 
 
 def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
