@@ -29,6 +29,8 @@ ASSUME_ACTION = "sts:AssumeRole"
 ORGANIZATION_LISTING = {"organizations:ListAccounts", "organizations:ListAccountsForParent",
                         "organizations:ListOrganizationalUnitsForParent"}
 NON_IAM_FUNCTIONS = {"OffboardBatch": {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}}
+#: Every function writes its own log group (and no other): Lambda's log delivery.
+LOGGING_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # Step Functions developer guide, "Handle transient Lambda service exceptions":
 # Lambda service errors are reported as Lambda.<ErrorName>, and "unhandled
 # errors in Lambda are reported as Lambda.Unknown ... out-of-memory errors and
@@ -111,13 +113,26 @@ def test_moto_accepts_the_definition():
         assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])["StartAt"] == "ScopeOfInput"
 
 
+def function_role(resources: dict, logical_id: str) -> dict:
+    """The role a function runs as: its own AWS::IAM::Role <logical id>Role
+    (Role: !GetAtt), never one SAM generates (SAM's carries
+    AWSLambdaBasicExecutionRole: logs on "*")."""
+    function = resources[logical_id]["Properties"]
+    assert not {"Policies", "RolePath"} & set(function), f"{logical_id}: no SAM-generated role"
+    assert function["Role"] == {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]}, logical_id
+    role = resources[f"{logical_id}Role"]
+    assert role["Type"] == "AWS::IAM::Role", logical_id
+    return role
+
+
 def function_statements(resources: dict, logical_id: str) -> list[dict]:
     statements = []
-    for policy in resources[logical_id]["Properties"].get("Policies", []):
-        assert isinstance(policy, dict) and "Statement" in policy, f"{logical_id}: only inline statements, no managed policies"
+    role = function_role(resources, logical_id)["Properties"]
+    assert "ManagedPolicyArns" not in role, f"{logical_id}: only inline statements, no managed policies"
+    for policy in role["Policies"]:
         # A conditional statement (Fn::If [condition, statement, AWS::NoValue])
         # counts as granted, as render() lints it.
-        statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["Statement"]]
+        statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["PolicyDocument"]["Statement"]]
     return statements
 
 
@@ -136,6 +151,7 @@ def test_each_function_role_allows_exactly_what_its_stage_calls():
         expected = set(STAGE_ACTIONS[stage]) | {BUDGET_ACTION, ASSUME_ACTION} if stage in STAGE_ACTIONS else NON_IAM_FUNCTIONS[stage]
         if stage == "GetUsername":
             expected |= ORGANIZATION_LISTING
+        expected |= LOGGING_ACTIONS
         assert allowed == expected, f"{stage}: {sorted(allowed ^ expected)}"
         for statement in statements:
             assert not any("*" in a for a in as_list(statement["Action"])), statement
@@ -175,6 +191,8 @@ SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Regio
           "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5",
           "OffboardStateMachineRole.Arn": "arn:aws:iam::123456789012:role/iam-offboard-OffboardStateMachineRole-1A2B3C",
           "RecordWriterRoleArns": ["arn:aws:iam::123456789012:role/operators/offboard-operator"]}
+SAMPLE.update({f"{function}LogGroup": f"/aws/lambda/iam-offboard/{function}"
+               for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]})
 
 
 def render(node, sample: dict | None = None):
@@ -206,11 +224,14 @@ def render(node, sample: dict | None = None):
 
 
 def policy_documents(resources: dict) -> list[tuple[str, dict]]:
-    """Every policy in the template, rendered: inline role policies (SAM's
-    LambdaInvokePolicy expanded as SAM documents it) and bucket policies."""
+    """Every policy in the template, rendered: the functions' roles' inline
+    policies, the state machines' (SAM's LambdaInvokePolicy expanded as SAM
+    documents it) and bucket policies."""
     documents = []
     for logical_id, resource in resources.items():
         properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            documents += [(logical_id, render(policy["PolicyDocument"])) for policy in properties.get("Policies", [])]
         for policy in properties.get("Policies", []) if resource["Type"].startswith("AWS::Serverless::") else []:
             if "LambdaInvokePolicy" in policy:
                 # AWS SAM developer guide, "AWS SAM policy template list",
@@ -248,7 +269,7 @@ def lint(documents: list[tuple[str, dict]]) -> set[tuple[str, str]]:
 
 def test_every_policy_passes_the_authorization_reference_linter():
     documents = policy_documents(template()["Resources"])
-    expected = {f"{stage}Function" for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} | {
+    expected = {f"{stage}FunctionRole" for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} | {
         "OffboardStateMachine", "AuditBucketPolicy", "OffboardBatchStateMachine", "BatchReportBucketPolicy"}
     assert {name for name, _ in documents} >= expected
     assert all(set(entry) == {"Resource", "Issue", "Actions", "Reason"} and entry["Reason"].strip() for entry in ALLOWLIST)
@@ -262,10 +283,11 @@ def test_the_allowlist_does_not_hide_a_new_action():
     """An allowlisted finding names its actions: one more permission-management
     action in the same policy is a new finding."""
     documents = dict(policy_documents(template()["Resources"]))
-    widened = copy.deepcopy(documents["DeleteIAMUserAndVerifyFunction"])
-    widened["Statement"][0]["Action"] = as_list(widened["Statement"][0]["Action"]) + ["iam:CreateAccessKey"]
+    widened = copy.deepcopy(documents["DeleteIAMUserAndVerifyFunctionRole"])
+    [grant] = [s for s in widened["Statement"] if s.get("Sid") == "DeleteAndVerify"]
+    grant["Action"] = as_list(grant["Action"]) + ["iam:CreateAccessKey"]
     allowed = {(entry["Resource"], entry["Issue"], tuple(sorted(a.lower() for a in entry["Actions"]))) for entry in ALLOWLIST}
-    assert lint_findings([("DeleteIAMUserAndVerifyFunction", widened)]) - allowed
+    assert lint_findings([("DeleteIAMUserAndVerifyFunctionRole", widened)]) - allowed
 
 
 def test_the_linter_catches_list_users_scoped_to_users_and_the_iam_only_tag_key():
@@ -276,11 +298,13 @@ def test_the_linter_catches_list_users_scoped_to_users_and_the_iam_only_tag_key(
     # The template's own GetUsername policy with ListUsers put back on user/*,
     # as the first template had it: the linter names the action.
     documents = dict(policy_documents(template()["Resources"]))
-    regressed = copy.deepcopy(documents["GetUsernameFunction"])
+    regressed = copy.deepcopy(documents["GetUsernameFunctionRole"])
     [list_users] = [s for s in regressed["Statement"] if "iam:ListUsers" in as_list(s["Action"])]
     list_users["Resource"] = "arn:aws:iam::123456789012:user/*"
-    assert ("GetUsernameFunction", "RESOURCE_MISMATCH", ("iam:listusers",)) in lint_findings([("GetUsernameFunction", regressed)])
-    assert not {f for f in lint_findings([("GetUsernameFunction", documents["GetUsernameFunction"])]) if f[1] == "RESOURCE_MISMATCH"}
+    assert ("GetUsernameFunctionRole", "RESOURCE_MISMATCH", ("iam:listusers",)) in lint_findings(
+        [("GetUsernameFunctionRole", regressed)])
+    assert not {f for f in lint_findings([("GetUsernameFunctionRole", documents["GetUsernameFunctionRole"])])
+                if f[1] == "RESOURCE_MISMATCH"}
     iam_key = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "iam:DeleteUser",
                "Resource": "arn:aws:iam::123456789012:user/*",
                "Condition": {"StringEqualsIgnoreCase": {"iam:ResourceTag/offboard:protected": "true"}}}]}
@@ -312,6 +336,89 @@ def test_each_function_logs_to_its_own_group_with_the_retention_parameter():
         assert group["Type"] == "AWS::Logs::LogGroup" and config["LogFormat"] == "JSON"
         assert group["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}/{stage}"}, stage
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, stage
+
+
+#: The AWS managed policies a role of the deployed template may carry, with
+#: their documents; any other fails the test below. AWS Managed Policy
+#: Reference, AWSLambdaBasicExecutionRole: logs:CreateLogGroup,
+#: logs:CreateLogStream and logs:PutLogEvents on "*".
+MANAGED_POLICIES = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
+    {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+     "Resource": "*"}]}
+
+
+def deployed_role_statements(resources: dict) -> dict[str, list[dict]]:
+    """Every role of the template as CloudFormation receives it (after SAM's
+    transform, so roles SAM generates count too): its statements, managed
+    policies expanded."""
+    roles = {}
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements = []
+        for arn in resource["Properties"].get("ManagedPolicyArns", []):
+            assert arn in MANAGED_POLICIES, f"{logical_id}: managed policy {arn} is not known here"
+            statements += MANAGED_POLICIES[arn]
+        for policy in resource["Properties"].get("Policies", []):
+            statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["PolicyDocument"]["Statement"]]
+        roles[logical_id] = statements
+    return roles
+
+
+def log_grant_problems(roles: dict[str, list[dict]]) -> list[str]:
+    """A function's role may write (CreateLogStream, PutLogEvents) its own
+    function's log group and nothing else of CloudWatch Logs; no role may be
+    granted a logs: action that the Service Authorization Reference scopes
+    to a resource on "*" or on a function's group (other than its own). The
+    log delivery actions the state machines' logging needs support no
+    resource type, so "*" is their only form (the Reference: no resource)."""
+    from test_least_privilege import sar_resource_types
+
+    groups = {f"{function}FunctionRole": f"arn:aws:logs:us-east-1:123456789012:log-group:{SAMPLE[function + 'LogGroup']}:*"
+              for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]}
+    problems = []
+    for role, statements in roles.items():
+        for statement in statements:
+            actions = [a for a in as_list(statement["Action"]) if a.startswith("logs:")]
+            if statement["Effect"] != "Allow" or not actions:
+                continue
+            resources = [render(r) for r in as_list(statement["Resource"])]
+            for action in actions:
+                scoped = bool(sar_resource_types(action))
+                if role in groups:
+                    if action not in LOGGING_ACTIONS or resources != [groups[role]]:
+                        problems.append(f"{role}: {action} on {resources}")
+                elif scoped and ("*" in resources or set(resources) & set(groups.values())):
+                    problems.append(f"{role}: {action} on {resources}")
+                elif not scoped and role.endswith("FunctionRole"):
+                    problems.append(f"{role}: {action} (no resource type) for a function")
+    return problems
+
+
+def test_no_role_may_write_logs_but_its_own_functions_group():
+    from sam_translate import translated
+
+    resources = translated()["Resources"]
+    roles = deployed_role_statements(resources)
+    assert {f"{function}FunctionRole" for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} <= set(roles)
+    assert log_grant_problems(roles) == []
+    # Each function runs as its role, and logs to the group that role may write.
+    for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]:
+        properties = resources[f"{function}Function"]["Properties"]
+        assert properties["Role"] == {"Fn::GetAtt": [f"{function}FunctionRole", "Arn"]}, function
+        assert properties["LoggingConfig"]["LogGroup"] == {"Ref": f"{function}LogGroup"}, function
+    # The check itself: another function's group, "*", or SAM's managed policy is refused.
+    swapped = copy.deepcopy(roles)
+    [own] = [s for s in swapped["GetUsernameFunctionRole"] if s.get("Sid") == "WriteOwnLogs"]
+    own["Resource"] = {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${OffboardBatchLogGroup}:*"}
+    assert log_grant_problems(swapped) == [
+        f"GetUsernameFunctionRole: {a} on ['arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/iam-offboard/OffboardBatch:*']"
+        for a in ("logs:CreateLogStream", "logs:PutLogEvents")]
+    basic = {**roles, "OffboardBatchFunctionRole": roles["OffboardBatchFunctionRole"] + MANAGED_POLICIES[
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]}
+    assert len(log_grant_problems(basic)) == 3
+    machine = {"OffboardStateMachineRole": [{"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}]}
+    assert log_grant_problems(machine) == ["OffboardStateMachineRole: logs:PutLogEvents on ['*']"]
 
 
 def test_mutating_functions_deny_protected_users():

@@ -194,7 +194,7 @@ def test_the_hub_may_assume_each_stages_own_target_role_only_and_both_templates_
         "Fn::If": ["HasOrganization", {"Ref": "TargetRoleName"}, ""]}
     for stage in STAGE_ACTIONS:
         assert parsed["Resources"][f"{stage}Role"]["Properties"]["RoleName"] == {"Fn::Sub": f"${{TargetRoleName}}-{stage}"}
-        raw = hub["Resources"][f"{stage}Function"]["Properties"]["Policies"][0]["Statement"]
+        raw = hub["Resources"][f"{stage}FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         [conditional] = [s["Fn::If"] for s in raw if set(s) == {"Fn::If"} and s["Fn::If"][1].get("Sid") == "AssumeTargetRole"]
         assert conditional[0] == "HasOrganization" and conditional[2] == {"Ref": "AWS::NoValue"}, stage
         assert conditional[1] == {
@@ -209,7 +209,7 @@ def test_the_hub_may_assume_each_stages_own_target_role_only_and_both_templates_
 
 def test_the_target_roles_pass_the_authorization_reference_linter_with_the_hubs_allowlist():
     resources = target()["Resources"]
-    allowed = {(entry["Resource"].removesuffix("Function"), entry["Issue"],
+    allowed = {(entry["Resource"].removesuffix("FunctionRole"), entry["Issue"],
                 tuple(sorted(a.lower() for a in entry["Actions"] if not a.startswith("sts:"))))
                for entry in ALLOWLIST}
     documents = [(stage, render(resources[f"{stage}Role"]["Properties"]["Policies"][0]["PolicyDocument"]))
