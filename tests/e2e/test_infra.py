@@ -191,6 +191,9 @@ SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Regio
           "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5",
           "OffboardStateMachineRole.Arn": "arn:aws:iam::123456789012:role/iam-offboard-OffboardStateMachineRole-1A2B3C",
           "RecordWriterRoleArns": ["arn:aws:iam::123456789012:role/operators/offboard-operator"]}
+SAMPLE.update({"ConfigTriggerDeadLetterQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:iam-offboard-ConfigTriggerDLQ-1A2B",
+               "OffboardStateMachineNonCompliantIamUser.Arn":
+                   "arn:aws:events:us-east-1:123456789012:rule/iam-offboard-OffboardStateMachineNonCompliant-1A2B"})
 SAMPLE.update({f"{function}LogGroup": f"/aws/lambda/iam-offboard/{function}"
                for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]})
 
@@ -241,7 +244,7 @@ def policy_documents(resources: dict) -> list[tuple[str, dict]]:
                 policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
                           "Resource": f"arn:aws:lambda:us-east-1:123456789012:function:{function}*"}]}
             documents.append((logical_id, render(policy)))
-        if resource["Type"] == "AWS::S3::BucketPolicy":
+        if resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
             documents.append((logical_id, render(properties["PolicyDocument"])))
     return documents
 
@@ -471,6 +474,95 @@ def test_config_trigger_yields_the_accepted_input_shape():
     for placeholder in ("userId", "ruleName", "eventId"):
         rendered = rendered.replace(f"<{placeholder}>", json.dumps("AIDAEXAMPLE1234567890" if placeholder == "userId" else "x"))
     assert set(json.loads(rendered)) == {"IAMUserId", "Context"}
+
+
+# --- the Config trigger: retried for an hour, then kept and alarmed on ----------
+
+#: The rule SAM generates for the state machine's event: LogicalId
+#: <statemachine-LogicalId><event-LogicalId> (AWS SAM developer guide,
+#: "CloudFormation resources generated when AWS::Serverless::StateMachine is specified").
+CONFIG_RULE = "OffboardStateMachineNonCompliantIamUser"
+DLQ = "ConfigTriggerDeadLetterQueue"
+
+
+def config_trigger() -> dict:
+    return template()["Resources"]["OffboardStateMachine"]["Properties"]["Events"]["NonCompliantIamUser"]["Properties"]
+
+
+def test_the_config_trigger_retries_for_an_hour_then_keeps_the_event_in_an_encrypted_queue():
+    """EventBridge's default is "24 hours and up to 185 times ... the event is
+    dropped" (EventBridge User Guide, "Event retry policy and using
+    dead-letter queues"). RetryPolicy's bounds: MaximumRetryAttempts 0-185,
+    MaximumEventAgeInSeconds 60-86400 (EventBridge API reference, RetryPolicy)."""
+    from sam_translate import translated
+
+    event = config_trigger()
+    assert event["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [DLQ, "Arn"]}}
+    retry = event["RetryPolicy"]
+    assert 0 <= retry["MaximumRetryAttempts"] <= 185 and retry["MaximumRetryAttempts"] > 0
+    assert 60 <= retry["MaximumEventAgeInSeconds"] <= 3600, "surfaced within the hour, not after a day"
+    queue = template()["Resources"][DLQ]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    # "Only standard queues are supported" (same page); encrypted at rest.
+    assert not queue["Properties"].get("FifoQueue", False)
+    assert queue["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue["Properties"]
+    assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600, "SQS's longest: time to replay by hand"
+    # SAM passes both to the rule's one target: what CloudFormation creates.
+    resources = translated()["Resources"]
+    rule = resources[CONFIG_RULE]
+    assert rule["Type"] == "AWS::Events::Rule"
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "OffboardStateMachine"}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [DLQ, "Arn"]}}
+    assert target["RetryPolicy"] == retry
+
+
+def test_only_the_config_trigger_rule_may_send_to_its_dead_letter_queue():
+    """"you must manually grant permissions to the queue" when the target is
+    set through the API: events.amazonaws.com, sqs:SendMessage, for the rule
+    alone (aws:SourceArn), as the EventBridge User Guide's policy has it."""
+    from sam_translate import translated
+
+    resources = template()["Resources"]
+    policy = resources["ConfigTriggerDeadLetterQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": DLQ}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+        "Allow", {"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    assert statement["Resource"] == {"Fn::GetAtt": [DLQ, "Arn"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [CONFIG_RULE, "Arn"]}}}
+    # The rule the condition names is the one that sends there.
+    deployed = translated()["Resources"]
+    assert deployed[CONFIG_RULE]["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [DLQ, "Arn"]}
+    assert sum(1 for r in deployed.values() if r["Type"] == "AWS::Events::Rule") == 1
+
+
+def test_alarms_notify_when_the_config_trigger_loses_or_parks_an_event():
+    """EventBridge sends FailedInvocations and InvocationsFailedToBeSentToDlq
+    (AWS/Events, dimension RuleName) "only if it isn't zero" (EventBridge User
+    Guide, "Monitoring Amazon EventBridge"); SQS sends
+    ApproximateNumberOfMessagesVisible (AWS/SQS, QueueName)."""
+    from sam_translate import translated
+
+    resources = template()["Resources"]
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] in ("AWS/Events", "AWS/SQS")}
+    assert set(alarms) == {"FailedInvocations", "InvocationsFailedToBeSentToDlq", "ApproximateNumberOfMessagesVisible"}
+    for metric in ("FailedInvocations", "InvocationsFailedToBeSentToDlq"):
+        assert alarms[metric]["Namespace"] == "AWS/Events"
+        assert alarms[metric]["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": CONFIG_RULE}}], metric
+        assert alarms[metric]["Statistic"] == "Sum"
+    parked = alarms["ApproximateNumberOfMessagesVisible"]
+    assert parked["Namespace"] == "AWS/SQS"
+    assert parked["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [DLQ, "QueueName"]}}]
+    assert parked["Statistic"] == "Maximum"
+    for metric, alarm in alarms.items():
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold"), metric
+        assert alarm["TreatMissingData"] == "notBreaching", metric
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    # The dimension is the rule CloudFormation creates (Ref: its name, on the default bus).
+    rule = translated()["Resources"][CONFIG_RULE]
+    assert rule["Type"] == "AWS::Events::Rule" and "EventBusName" not in rule["Properties"]
 
 
 def lambda_tasks(states: dict):
@@ -739,7 +831,8 @@ def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
 
 def test_alarms_watch_failed_timed_out_and_aborted_executions():
     resources = template()["Resources"]
-    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/States"}
     assert set(alarms) == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/States"
