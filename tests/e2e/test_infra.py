@@ -90,6 +90,51 @@ def test_cfn_lint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# --- cfn-lint with the serverless rules (PyPI cfn-lint-serverless) ----------------
+
+SERVERLESS_ALLOWLIST = json.loads((ROOT / "infra" / "serverless-lint-allowlist.json").read_text())
+
+
+def serverless_findings(path: Path) -> set[tuple[str, str]]:
+    """cfn-lint's findings with cfn-lint-serverless's rules appended
+    ("cfn-lint template.yaml -a cfn_lint_serverless.rules", its README), as
+    (rule id, resource)."""
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "cfn-lint"), str(path), "-a", "cfn_lint_serverless.rules",
+                             "-f", "json"], capture_output=True, text=True)
+    assert result.returncode in (0, 2, 4, 6, 8, 10, 12, 14), result.stderr  # a bit per level found, never a crash
+    return {(match["Rule"]["Id"], match["Location"]["Path"][1]) for match in json.loads(result.stdout or "[]")}
+
+
+def test_cfn_lint_serverless_rules_find_only_allowlisted_choices_in_the_template_and_its_translation(tmp_path):
+    """Run on infra/template.yaml and on the template as SAM translates it
+    (tests/e2e/sam_translate.py): every finding is an allowlisted, reasoned
+    choice, and every allowlist entry still matches a finding."""
+    from sam_translate import translated
+
+    assert all(set(entry) == {"Rule", "Resource", "In", "Reason"} and entry["Reason"].strip()
+               and set(entry["In"]) <= {"template", "translated"} and entry["In"] for entry in SERVERLESS_ALLOWLIST)
+    deployed = tmp_path / "translated.json"
+    deployed.write_text(json.dumps(translated(), indent=1))
+    for name, path in (("template", TEMPLATE), ("translated", deployed)):
+        findings = serverless_findings(path)
+        allowed = {(entry["Rule"], entry["Resource"]) for entry in SERVERLESS_ALLOWLIST if name in entry["In"]}
+        assert findings <= allowed, f"{name}: new findings {sorted(findings - allowed)}"
+        assert allowed <= findings, f"{name}: allowlist entries no longer needed {sorted(allowed - findings)}"
+
+
+def test_the_serverless_rules_run_and_would_catch_the_config_trigger_without_its_dead_letter_queue(tmp_path):
+    """The rules are loaded, not silently absent: the translated rule's
+    target without DeadLetterConfig is ES4000 ("EventBridge DLQ")."""
+    from sam_translate import translated
+
+    deployed = translated()
+    [target] = deployed["Resources"]["OffboardStateMachineNonCompliantIamUser"]["Properties"]["Targets"]
+    del target["DeadLetterConfig"]
+    regressed = tmp_path / "regressed.json"
+    regressed.write_text(json.dumps(deployed, indent=1))
+    assert ("ES4000", "OffboardStateMachineNonCompliantIamUser") in serverless_findings(regressed)
+
+
 def test_asl_validator_passes_and_would_catch_a_broken_definition(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(substituted())
