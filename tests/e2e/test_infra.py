@@ -219,6 +219,56 @@ def iam_resource_matches(pattern: str, arn: str) -> bool:
     return fnmatch.fnmatchcase(arn, pattern)
 
 
+#: Every way to write an item of a table: the Service Authorization Reference's
+#: DynamoDB actions on the table resource that write items (checked below).
+ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+               "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"}
+
+
+def arn_like(pattern: str, arn: str) -> bool:
+    # IAM User Guide, "Condition operators", ArnLike: each of the six
+    # colon-delimited components is matched separately, * and ? as wildcards.
+    patterns, parts = pattern.split(":", 5), arn.split(":", 5)
+    return len(patterns) == len(parts) == 6 and all(fnmatch.fnmatchcase(p, w) for w, p in zip(patterns, parts))
+
+
+def test_only_the_functions_roles_may_write_the_iam_budget_table():
+    from test_least_privilege import sar_privilege
+
+    resources = template()["Resources"]
+    [statement] = resources["IamBudgetTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    statement = render(statement)
+    assert (statement["Effect"], statement["Principal"], statement["Resource"]) == ("Deny", "*", "*")
+    assert set(statement["Action"]) == ITEM_WRITES
+    for action in ITEM_WRITES:
+        privilege, _ = sar_privilege(action)
+        assert "table" in [r["resource_type"].rstrip("*") for r in privilege["resource_types"]], action
+        assert privilege["access_level"] == "Write", action
+    [(operator, condition)] = statement["Condition"].items()
+    assert operator == "ArnNotLike" and list(condition) == ["aws:PrincipalArn"]
+    path = condition["aws:PrincipalArn"]
+    assert path == "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard/*"
+
+    def denied(principal_arn: str | None) -> bool:
+        # A negated operator on an absent key is true: anonymous is refused.
+        return principal_arn is None or not arn_like(path, principal_arn)
+
+    # Every function's role is on that path (the roles' Path, as SAMPLE's stack
+    # name renders it), and may write: the functions take budget slots.
+    for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]:
+        role_path = render(resources[f"{function}FunctionRole"]["Properties"]["Path"])
+        assert not denied(f"arn:aws:iam::123456789012:role{role_path}iam-offboard-{function}FunctionRole-1A2B"), function
+    for other in ("arn:aws:iam::123456789012:role/Admin",
+                  "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard-staging/GetUsername/fn",
+                  "arn:aws:iam::444455556666:role/iam-offboard/iam-offboard/GetUsername/fn",
+                  "arn:aws:iam::123456789012:user/iam-offboard/iam-offboard/someone",
+                  "arn:aws:iam::123456789012:role/" + SAMPLE["OffboardStateMachineRole.Arn"].rsplit("/", 1)[1], None):
+        assert denied(other), other
+    # The functions' own grant is the table's UpdateItem: the Deny never blocks them.
+    for stage in STAGE_ACTIONS:
+        assert any(BUDGET_ACTION in as_list(s["Action"]) for s in function_statements(resources, f"{stage}Function"))
+
+
 def test_every_function_may_confirm_the_workflow_invoked_it_and_nothing_more():
     """The workflow guard's permissions: a stage function describes and reads
     the history of executions of <stack>-offboard, and describes the parent
@@ -351,6 +401,8 @@ def policy_documents(resources: dict) -> list[tuple[str, dict]]:
                 policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
                           "Resource": f"arn:aws:lambda:us-east-1:123456789012:function:{function}*"}]}
             documents.append((logical_id, render(policy)))
+        if resource["Type"] == "AWS::DynamoDB::Table" and "ResourcePolicy" in properties:
+            documents.append((logical_id, render(properties["ResourcePolicy"]["PolicyDocument"])))
         if resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
             documents.append((logical_id, render(properties["PolicyDocument"])))
     return documents
