@@ -28,7 +28,13 @@ ASSUME_ACTION = "sts:AssumeRole"
 #: GetUsername's function lists an org-wide input's accounts (crates/core/src/accounts.rs).
 ORGANIZATION_LISTING = {"organizations:ListAccounts", "organizations:ListAccountsForParent",
                         "organizations:ListOrganizationalUnitsForParent"}
-NON_IAM_FUNCTIONS = {"OffboardBatch": {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}}
+NON_IAM_FUNCTIONS = {"OffboardBatch": {"s3:GetObject", "s3:ListBucket", "kms:Decrypt", "states:DescribeExecution",
+                                       "states:GetExecutionHistory"}}
+#: Every function writes its own log group (and no other): Lambda's log delivery.
+LOGGING_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+#: The workflow guard: every function confirms a RUNNING execution of this
+#: deployment's state machines invoked it.
+GUARD_ACTIONS = {"states:DescribeExecution", "states:GetExecutionHistory"}
 # Step Functions developer guide, "Handle transient Lambda service exceptions":
 # Lambda service errors are reported as Lambda.<ErrorName>, and "unhandled
 # errors in Lambda are reported as Lambda.Unknown ... out-of-memory errors and
@@ -88,6 +94,51 @@ def test_cfn_lint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# --- cfn-lint with the serverless rules (PyPI cfn-lint-serverless) ----------------
+
+SERVERLESS_ALLOWLIST = json.loads((ROOT / "infra" / "serverless-lint-allowlist.json").read_text())
+
+
+def serverless_findings(path: Path) -> set[tuple[str, str]]:
+    """cfn-lint's findings with cfn-lint-serverless's rules appended
+    ("cfn-lint template.yaml -a cfn_lint_serverless.rules", its README), as
+    (rule id, resource)."""
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "cfn-lint"), str(path), "-a", "cfn_lint_serverless.rules",
+                             "-f", "json"], capture_output=True, text=True)
+    assert result.returncode in (0, 2, 4, 6, 8, 10, 12, 14), result.stderr  # a bit per level found, never a crash
+    return {(match["Rule"]["Id"], match["Location"]["Path"][1]) for match in json.loads(result.stdout or "[]")}
+
+
+def test_cfn_lint_serverless_rules_find_only_allowlisted_choices_in_the_template_and_its_translation(tmp_path):
+    """Run on infra/template.yaml and on the template as SAM translates it
+    (tests/e2e/sam_translate.py): every finding is an allowlisted, reasoned
+    choice, and every allowlist entry still matches a finding."""
+    from sam_translate import translated
+
+    assert all(set(entry) == {"Rule", "Resource", "In", "Reason"} and entry["Reason"].strip()
+               and set(entry["In"]) <= {"template", "translated"} and entry["In"] for entry in SERVERLESS_ALLOWLIST)
+    deployed = tmp_path / "translated.json"
+    deployed.write_text(json.dumps(translated(), indent=1))
+    for name, path in (("template", TEMPLATE), ("translated", deployed)):
+        findings = serverless_findings(path)
+        allowed = {(entry["Rule"], entry["Resource"]) for entry in SERVERLESS_ALLOWLIST if name in entry["In"]}
+        assert findings <= allowed, f"{name}: new findings {sorted(findings - allowed)}"
+        assert allowed <= findings, f"{name}: allowlist entries no longer needed {sorted(allowed - findings)}"
+
+
+def test_the_serverless_rules_run_and_would_catch_the_config_trigger_without_its_dead_letter_queue(tmp_path):
+    """The rules are loaded, not silently absent: the translated rule's
+    target without DeadLetterConfig is ES4000 ("EventBridge DLQ")."""
+    from sam_translate import translated
+
+    deployed = translated()
+    [target] = deployed["Resources"]["OffboardStateMachineNonCompliantIamUser"]["Properties"]["Targets"]
+    del target["DeadLetterConfig"]
+    regressed = tmp_path / "regressed.json"
+    regressed.write_text(json.dumps(deployed, indent=1))
+    assert ("ES4000", "OffboardStateMachineNonCompliantIamUser") in serverless_findings(regressed)
+
+
 def test_asl_validator_passes_and_would_catch_a_broken_definition(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(substituted())
@@ -111,13 +162,26 @@ def test_moto_accepts_the_definition():
         assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])["StartAt"] == "ScopeOfInput"
 
 
+def function_role(resources: dict, logical_id: str) -> dict:
+    """The role a function runs as: its own AWS::IAM::Role <logical id>Role
+    (Role: !GetAtt), never one SAM generates (SAM's carries
+    AWSLambdaBasicExecutionRole: logs on "*")."""
+    function = resources[logical_id]["Properties"]
+    assert not {"Policies", "RolePath"} & set(function), f"{logical_id}: no SAM-generated role"
+    assert function["Role"] == {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]}, logical_id
+    role = resources[f"{logical_id}Role"]
+    assert role["Type"] == "AWS::IAM::Role", logical_id
+    return role
+
+
 def function_statements(resources: dict, logical_id: str) -> list[dict]:
     statements = []
-    for policy in resources[logical_id]["Properties"].get("Policies", []):
-        assert isinstance(policy, dict) and "Statement" in policy, f"{logical_id}: only inline statements, no managed policies"
+    role = function_role(resources, logical_id)["Properties"]
+    assert "ManagedPolicyArns" not in role, f"{logical_id}: only inline statements, no managed policies"
+    for policy in role["Policies"]:
         # A conditional statement (Fn::If [condition, statement, AWS::NoValue])
         # counts as granted, as render() lints it.
-        statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["Statement"]]
+        statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["PolicyDocument"]["Statement"]]
     return statements
 
 
@@ -136,9 +200,118 @@ def test_each_function_role_allows_exactly_what_its_stage_calls():
         expected = set(STAGE_ACTIONS[stage]) | {BUDGET_ACTION, ASSUME_ACTION} if stage in STAGE_ACTIONS else NON_IAM_FUNCTIONS[stage]
         if stage == "GetUsername":
             expected |= ORGANIZATION_LISTING
+        expected |= LOGGING_ACTIONS | GUARD_ACTIONS
         assert allowed == expected, f"{stage}: {sorted(allowed ^ expected)}"
         for statement in statements:
             assert not any("*" in a for a in as_list(statement["Action"])), statement
+
+
+def guard_grants(resources: dict, function: str) -> set[tuple[str, str]]:
+    """(action, resource) of every states: action the function's role allows."""
+    return {(action, render(resource)) for s in function_statements(resources, f"{function}Function")
+            if s["Effect"] == "Allow" for action in as_list(s["Action"]) if action.startswith("states:")
+            for resource in as_list(s["Resource"])}
+
+
+def iam_resource_matches(pattern: str, arn: str) -> bool:
+    # IAM User Guide, "IAM JSON policy elements: Resource": * and ? wildcards,
+    # which may span the ARN's separators.
+    return fnmatch.fnmatchcase(arn, pattern)
+
+
+#: Every way to write an item of a table: the Service Authorization Reference's
+#: DynamoDB actions on the table resource that write items (checked below).
+ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+               "dynamodb:PartiQLInsert", "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete"}
+
+
+def arn_like(pattern: str, arn: str) -> bool:
+    # IAM User Guide, "Condition operators", ArnLike: each of the six
+    # colon-delimited components is matched separately, * and ? as wildcards.
+    patterns, parts = pattern.split(":", 5), arn.split(":", 5)
+    return len(patterns) == len(parts) == 6 and all(fnmatch.fnmatchcase(p, w) for w, p in zip(patterns, parts))
+
+
+def test_only_the_functions_roles_may_write_the_iam_budget_table():
+    from test_least_privilege import sar_privilege
+
+    resources = template()["Resources"]
+    [statement] = resources["IamBudgetTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    statement = render(statement)
+    assert (statement["Effect"], statement["Principal"], statement["Resource"]) == ("Deny", "*", "*")
+    assert set(statement["Action"]) == ITEM_WRITES
+    for action in ITEM_WRITES:
+        privilege, _ = sar_privilege(action)
+        assert "table" in [r["resource_type"].rstrip("*") for r in privilege["resource_types"]], action
+        assert privilege["access_level"] == "Write", action
+    [(operator, condition)] = statement["Condition"].items()
+    assert operator == "ArnNotLike" and list(condition) == ["aws:PrincipalArn"]
+    path = condition["aws:PrincipalArn"]
+    assert path == "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard/*"
+
+    def denied(principal_arn: str | None) -> bool:
+        # A negated operator on an absent key is true: anonymous is refused.
+        return principal_arn is None or not arn_like(path, principal_arn)
+
+    # Every function's role is on that path (the roles' Path, as SAMPLE's stack
+    # name renders it), and may write: the functions take budget slots.
+    for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]:
+        role_path = render(resources[f"{function}FunctionRole"]["Properties"]["Path"])
+        assert not denied(f"arn:aws:iam::123456789012:role{role_path}iam-offboard-{function}FunctionRole-1A2B"), function
+    for other in ("arn:aws:iam::123456789012:role/Admin",
+                  "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard-staging/GetUsername/fn",
+                  "arn:aws:iam::444455556666:role/iam-offboard/iam-offboard/GetUsername/fn",
+                  "arn:aws:iam::123456789012:user/iam-offboard/iam-offboard/someone",
+                  "arn:aws:iam::123456789012:role/" + SAMPLE["OffboardStateMachineRole.Arn"].rsplit("/", 1)[1], None):
+        assert denied(other), other
+    # The functions' own grant is the table's UpdateItem: the Deny never blocks them.
+    for stage in STAGE_ACTIONS:
+        assert any(BUDGET_ACTION in as_list(s["Action"]) for s in function_statements(resources, f"{stage}Function"))
+
+
+def test_every_function_may_confirm_the_workflow_invoked_it_and_nothing_more():
+    """The workflow guard's permissions: a stage function describes and reads
+    the history of executions of <stack>-offboard, and describes the parent
+    <stack>-offboard-batch execution of a batch's child; the batch function
+    describes and reads its own machine's executions. Each resource is of the
+    execution type the Service Authorization Reference names for both actions."""
+    from test_least_privilege import sar_privilege, sar_resource_types
+
+    doc = template()
+    resources = doc["Resources"]
+    prefix = "arn:aws:states:us-east-1:123456789012"
+    offboard, batch = f"{prefix}:execution:iam-offboard-offboard:*", f"{prefix}:execution:iam-offboard-offboard-batch:*"
+    for stage in STAGE_ACTIONS:
+        assert guard_grants(resources, stage) == {("states:DescribeExecution", offboard),
+                                                  ("states:GetExecutionHistory", offboard),
+                                                  ("states:DescribeExecution", batch)}, stage
+    assert guard_grants(resources, "OffboardBatch") == {("states:DescribeExecution", batch),
+                                                        ("states:GetExecutionHistory", batch)}
+    _, formats = sar_privilege("states:DescribeExecution")
+    execution = re.escape(formats["execution"]).replace(re.escape("${Partition}"), "aws").replace(
+        re.escape("${Region}"), "us-east-1").replace(re.escape("${Account}"), "123456789012").replace(
+        re.escape("${StateMachineName}"), "[^:/]+").replace(re.escape("${ExecutionId}"), r"\*")
+    for action in GUARD_ACTIONS:
+        assert "execution" in sar_resource_types(action), action
+    for pattern in (offboard, batch):
+        assert re.fullmatch(execution, pattern), pattern
+    # What the patterns admit: this deployment's two machines, never another's.
+    names = {render(resources[m]["Properties"]["Name"]) for m in ("OffboardStateMachine", "OffboardBatchStateMachine")}
+    assert names == {"iam-offboard-offboard", "iam-offboard-offboard-batch"}
+    assert iam_resource_matches(offboard, f"{prefix}:execution:iam-offboard-offboard:alice-1a2b3c")
+    assert not iam_resource_matches(offboard, f"{prefix}:execution:iam-offboard-offboard-batch:b-1")
+    assert not iam_resource_matches(offboard, f"{prefix}:execution:other-offboard:alice")
+    assert not iam_resource_matches(batch, f"{prefix}:execution:iam-offboard-offboard-batch-2:b-1")
+    # The functions are told the two machines' ARNs, built from the stack's
+    # name: no reference to the machines (which reference the functions).
+    variable = doc["Globals"]["Function"]["Environment"]["Variables"]["OFFBOARD_STATE_MACHINE_ARNS"]
+    assert set(variable) == {"Fn::Sub"} and isinstance(variable["Fn::Sub"], str)
+    assert set(re.findall(r"\$\{([^}]+)\}", variable["Fn::Sub"])) == {
+        "AWS::Partition", "AWS::Region", "AWS::AccountId", "AWS::StackName"}
+    assert render(variable).split(",") == [f"{prefix}:stateMachine:{name}" for name in sorted(names)]
+    for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]:
+        own = resources[f"{function}Function"]["Properties"].get("Environment", {}).get("Variables", {})
+        assert "OFFBOARD_STATE_MACHINE_ARNS" not in own, f"{function}: the Globals value, unchanged"
 
 
 def test_every_iam_stage_takes_budget_slots_from_the_budget_table_only():
@@ -172,34 +345,53 @@ SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Regio
           "IamBudgetTable": "iam-offboard-IamBudgetTable-1A2B3C", "BatchListBucketName": "offboard-user-lists",
           "OffboardStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:offboard",
           "OffboardStateMachine.Name": "offboard", "OffboardBatchFunction": "iam-offboard-OffboardBatchFunction",
-          "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5"}
+          "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5",
+          "OffboardStateMachineRole.Arn": "arn:aws:iam::123456789012:role/iam-offboard-OffboardStateMachineRole-1A2B3C",
+          "RecordWriterRoleArns": ["arn:aws:iam::123456789012:role/operators/offboard-operator"]}
+SAMPLE.update({"ConfigTriggerDeadLetterQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:iam-offboard-ConfigTriggerDLQ-1A2B",
+               "OffboardStateMachineNonCompliantIamUser.Arn":
+                   "arn:aws:events:us-east-1:123456789012:rule/iam-offboard-OffboardStateMachineNonCompliant-1A2B"})
+SAMPLE.update({f"{function}LogGroup": f"/aws/lambda/iam-offboard/{function}"
+               for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]})
 
 
-def render(node):
+def render(node, sample: dict | None = None):
     """The template's intrinsics with sample values (Fn::If: its first branch,
     so that conditional statements are linted too)."""
+    sample = SAMPLE if sample is None else sample
     if isinstance(node, dict):
         if set(node) == {"Fn::Sub"}:
-            return re.sub(r"\$\{([^}]+)\}", lambda m: SAMPLE[m[1]], node["Fn::Sub"])
+            text, extra = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
+            values = {**sample, **{name: render(value, sample) for name, value in extra.items()}}
+            return re.sub(r"\$\{([^}]+)\}", lambda m: values[m[1]], text)
+        if set(node) == {"Fn::Join"}:
+            separator, items = node["Fn::Join"]
+            return separator.join(render(items, sample))
+        if set(node) == {"Fn::Split"}:
+            separator, text = node["Fn::Split"]
+            return render(text, sample).split(separator)
         if set(node) == {"Ref"}:
-            return SAMPLE[node["Ref"]]
+            return sample[node["Ref"]]
         if set(node) == {"Fn::GetAtt"}:
             target = node["Fn::GetAtt"]
-            return SAMPLE[".".join(target) if isinstance(target, list) else target]
+            return sample[".".join(target) if isinstance(target, list) else target]
         if set(node) == {"Fn::If"}:
-            return render(node["Fn::If"][1])
-        return {key: render(value) for key, value in node.items()}
+            return render(node["Fn::If"][1], sample)
+        return {key: render(value, sample) for key, value in node.items()}
     if isinstance(node, list):
-        return [render(value) for value in node]
+        return [render(value, sample) for value in node]
     return node
 
 
 def policy_documents(resources: dict) -> list[tuple[str, dict]]:
-    """Every policy in the template, rendered: inline role policies (SAM's
-    LambdaInvokePolicy expanded as SAM documents it) and bucket policies."""
+    """Every policy in the template, rendered: the functions' roles' inline
+    policies, the state machines' (SAM's LambdaInvokePolicy expanded as SAM
+    documents it) and bucket policies."""
     documents = []
     for logical_id, resource in resources.items():
         properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            documents += [(logical_id, render(policy["PolicyDocument"])) for policy in properties.get("Policies", [])]
         for policy in properties.get("Policies", []) if resource["Type"].startswith("AWS::Serverless::") else []:
             if "LambdaInvokePolicy" in policy:
                 # AWS SAM developer guide, "AWS SAM policy template list",
@@ -209,7 +401,9 @@ def policy_documents(resources: dict) -> list[tuple[str, dict]]:
                 policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
                           "Resource": f"arn:aws:lambda:us-east-1:123456789012:function:{function}*"}]}
             documents.append((logical_id, render(policy)))
-        if resource["Type"] == "AWS::S3::BucketPolicy":
+        if resource["Type"] == "AWS::DynamoDB::Table" and "ResourcePolicy" in properties:
+            documents.append((logical_id, render(properties["ResourcePolicy"]["PolicyDocument"])))
+        if resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
             documents.append((logical_id, render(properties["PolicyDocument"])))
     return documents
 
@@ -237,7 +431,7 @@ def lint(documents: list[tuple[str, dict]]) -> set[tuple[str, str]]:
 
 def test_every_policy_passes_the_authorization_reference_linter():
     documents = policy_documents(template()["Resources"])
-    expected = {f"{stage}Function" for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} | {
+    expected = {f"{stage}FunctionRole" for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} | {
         "OffboardStateMachine", "AuditBucketPolicy", "OffboardBatchStateMachine", "BatchReportBucketPolicy"}
     assert {name for name, _ in documents} >= expected
     assert all(set(entry) == {"Resource", "Issue", "Actions", "Reason"} and entry["Reason"].strip() for entry in ALLOWLIST)
@@ -251,10 +445,11 @@ def test_the_allowlist_does_not_hide_a_new_action():
     """An allowlisted finding names its actions: one more permission-management
     action in the same policy is a new finding."""
     documents = dict(policy_documents(template()["Resources"]))
-    widened = copy.deepcopy(documents["DeleteIAMUserAndVerifyFunction"])
-    widened["Statement"][0]["Action"] = as_list(widened["Statement"][0]["Action"]) + ["iam:CreateAccessKey"]
+    widened = copy.deepcopy(documents["DeleteIAMUserAndVerifyFunctionRole"])
+    [grant] = [s for s in widened["Statement"] if s.get("Sid") == "DeleteAndVerify"]
+    grant["Action"] = as_list(grant["Action"]) + ["iam:CreateAccessKey"]
     allowed = {(entry["Resource"], entry["Issue"], tuple(sorted(a.lower() for a in entry["Actions"]))) for entry in ALLOWLIST}
-    assert lint_findings([("DeleteIAMUserAndVerifyFunction", widened)]) - allowed
+    assert lint_findings([("DeleteIAMUserAndVerifyFunctionRole", widened)]) - allowed
 
 
 def test_the_linter_catches_list_users_scoped_to_users_and_the_iam_only_tag_key():
@@ -265,11 +460,14 @@ def test_the_linter_catches_list_users_scoped_to_users_and_the_iam_only_tag_key(
     # The template's own GetUsername policy with ListUsers put back on user/*,
     # as the first template had it: the linter names the action.
     documents = dict(policy_documents(template()["Resources"]))
-    regressed = copy.deepcopy(documents["GetUsernameFunction"])
+    regressed = copy.deepcopy(documents["GetUsernameFunctionRole"])
     [list_users] = [s for s in regressed["Statement"] if "iam:ListUsers" in as_list(s["Action"])]
     list_users["Resource"] = "arn:aws:iam::123456789012:user/*"
-    assert ("GetUsernameFunction", "RESOURCE_MISMATCH", ("iam:listusers",)) in lint_findings([("GetUsernameFunction", regressed)])
-    assert not {f for f in lint_findings([("GetUsernameFunction", documents["GetUsernameFunction"])]) if f[1] == "RESOURCE_MISMATCH"}
+    assert ("GetUsernameFunctionRole", "RESOURCE_MISMATCH", ("iam:listusers",)) in lint_findings(
+        [("GetUsernameFunctionRole", regressed)])
+    allowed = {(entry["Resource"], entry["Issue"], tuple(sorted(a.lower() for a in entry["Actions"]))) for entry in ALLOWLIST}
+    assert not {f for f in lint_findings([("GetUsernameFunctionRole", documents["GetUsernameFunctionRole"])])
+                if f[1] == "RESOURCE_MISMATCH"} - allowed
     iam_key = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "iam:DeleteUser",
                "Resource": "arn:aws:iam::123456789012:user/*",
                "Condition": {"StringEqualsIgnoreCase": {"iam:ResourceTag/offboard:protected": "true"}}}]}
@@ -301,6 +499,89 @@ def test_each_function_logs_to_its_own_group_with_the_retention_parameter():
         assert group["Type"] == "AWS::Logs::LogGroup" and config["LogFormat"] == "JSON"
         assert group["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}/{stage}"}, stage
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}, stage
+
+
+#: The AWS managed policies a role of the deployed template may carry, with
+#: their documents; any other fails the test below. AWS Managed Policy
+#: Reference, AWSLambdaBasicExecutionRole: logs:CreateLogGroup,
+#: logs:CreateLogStream and logs:PutLogEvents on "*".
+MANAGED_POLICIES = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
+    {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+     "Resource": "*"}]}
+
+
+def deployed_role_statements(resources: dict) -> dict[str, list[dict]]:
+    """Every role of the template as CloudFormation receives it (after SAM's
+    transform, so roles SAM generates count too): its statements, managed
+    policies expanded."""
+    roles = {}
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements = []
+        for arn in resource["Properties"].get("ManagedPolicyArns", []):
+            assert arn in MANAGED_POLICIES, f"{logical_id}: managed policy {arn} is not known here"
+            statements += MANAGED_POLICIES[arn]
+        for policy in resource["Properties"].get("Policies", []):
+            statements += [s["Fn::If"][1] if set(s) == {"Fn::If"} else s for s in policy["PolicyDocument"]["Statement"]]
+        roles[logical_id] = statements
+    return roles
+
+
+def log_grant_problems(roles: dict[str, list[dict]]) -> list[str]:
+    """A function's role may write (CreateLogStream, PutLogEvents) its own
+    function's log group and nothing else of CloudWatch Logs; no role may be
+    granted a logs: action that the Service Authorization Reference scopes
+    to a resource on "*" or on a function's group (other than its own). The
+    log delivery actions the state machines' logging needs support no
+    resource type, so "*" is their only form (the Reference: no resource)."""
+    from test_least_privilege import sar_resource_types
+
+    groups = {f"{function}FunctionRole": f"arn:aws:logs:us-east-1:123456789012:log-group:{SAMPLE[function + 'LogGroup']}:*"
+              for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]}
+    problems = []
+    for role, statements in roles.items():
+        for statement in statements:
+            actions = [a for a in as_list(statement["Action"]) if a.startswith("logs:")]
+            if statement["Effect"] != "Allow" or not actions:
+                continue
+            resources = [render(r) for r in as_list(statement["Resource"])]
+            for action in actions:
+                scoped = bool(sar_resource_types(action))
+                if role in groups:
+                    if action not in LOGGING_ACTIONS or resources != [groups[role]]:
+                        problems.append(f"{role}: {action} on {resources}")
+                elif scoped and ("*" in resources or set(resources) & set(groups.values())):
+                    problems.append(f"{role}: {action} on {resources}")
+                elif not scoped and role.endswith("FunctionRole"):
+                    problems.append(f"{role}: {action} (no resource type) for a function")
+    return problems
+
+
+def test_no_role_may_write_logs_but_its_own_functions_group():
+    from sam_translate import translated
+
+    resources = translated()["Resources"]
+    roles = deployed_role_statements(resources)
+    assert {f"{function}FunctionRole" for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]} <= set(roles)
+    assert log_grant_problems(roles) == []
+    # Each function runs as its role, and logs to the group that role may write.
+    for function in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]:
+        properties = resources[f"{function}Function"]["Properties"]
+        assert properties["Role"] == {"Fn::GetAtt": [f"{function}FunctionRole", "Arn"]}, function
+        assert properties["LoggingConfig"]["LogGroup"] == {"Ref": f"{function}LogGroup"}, function
+    # The check itself: another function's group, "*", or SAM's managed policy is refused.
+    swapped = copy.deepcopy(roles)
+    [own] = [s for s in swapped["GetUsernameFunctionRole"] if s.get("Sid") == "WriteOwnLogs"]
+    own["Resource"] = {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${OffboardBatchLogGroup}:*"}
+    assert log_grant_problems(swapped) == [
+        f"GetUsernameFunctionRole: {a} on ['arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/iam-offboard/OffboardBatch:*']"
+        for a in ("logs:CreateLogStream", "logs:PutLogEvents")]
+    basic = {**roles, "OffboardBatchFunctionRole": roles["OffboardBatchFunctionRole"] + MANAGED_POLICIES[
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]}
+    assert len(log_grant_problems(basic)) == 3
+    machine = {"OffboardStateMachineRole": [{"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}]}
+    assert log_grant_problems(machine) == ["OffboardStateMachineRole: logs:PutLogEvents on ['*']"]
 
 
 def test_mutating_functions_deny_protected_users():
@@ -353,6 +634,95 @@ def test_config_trigger_yields_the_accepted_input_shape():
     for placeholder in ("userId", "ruleName", "eventId"):
         rendered = rendered.replace(f"<{placeholder}>", json.dumps("AIDAEXAMPLE1234567890" if placeholder == "userId" else "x"))
     assert set(json.loads(rendered)) == {"IAMUserId", "Context"}
+
+
+# --- the Config trigger: retried for an hour, then kept and alarmed on ----------
+
+#: The rule SAM generates for the state machine's event: LogicalId
+#: <statemachine-LogicalId><event-LogicalId> (AWS SAM developer guide,
+#: "CloudFormation resources generated when AWS::Serverless::StateMachine is specified").
+CONFIG_RULE = "OffboardStateMachineNonCompliantIamUser"
+DLQ = "ConfigTriggerDeadLetterQueue"
+
+
+def config_trigger() -> dict:
+    return template()["Resources"]["OffboardStateMachine"]["Properties"]["Events"]["NonCompliantIamUser"]["Properties"]
+
+
+def test_the_config_trigger_retries_for_an_hour_then_keeps_the_event_in_an_encrypted_queue():
+    """EventBridge's default is "24 hours and up to 185 times ... the event is
+    dropped" (EventBridge User Guide, "Event retry policy and using
+    dead-letter queues"). RetryPolicy's bounds: MaximumRetryAttempts 0-185,
+    MaximumEventAgeInSeconds 60-86400 (EventBridge API reference, RetryPolicy)."""
+    from sam_translate import translated
+
+    event = config_trigger()
+    assert event["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [DLQ, "Arn"]}}
+    retry = event["RetryPolicy"]
+    assert 0 <= retry["MaximumRetryAttempts"] <= 185 and retry["MaximumRetryAttempts"] > 0
+    assert 60 <= retry["MaximumEventAgeInSeconds"] <= 3600, "surfaced within the hour, not after a day"
+    queue = template()["Resources"][DLQ]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    # "Only standard queues are supported" (same page); encrypted at rest.
+    assert not queue["Properties"].get("FifoQueue", False)
+    assert queue["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue["Properties"]
+    assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600, "SQS's longest: time to replay by hand"
+    # SAM passes both to the rule's one target: what CloudFormation creates.
+    resources = translated()["Resources"]
+    rule = resources[CONFIG_RULE]
+    assert rule["Type"] == "AWS::Events::Rule"
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "OffboardStateMachine"}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [DLQ, "Arn"]}}
+    assert target["RetryPolicy"] == retry
+
+
+def test_only_the_config_trigger_rule_may_send_to_its_dead_letter_queue():
+    """"you must manually grant permissions to the queue" when the target is
+    set through the API: events.amazonaws.com, sqs:SendMessage, for the rule
+    alone (aws:SourceArn), as the EventBridge User Guide's policy has it."""
+    from sam_translate import translated
+
+    resources = template()["Resources"]
+    policy = resources["ConfigTriggerDeadLetterQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": DLQ}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+        "Allow", {"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+    assert statement["Resource"] == {"Fn::GetAtt": [DLQ, "Arn"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [CONFIG_RULE, "Arn"]}}}
+    # The rule the condition names is the one that sends there.
+    deployed = translated()["Resources"]
+    assert deployed[CONFIG_RULE]["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [DLQ, "Arn"]}
+    assert sum(1 for r in deployed.values() if r["Type"] == "AWS::Events::Rule") == 1
+
+
+def test_alarms_notify_when_the_config_trigger_loses_or_parks_an_event():
+    """EventBridge sends FailedInvocations and InvocationsFailedToBeSentToDlq
+    (AWS/Events, dimension RuleName) "only if it isn't zero" (EventBridge User
+    Guide, "Monitoring Amazon EventBridge"); SQS sends
+    ApproximateNumberOfMessagesVisible (AWS/SQS, QueueName)."""
+    from sam_translate import translated
+
+    resources = template()["Resources"]
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] in ("AWS/Events", "AWS/SQS")}
+    assert set(alarms) == {"FailedInvocations", "InvocationsFailedToBeSentToDlq", "ApproximateNumberOfMessagesVisible"}
+    for metric in ("FailedInvocations", "InvocationsFailedToBeSentToDlq"):
+        assert alarms[metric]["Namespace"] == "AWS/Events"
+        assert alarms[metric]["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": CONFIG_RULE}}], metric
+        assert alarms[metric]["Statistic"] == "Sum"
+    parked = alarms["ApproximateNumberOfMessagesVisible"]
+    assert parked["Namespace"] == "AWS/SQS"
+    assert parked["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [DLQ, "QueueName"]}}]
+    assert parked["Statistic"] == "Maximum"
+    for metric, alarm in alarms.items():
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold"), metric
+        assert alarm["TreatMissingData"] == "notBreaching", metric
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    # The dimension is the rule CloudFormation creates (Ref: its name, on the default bus).
+    rule = translated()["Resources"][CONFIG_RULE]
+    assert rule["Type"] == "AWS::Events::Rule" and "EventBusName" not in rule["Properties"]
 
 
 def lambda_tasks(states: dict):
@@ -494,10 +864,112 @@ def test_the_audit_and_batch_report_buckets_are_private_versioned_encrypted_and_
     # S3 user guide, "Enforce encryption in transit": deny every request whose
     # aws:SecureTransport is false, on the bucket and its objects.
     assert resources[f"{name}Policy"]["Properties"]["Bucket"] == {"Ref": name}
-    [tls] = resources[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+    [tls] = [s for s in resources[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == "TlsOnly"]
     assert (tls["Effect"], tls["Principal"], tls["Action"]) == ("Deny", "*", "s3:*")
     assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert render(tls["Resource"]) == [arn, f"{arn}/*"]
+
+
+# --- records: only the workflow (and the operators' roles it names) writes them ---
+
+#: What could replace or remove an object under records/ (each checked
+#: against the Service Authorization Reference below): a new version
+#: (PutObject, multipart uploads included), a delete marker or a version's
+#: deletion, an ACL, a shorter Object Lock retention or a lifted legal hold, a
+#: replica written from another bucket.
+RECORD_MUTATIONS = {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectAcl",
+                    "s3:PutObjectVersionAcl", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+                    "s3:BypassGovernanceRetention", "s3:ReplicateObject", "s3:ReplicateDelete"}
+
+
+def evaluate_if(node, conditions: dict[str, bool]):
+    """Fn::If decided by the given condition values (for a parameter's
+    effect), everything else left as it is."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return evaluate_if(yes if conditions[name] else no, conditions)
+        return {key: evaluate_if(value, conditions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [evaluate_if(value, conditions) for value in node]
+    return node
+
+
+def record_writers(writers: list[str]) -> tuple[dict, list[str]]:
+    """The records statement with RecordWriterRoleArns = writers, and the
+    principal ARNs it exempts."""
+    doc = template()
+    # CloudFormation gives an empty CommaDelimitedList as [""]; the condition joins it.
+    assert doc["Conditions"]["HasRecordWriters"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "RecordWriterRoleArns"}]}, ""]}]}
+    has_writers = "".join(writers or [""]) != ""
+    [statement] = [s for s in doc["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+                   if s.get("Sid") == "OnlyTheWorkflowWritesRecords"]
+    rendered = render(evaluate_if(statement, {"HasRecordWriters": has_writers}),
+                      {**SAMPLE, "RecordWriterRoleArns": writers or [""]})
+    return rendered, as_list(rendered["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+
+
+def denied_by(statement: dict, action: str, key: str, principal_arn: str | None) -> bool:
+    """Whether a Deny with one ArnNotEquals condition on aws:PrincipalArn
+    refuses the request (IAM User Guide, "IAM JSON policy elements: Condition
+    operators": a negated operator holds when the key matches none of the
+    values, and "If the policy condition requires that the key is not matched
+    ... and the right key is not present, the condition is true")."""
+    if action not in as_list(statement["Action"]):
+        return False
+    if not any(fnmatch.fnmatchcase(f"arn:aws:s3:::offboard-audit/{key}", r) for r in as_list(statement["Resource"])):
+        return False
+    [(operator, condition)] = statement["Condition"].items()
+    assert operator == "ArnNotEquals" and set(condition) == {"aws:PrincipalArn"}, statement["Condition"]
+    if principal_arn is None:
+        return True
+    return not any(fnmatch.fnmatchcase(principal_arn, value) for value in as_list(condition["aws:PrincipalArn"]))
+
+
+def test_only_the_state_machine_and_the_record_writer_roles_may_replace_or_remove_a_record():
+    from test_least_privilege import sar_privilege
+
+    doc = template()
+    parameter = doc["Parameters"]["RecordWriterRoleArns"]
+    assert (parameter["Type"], parameter["Default"]) == ("CommaDelimitedList", "")
+    machine_role = SAMPLE["OffboardStateMachineRole.Arn"]
+    operator = "arn:aws:iam::123456789012:role/operators/offboard-operator"
+    # Empty (the default): the state machine's role alone.
+    statement, exempted = record_writers([])
+    assert exempted == [machine_role]
+    assert (statement["Effect"], statement["Principal"]) == ("Deny", "*")
+    assert statement["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "the records prefix, nothing else"
+    assert set(as_list(statement["Action"])) == RECORD_MUTATIONS
+    for action in RECORD_MUTATIONS:
+        privilege, _ = sar_privilege(action)
+        assert [r["resource_type"] for r in privilege["resource_types"] if r["resource_type"]] == ["object*"], action
+        assert privilege["access_level"] in ("Write", "Permissions management"), action
+    # The generated role, by its logical id (no name of its own).
+    raw = [s for s in doc["Resources"]["AuditBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+           if s.get("Sid") == "OnlyTheWorkflowWritesRecords"][0]
+    assert raw["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::If"][2] == [
+        {"Fn::GetAtt": ["OffboardStateMachineRole", "Arn"]}]
+    key = "records/123456789012/alice/alice-1/record.json"
+    for action in RECORD_MUTATIONS:
+        assert not denied_by(statement, action, key, machine_role), action
+        for other in (operator, "arn:aws:iam::123456789012:role/Admin",
+                      "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard/GetUsername/fn-role", None):
+            assert denied_by(statement, action, key, other), (action, other)
+    assert not denied_by(statement, "s3:GetObject", key, operator), "reading records stays as it is"
+    assert not denied_by(statement, "s3:PutObject", "lists/users.csv", operator), "only records/"
+    # Operators' roles listed: exactly the state machine's and theirs.
+    second = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Offboarding_0123"
+    statement, exempted = record_writers([operator, second])
+    assert exempted == [machine_role, operator, second]
+    for principal in (machine_role, operator, second):
+        assert not denied_by(statement, "s3:PutObject", key, principal)
+    assert denied_by(statement, "s3:DeleteObject", key, "arn:aws:iam::123456789012:role/operators/other")
+    # The state machine's own grant is on that prefix: the Deny never blocks the workflow.
+    machine = [render(s) for p in doc["Resources"]["OffboardStateMachine"]["Properties"]["Policies"] if "Statement" in p
+               for s in p["Statement"]]
+    writes = next(s for s in machine if s.get("Sid") == "WriteRecords")
+    assert writes["Resource"] == statement["Resource"]
 
 
 def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
@@ -519,7 +991,8 @@ def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
 
 def test_alarms_watch_failed_timed_out_and_aborted_executions():
     resources = template()["Resources"]
-    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "AWS/States"}
     assert set(alarms) == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/States"

@@ -150,6 +150,8 @@ def render(node, template: dict):
         if name in template.get("Parameters", {}):
             return template["Parameters"][name].get("Default", "")
         resource = template["Resources"][name]
+        if resource["Type"] == "AWS::Logs::LogGroup":
+            return render(resource["Properties"]["LogGroupName"], template)
         return render(resource["Properties"].get("FunctionName", f"iam-offboard-{name}"), template)
     if set(node) == {"Fn::Sub"}:
         text, extra = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
@@ -186,9 +188,13 @@ def function_policies() -> dict[str, list[dict]]:
     policies = {}
     for stage in STAGE_ACTIONS:
         statements = []
-        for policy in template["Resources"][f"{stage}Function"]["Properties"].get("Policies", []):
-            assert "Statement" in policy, f"{stage}: inline statements only"
-            statements += render(policy["Statement"], template)
+        # The function's own role (infra/template.yaml: <Stage>FunctionRole).
+        function = template["Resources"][f"{stage}Function"]["Properties"]
+        assert function["Role"] == {"Fn::GetAtt": [f"{stage}FunctionRole", "Arn"]}, stage
+        role = template["Resources"][f"{stage}FunctionRole"]["Properties"]
+        assert "ManagedPolicyArns" not in role, f"{stage}: inline statements only"
+        for policy in role["Policies"]:
+            statements += render(policy["PolicyDocument"]["Statement"], template)
         policies[stage] = statements
     return policies
 
@@ -376,7 +382,8 @@ def test_the_quarantine_role_may_attach_aws_deny_all_and_nothing_else():
     # AWS Managed Policy Reference, AWSDenyAll: "ARN: arn:aws:iam::aws:policy/AWSDenyAll".
     assert DENY_ALL == "arn:aws:iam::aws:policy/AWSDenyAll"
     template, _ = decode(str(TEMPLATE))
-    raw = [s for p in template["Resources"]["QuarantineUserFunction"]["Properties"]["Policies"] for s in p["Statement"]
+    raw = [s for p in template["Resources"]["QuarantineUserFunctionRole"]["Properties"]["Policies"]
+           for s in p["PolicyDocument"]["Statement"]
            if s.get("Effect") == "Allow" and "iam:AttachUserPolicy" in as_list(s["Action"])]
     assert [s["Condition"] for s in raw] == [
         {"ArnEquals": {"iam:PolicyARN": {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSDenyAll"}}}], \
@@ -547,8 +554,8 @@ def test_the_batch_function_may_make_no_iam_call_and_reads_s3_objects_and_bucket
     template, _ = decode(str(TEMPLATE))
     # The HasBatchListBucket branch, taken when the parameter names a bucket.
     template["Parameters"]["BatchListBucketName"]["Default"] = "offboard-user-lists"
-    statements = render(expand_if([s for p in template["Resources"]["OffboardBatchFunction"]["Properties"]["Policies"]
-                                   for s in p["Statement"]]), template)
+    statements = render(expand_if([s for p in template["Resources"]["OffboardBatchFunctionRole"]["Properties"]["Policies"]
+                                   for s in p["PolicyDocument"]["Statement"]]), template)
     actions = {a for s in statements for a in as_list(s["Action"])}
     assert not {a for a in actions if a.split(":")[0] in ("iam", "sts")}, actions
     formats = {"object": r"arn:aws:s3:::[a-z0-9.-]+/.+", "bucket": r"arn:aws:s3:::[a-z0-9.-]+"}

@@ -6,6 +6,7 @@ organization. Checked against the hub template, not against a copy."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 from pathlib import Path
@@ -47,23 +48,137 @@ def test_each_stage_role_allows_there_exactly_its_hub_functions_iam_statements_p
         assert allowed == set(actions), stage
 
 
-def test_each_role_trusts_only_its_own_stages_hub_function_role_from_inside_the_organization():
-    hub, parsed = template()["Resources"], target()
+#: A hub and a deployment of it, as the tests below name them.
+HUB_ACCOUNT, OTHER_ACCOUNT, ORGANIZATION = "111122223333", "444455556666", "o-a1b2c3d4e5"
+
+
+def hub_role(stage: str, name: str = "hub-fn-role-1A2B3C4D", account: str = HUB_ACCOUNT, stack: str = "iam-offboard") -> str:
+    """A role ARN of the hub's function roles' shape: SAM-style generated name
+    under the stage's path (the hub's <Stage>FunctionRole Path)."""
+    return f"arn:aws:iam::{account}:role/iam-offboard/{stack}/{stage}/{name}"
+
+
+def substitute(node, values: dict):
+    """The target template's intrinsics (Ref, Fn::Sub) with parameter values."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            return values[node["Ref"]]
+        if set(node) == {"Fn::Sub"}:
+            return re.sub(r"\$\{([^}]+)\}", lambda m: values[m[1]], node["Fn::Sub"])
+        return {key: substitute(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [substitute(value, values) for value in node]
+    return node
+
+
+def trusts(statement: dict, caller_role_arn: str, caller_org: str | None) -> bool:
+    """Whether an Allow sts:AssumeRole statement of a trust policy admits a
+    session of the caller role (IAM User Guide, "AWS JSON policy elements:
+    Principal": a role ARN principal is that one role, stored as its unique
+    ID, "You cannot use a wildcard to match part of a principal name or ARN";
+    an account principal ("arn:...:root") delegates to every principal of the
+    account. Conditions: aws:PrincipalArn is the role ARN for a role session,
+    aws:PrincipalOrgID the caller's organization, absent outside one, "AWS
+    global condition context keys"; ARN operators match each of the six
+    colon-separated parts with * wildcards, "Condition operators")."""
+    assert statement["Effect"] == "Allow" and statement["Action"] == "sts:AssumeRole"
+    account = caller_role_arn.split(":")[4]
+    admitted = False
+    for principal in as_list(statement["Principal"]["AWS"]):
+        if principal.endswith(":root") or re.fullmatch(r"\d{12}", principal):
+            admitted |= principal.split(":")[4] == account if ":" in principal else principal == account
+        else:
+            assert "*" not in principal, "IAM refuses a wildcard in a principal ARN"
+            admitted |= principal == caller_role_arn
+    context = {"aws:PrincipalArn": caller_role_arn, "aws:PrincipalOrgID": caller_org}
+    for operator, keys in statement.get("Condition", {}).items():
+        for key, wanted in keys.items():
+            value = context[key]
+            if operator == "StringEquals":
+                admitted &= value is not None and value in as_list(wanted)
+            elif operator == "ArnLike":
+                admitted &= value is not None and any(
+                    all(fnmatch.fnmatchcase(part, pattern) for part, pattern in zip(value.split(":", 5), w.split(":", 5)))
+                    for w in as_list(wanted))
+            else:
+                raise AssertionError(f"condition operator {operator} is not evaluated here")
+    return admitted
+
+
+def trust_statement(parsed: dict, stage: str, values: dict) -> dict:
+    [statement] = parsed["Resources"][f"{stage}Role"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    return substitute(statement, values)
+
+
+def deployed_values(parsed: dict) -> dict:
+    """The target stack's parameters as the hub's outputs fill them (and
+    the parameters the old design took, so that it can be evaluated too)."""
+    return {"AWS::Partition": "aws", "OrganizationId": ORGANIZATION, "HubAccountId": HUB_ACCOUNT,
+            "HubStackName": "iam-offboard", **{f"{stage}FunctionRoleArn": hub_role(stage) for stage in STAGE_ACTIONS}}
+
+
+def test_each_role_trusts_exactly_its_stages_hub_function_role_by_arn_from_inside_the_organization():
+    parsed, hub = target(), template()
     for stage in STAGE_ACTIONS:
-        document = parsed["Resources"][f"{stage}Role"]["Properties"]["AssumeRolePolicyDocument"]
-        [trust] = document["Statement"]
-        path = f"/iam-offboard/${{AWS::StackName}}/{stage}/"
-        assert hub[f"{stage}Function"]["Properties"]["RolePath"] == {"Fn::Sub": path}, stage
-        assert trust["Effect"] == "Allow" and trust["Action"] == "sts:AssumeRole", stage
-        assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${HubAccountId}:root"}}
-        # The hub's account root as principal, narrowed by the global condition
-        # keys (IAM User Guide, "AWS global condition context keys":
-        # aws:PrincipalArn, aws:PrincipalOrgID) to the one function role.
-        assert trust["Condition"] == {
-            "ArnLike": {"aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::${HubAccountId}:role"
-                                                       + path.replace("${AWS::StackName}", "${HubStackName}") + "*"}},
-            "StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}},
-        }, stage
+        parameter = parsed["Parameters"][f"{stage}FunctionRoleArn"]
+        assert parameter["Type"] == "String" and "Default" not in parameter, stage
+        [statement] = parsed["Resources"][f"{stage}Role"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"AWS": {"Ref": f"{stage}FunctionRoleArn"}}, stage
+        assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}, stage
+        # The hub outputs it under the parameter's name, from the role its function runs as.
+        assert hub["Outputs"][f"{stage}FunctionRoleArn"]["Value"] == {"Fn::GetAtt": [f"{stage}FunctionRole", "Arn"]}, stage
+        # Each pattern takes its own stage's role path only: two ARNs cannot be swapped.
+        pattern = parameter["AllowedPattern"]
+        assert re.fullmatch(pattern, hub_role(stage)), stage
+        assert re.fullmatch(pattern, hub_role(stage).replace("arn:aws:", "arn:aws-us-gov:")), stage
+        for other in STAGE_ACTIONS:
+            if other != stage:
+                assert not re.fullmatch(pattern, hub_role(other)), (stage, other)
+        assert not re.fullmatch(pattern, f"arn:aws:sts::{HUB_ACCOUNT}:assumed-role/x/{stage}"), "a session is no principal"
+    assert set(parsed["Parameters"]) == {f"{stage}FunctionRoleArn" for stage in STAGE_ACTIONS} | {
+        "OrganizationId", "TargetRoleName"}, "nothing left that widens the trust to a path or an account"
+
+
+def test_a_role_of_another_name_on_the_path_or_of_the_name_elsewhere_is_not_trusted():
+    """The trust as evaluated: before, any role on /iam-offboard/<hub stack>/<Stage>/
+    in the hub account matched, whoever created it (a same-named stack in
+    another region puts its roles on the same path). Now only the one role."""
+    parsed = target()
+    values = deployed_values(parsed)
+    for stage in STAGE_ACTIONS:
+        statement = trust_statement(parsed, stage, values)
+        assert trusts(statement, hub_role(stage), ORGANIZATION), stage
+        refused = {
+            "another name on the same path": hub_role(stage, name="created-by-someone-else"),
+            "the same-named stack's role in another region": hub_role(stage, name="hub-fn-role-9Z8Y7X6W"),
+            "the same name in another account": hub_role(stage, account=OTHER_ACCOUNT),
+            "another stage's role": hub_role(next(s for s in STAGE_ACTIONS if s != stage)),
+            "another stack's role": hub_role(stage, stack="iam-offboard-staging"),
+        }
+        for case, arn in refused.items():
+            assert not trusts(statement, arn, ORGANIZATION), f"{stage}: {case} is trusted"
+        assert not trusts(statement, hub_role(stage), None), f"{stage}: a hub outside the organization"
+        assert not trusts(statement, hub_role(stage), "o-zzzzzzzzzz"), f"{stage}: a hub in another organization"
+    # The evaluation itself: the former trust (the hub account's root narrowed by
+    # an ArnLike on the path) admitted a role of any name on that path.
+    former = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{HUB_ACCOUNT}:root"},
+              "Condition": {"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{HUB_ACCOUNT}:role/iam-offboard/iam-offboard/GetUsername/*"},
+                            "StringEquals": {"aws:PrincipalOrgID": ORGANIZATION}}}
+    assert trusts(former, hub_role("GetUsername", name="created-by-someone-else"), ORGANIZATION)
+    assert not trusts(former, hub_role("GetUsername", account=OTHER_ACCOUNT), ORGANIZATION)
+
+
+def test_the_hub_outputs_the_role_each_function_runs_as():
+    """What the outputs name is the role the function runs as, after SAM's
+    transform, on the stage's path."""
+    from sam_translate import translated
+
+    resources = translated()["Resources"]
+    for stage in STAGE_ACTIONS:
+        role = resources[f"{stage}FunctionRole"]
+        assert role["Type"] == "AWS::IAM::Role", stage
+        assert role["Properties"]["Path"] == {"Fn::Sub": f"/iam-offboard/${{AWS::StackName}}/{stage}/"}, stage
+        assert resources[f"{stage}Function"]["Properties"]["Role"] == {"Fn::GetAtt": [f"{stage}FunctionRole", "Arn"]}, stage
 
 
 def test_the_hub_may_assume_each_stages_own_target_role_only_and_both_templates_share_its_name():
@@ -79,7 +194,7 @@ def test_the_hub_may_assume_each_stages_own_target_role_only_and_both_templates_
         "Fn::If": ["HasOrganization", {"Ref": "TargetRoleName"}, ""]}
     for stage in STAGE_ACTIONS:
         assert parsed["Resources"][f"{stage}Role"]["Properties"]["RoleName"] == {"Fn::Sub": f"${{TargetRoleName}}-{stage}"}
-        raw = hub["Resources"][f"{stage}Function"]["Properties"]["Policies"][0]["Statement"]
+        raw = hub["Resources"][f"{stage}FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         [conditional] = [s["Fn::If"] for s in raw if set(s) == {"Fn::If"} and s["Fn::If"][1].get("Sid") == "AssumeTargetRole"]
         assert conditional[0] == "HasOrganization" and conditional[2] == {"Ref": "AWS::NoValue"}, stage
         assert conditional[1] == {
@@ -94,7 +209,7 @@ def test_the_hub_may_assume_each_stages_own_target_role_only_and_both_templates_
 
 def test_the_target_roles_pass_the_authorization_reference_linter_with_the_hubs_allowlist():
     resources = target()["Resources"]
-    allowed = {(entry["Resource"].removesuffix("Function"), entry["Issue"],
+    allowed = {(entry["Resource"].removesuffix("FunctionRole"), entry["Issue"],
                 tuple(sorted(a.lower() for a in entry["Actions"] if not a.startswith("sts:"))))
                for entry in ALLOWLIST}
     documents = [(stage, render(resources[f"{stage}Role"]["Properties"]["Policies"][0]["PolicyDocument"]))
