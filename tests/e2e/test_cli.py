@@ -340,3 +340,37 @@ def test_plan_files_the_plan_and_nothing_is_changed(emulator, iam, tmp_path):
     assert plan == json.loads(result.stdout) and plan["DryRun"] is True
     assert [c for c in operator_calls(emulator) if c["Action"].startswith(MUTATING_PREFIXES) and c["Service"] == "iam"] == []
     assert leftovers(iam, "remo") != {}
+
+
+def unresolved_record(tmp_path: Path) -> dict:
+    """The one refusal filed under ``records/<account>/_unresolved/cli-<unix ms>/``, as the
+    state machine's RecordRefusal files GetUsername's refusals."""
+    [filed] = (tmp_path / "records" / "123456789012" / "_unresolved").glob("cli-*/record.json")
+    record = json.loads(filed.read_text())
+    assert set(record) == {"User", "Input", "Error", "Cause"} and record["User"] is None
+    assert json.loads(record["Cause"])["errorType"] == record["Error"]
+    return record
+
+
+def test_a_user_not_found_files_its_refusal_under_unresolved_from_either_entry_point(emulator, iam, tmp_path):
+    alone = offboard(emulator, "delete", "--user-name", "ghost", "--yes", "--record-dir", str(tmp_path / "alone"))
+    assert alone.returncode == 1 and "error: UserNotFound: user ghost does not exist" in alone.stderr, alone.stderr
+    record = unresolved_record(tmp_path / "alone")
+    assert (record["Input"], record["Error"]) == ({"UserName": "ghost"}, "UserNotFound")
+
+    listed = offboard(emulator, "delete", "--user-name", "ghost", "--yes", "--record-dir", str(tmp_path / "listed"),
+                      "--accounts", "123456789012")
+    # Per account, a user that is not there is NotPresent, not a failure (as in the state machine).
+    assert listed.returncode == 0, listed.stderr
+    assert "NotPresent UserNotFound: user ghost does not exist" in listed.stderr
+    assert listed.stdout == "123456789012  NotPresent\n"
+    assert unresolved_record(tmp_path / "listed") == record, "the same record, filed the same way"
+
+
+def test_an_invalid_input_files_its_refusal_under_unresolved_from_either_entry_point(emulator, iam, tmp_path):
+    for where, scope in (("alone", ()), ("listed", ("--accounts", "123456789012"))):
+        result = offboard(emulator, "delete", "--user-name", "al*ce", "--yes", "--record-dir", str(tmp_path / where),
+                          *scope)
+        assert result.returncode == 1 and "error: InvalidInput" in result.stderr, result.stderr
+        record = unresolved_record(tmp_path / where)
+        assert (record["Input"], record["Error"]) == ({"UserName": "al*ce"}, "InvalidInput"), where
