@@ -37,6 +37,10 @@ BIN_DIR = Path(os.environ.get("OFFBOARD_BIN_DIR", ROOT / "target" / "local"))
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
+#: The local stack's two state machines (tests/emulator/stack.py names them
+#: offboard and offboard-batch): the executions the functions act for.
+STATE_MACHINE_ARNS = (f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:offboard",
+                      f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:offboard-batch")
 
 
 class Server(ThreadingHTTPServer):
@@ -242,9 +246,13 @@ class LambdaHost:
         # its SigV4 credential scope), from the same in-process backend the
         # interpreter's ResultWriter writes to; the core's S3 client uses
         # path-style addressing when AWS_ENDPOINT_URL(_S3) is set.
+        # Step Functions too: each function confirms, before any IAM call, that
+        # a running execution of this deployment's state machines
+        # (OFFBOARD_STATE_MACHINE_ARNS, as the template sets it) invoked it.
         base_env = {"AWS_ENDPOINT_URL_IAM": iam_endpoint, "AWS_ENDPOINT_URL_STS": iam_endpoint,
                     "AWS_ENDPOINT_URL_S3": iam_endpoint, "AWS_ENDPOINT_URL_DYNAMODB": iam_endpoint,
-                    "AWS_ENDPOINT_URL_ORGANIZATIONS": iam_endpoint, **(env or {})}
+                    "AWS_ENDPOINT_URL_ORGANIZATIONS": iam_endpoint, "AWS_ENDPOINT_URL_SFN": iam_endpoint,
+                    "OFFBOARD_STATE_MACHINE_ARNS": ",".join(STATE_MACHINE_ARNS), **(env or {})}
         self.functions: dict[str, Function] = {}
         for stage, binary in FUNCTIONS.items():
             function_env = dict(base_env)

@@ -120,6 +120,7 @@ import jsonpath_ng.ext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.stepfunctions.exceptions import ValidationException
+from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser import models as parser_models
 from moto.stepfunctions.parser.api import (
     ExecutionFailedEventDetails,
@@ -768,6 +769,39 @@ def _extend_distributed_map() -> None:
     StateMap._offboard_extended = True
 
 
+def _get_execution_history_paged(self):  # type: ignore[no-untyped-def]
+    """GetExecutionHistory as the API reference describes it
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html):
+    "reverseOrder — Lists events in descending order of their timeStamp";
+    "maxResults — The maximum number of results that are returned per call. ...
+    the default is 100 and the maximum allowed page size is 1000. A value of 0
+    uses the default"; "nextToken — If nextToken is returned, there are more
+    results available"; "includeExecutionData — You can select whether execution
+    data (input or output of a history event) is returned. The default is true."
+    Stock moto 5.2.5 (moto/stepfunctions/responses.py, get_execution_history)
+    ignores all four and returns the whole history oldest first. The functions'
+    workflow check reads the newest events first (crates/core/src/workflow.rs).
+    The token here is an offset: a history that grows between two pages
+    repeats events in reverse order, never skips one."""
+    from moto.core.responses import ActionResult
+
+    history = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))
+    events = list(history["events"])
+    if self._get_param("reverseOrder"):
+        events.reverse()
+    size = int(self._get_param("maxResults") or 0) or 100
+    start = int(self._get_param("nextToken") or 0)
+    page = events[start:start + size]
+    if self._get_param("includeExecutionData") is False:
+        page = [{key: ({k: v for k, v in value.items() if k not in ("input", "output")}
+                       if key.endswith("EventDetails") and isinstance(value, dict) else value)
+                 for key, value in event.items()} for event in page]
+    result: dict[str, Any] = {"events": page}
+    if start + size < len(events):
+        result["nextToken"] = str(start + size)
+    return ActionResult(result)
+
+
 _CLIENTS: dict[tuple, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 _CLIENT_USERS = (
@@ -827,4 +861,5 @@ def extend_step_functions() -> None:
     StateTaskServiceSfn._normalise_response = _normalise_response
     StateTaskServiceSfn._from_error = _from_error
     parser_models.StepFunctionsParserBackend.start_execution = _start_execution_named
+    StepFunctionResponse.get_execution_history = _get_execution_history_paged
     StateTaskServiceSfn._offboard_extended = True

@@ -51,6 +51,14 @@ pub const MAX_CALLS_PER_SECOND: f64 = 1000.0;
 /// taking a slot and using it); further behind, the schedule is moved to now.
 pub const LATE_SLOT_TOLERANCE: Duration = Duration::from_millis(100);
 
+/// No call waits longer than this for its slot: Lambda's longest function
+/// timeout (900 s, "Lambda quotas"), which no caller can outwait. A slot
+/// further ahead means a broken schedule (an item written far into the
+/// future, a clock far off) that would otherwise stall every offboarding of
+/// the deployment: the schedule is moved back to now, logged, and the call
+/// goes.
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(900);
+
 /// How often a slot is taken again when the catch-up write keeps losing to
 /// other callers; after that the call goes without waiting.
 const MAX_TAKE_ATTEMPTS: usize = 5;
@@ -155,6 +163,32 @@ pub async fn take_slots(
         let first = next.saturating_sub(span);
         let now = unix_micros(SystemTime::now());
         let stale_below = asked.saturating_sub(LATE_SLOT_TOLERANCE.as_micros() as u64);
+        let too_far = now + MAX_SLOT_WAIT.as_micros() as u64;
+        if first > too_far {
+            let reset = dynamodb
+                .update_item()
+                .table_name(&budget.table)
+                .key(KEY_ATTRIBUTE, AttributeValue::S(budget.schedule.clone()))
+                .update_expression("SET #next = :reset")
+                .condition_expression("#next > :too_far")
+                .expression_attribute_names("#next", NEXT_CALL_ATTRIBUTE)
+                .expression_attribute_values(":reset", AttributeValue::N((now + span).to_string()))
+                .expression_attribute_values(":too_far", AttributeValue::N(too_far.to_string()))
+                .send()
+                .await;
+            match reset {
+                Ok(_) => {
+                    tracing::error!(schedule = %budget.schedule, slot_in_secs = (first - now) / 1_000_000,
+                        "IAM budget schedule was further ahead than any call can wait; moved back to now");
+                    return Ok(slots_from(now, now));
+                }
+                // Another caller moved it back first: take slots of it.
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                    continue
+                }
+                Err(error) => return Err(failed(error)),
+            }
+        }
         if first >= stale_below {
             return Ok(slots_from(first, now));
         }
@@ -235,6 +269,13 @@ pub struct IamBudget {
 impl IamBudget {
     pub fn new(dynamodb: aws_sdk_dynamodb::Client, config: BudgetConfig) -> Self {
         Self { dynamodb, config, reservoir: Arc::default() }
+    }
+
+    /// The same budget for calls into `account`: that account's own schedule
+    /// in the same table, kept with the same client (the deployment's
+    /// credentials: a target account's role cannot reach the table).
+    pub fn for_account(&self, account: &str) -> Self {
+        Self::new(self.dynamodb.clone(), self.config.clone().for_account(account))
     }
 
     /// Waits for this call's slot. When the schedule cannot be reached the

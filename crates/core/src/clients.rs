@@ -3,7 +3,7 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::budget::{budgeted_http_client, BudgetConfig, IamBudget};
+use crate::budget::{budgeted_http_client, IamBudget};
 
 /// A Lambda function's AWS configuration: the standard sources (environment,
 /// `AWS_ENDPOINT_URL_*`), the patient retry policy, and an HTTPS client that
@@ -22,11 +22,12 @@ pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
 }
 
 /// [`iam_client`] whose every attempt first waits for a slot of the
-/// deployment's IAM budget (see [`crate::budget`]), when one is set.
-pub fn budgeted_iam_client(config: &SdkConfig, budget: Option<BudgetConfig>) -> aws_sdk_iam::Client {
+/// deployment's IAM budget (see [`crate::budget`]), when one is set. The
+/// budget keeps its own DynamoDB client: the function's own credentials,
+/// whatever account `config`'s credentials work in.
+pub fn budgeted_iam_client(config: &SdkConfig, budget: Option<IamBudget>) -> aws_sdk_iam::Client {
     let mut iam = aws_sdk_iam::config::Builder::from(config).retry_partition(patient_retry_partition());
     if let (Some(budget), Some(http)) = (budget, config.http_client()) {
-        let budget = IamBudget::new(aws_sdk_dynamodb::Client::new(config), budget);
         iam = with_budget(iam, http, budget);
     }
     aws_sdk_iam::Client::from_conf(iam.build())

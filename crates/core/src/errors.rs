@@ -55,6 +55,10 @@ offboard_errors! {
     /// A quarantine was asked for a user another quarantine already holds
     /// (its `offboard:quarantined-until` tag names another time).
     AlreadyQuarantined,
+    /// A Lambda invocation that is not the pending step of a running
+    /// execution of this deployment's state machines (a direct invoke):
+    /// refused before any IAM call (see [`crate::workflow`]).
+    NotFromWorkflow,
 }
 
 impl OffboardError {
@@ -231,7 +235,7 @@ mod tests {
 
     #[test]
     fn names_are_the_variants_names_and_notes_keep_the_variant() {
-        assert_eq!(crate::ERROR_NAMES.len(), 12);
+        assert_eq!(crate::ERROR_NAMES.len(), 13);
         assert_eq!(OffboardError::Throttled(String::new()).name(), "Throttled");
         assert_eq!(OffboardError::AlreadyQuarantined(String::new()).name(), "AlreadyQuarantined");
         let noted = OffboardError::DeleteConflict("refused.".into()).with_note("Re-run.");

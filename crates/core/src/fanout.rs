@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::accounts::{accounts_in_scope, parse_account_scope};
 use crate::context::StageContext;
 use crate::errors::{invalid_input as invalid, OffboardError};
-use crate::input::parse_execution_input;
+use crate::input::{parse_execution_input, PARENT_FIELD};
 use crate::stage::Timed;
 
 /// The field under which the state machine hands GetUsername's function an
@@ -26,6 +26,8 @@ pub const MAX_EXECUTION_NAME: usize = 80;
 pub struct ResolveAccountsRequest {
     pub input: Value,
     pub execution_name: String,
+    /// The org-wide execution: every child names it as its parent.
+    pub execution_id: String,
 }
 
 /// One account of the fan-out and the name of its child execution.
@@ -63,14 +65,16 @@ pub fn child_execution_name(parent: &str, account: &str) -> String {
     format!("{account}-{parent}").chars().take(MAX_EXECUTION_NAME).collect()
 }
 
-/// The child input: the execution's fields without the account scope,
-/// validated as a single offboarding's input is.
-pub fn child_input(fields: &Map<String, Value>) -> Result<Value, OffboardError> {
-    let child: Map<String, Value> = fields
+/// The child input: the execution's fields without the account scope, with
+/// `parent` (the org-wide execution) named as its parent, validated as a
+/// single offboarding's input is.
+pub fn child_input(fields: &Map<String, Value>, parent: &str) -> Result<Value, OffboardError> {
+    let mut child: Map<String, Value> = fields
         .iter()
         .filter(|(key, _)| !matches!(key.as_str(), "Accounts" | "OrganizationalUnits"))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
+    child.insert(PARENT_FIELD.into(), Value::String(parent.into()));
     let child = Value::Object(child);
     parse_execution_input(&child)?;
     Ok(child)
@@ -86,7 +90,7 @@ pub async fn resolve_accounts(
     };
     let scope = parse_account_scope(fields)?
         .ok_or_else(|| invalid("an org-wide offboarding names Accounts or OrganizationalUnits"))?;
-    let child_input = child_input(fields)?;
+    let child_input = child_input(fields, &request.execution_id)?;
     let accounts = accounts_in_scope(ctx.organizations.as_ref(), &scope).await?;
     let home = ctx.caller().await?.account.clone();
     if ctx.sessions.is_none() {
@@ -170,10 +174,16 @@ mod tests {
 
     #[test]
     fn the_child_input_is_the_input_without_its_scope_and_must_be_valid_itself() {
-        let child = |input: Value| child_input(input.as_object().unwrap());
+        let parent = "arn:aws:states:us-east-1:111122223333:execution:hub-offboard:alice-1a2b3c4d";
+        let child = |input: Value| child_input(input.as_object().unwrap(), parent);
         let input =
             json!({"UserName": "alice", "Accounts": ["111122223333"], "DryRun": true, "Context": {"Ticket": "T-1"}});
-        assert_eq!(child(input), Ok(json!({"UserName": "alice", "DryRun": true, "Context": {"Ticket": "T-1"}})));
+        assert_eq!(
+            child(input),
+            Ok(json!({"UserName": "alice", "DryRun": true, "Context": {"Ticket": "T-1"}, PARENT_FIELD: parent}))
+        );
+        let forged = json!({"UserName": "alice", "Accounts": ["111122223333"], PARENT_FIELD: "arn:aws:states:r:1:execution:m:x"});
+        assert_eq!(child(forged).unwrap()[PARENT_FIELD], parent, "the parent is the execution's own id");
         assert_eq!(
             child(json!({"UserName": "al ice", "Accounts": ["111122223333"]})).unwrap_err().name(),
             "InvalidInput"

@@ -41,7 +41,13 @@ pub struct OffboardRequest {
 pub const MAX_GRACE_DAYS: i64 = 364;
 const DAY_SECONDS: i64 = 86_400;
 
-const PLAIN_FIELDS: &[&str] = &["UserName", "IAMUserId", "DryRun", "Context", "GraceDays", "DeleteAfter"];
+/// The input field naming the execution that started this one (an org-wide
+/// offboarding's or a batch's child), as Step Functions' developer guide
+/// suggests (`"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id"`);
+/// the functions act only while that parent runs ([`crate::workflow`]).
+pub const PARENT_FIELD: &str = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID";
+
+const PLAIN_FIELDS: &[&str] = &["UserName", "IAMUserId", "DryRun", "Context", "GraceDays", "DeleteAfter", PARENT_FIELD];
 const EVENT_FIELDS: &[&str] =
     &["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
 const CONFIG_DETAIL_TYPE: &str = "Config Rules Compliance Change";
@@ -190,6 +196,12 @@ fn parse_plain_input(fields: &Map<String, Value>, now: DateTime) -> Result<Offbo
         Some(other) => return Err(invalid(format!("Context must be a JSON object, got {}", json_type(other)))),
     };
     let delete_after = parse_grace(fields, now)?;
+    if let Some(parent) = fields.get(PARENT_FIELD) {
+        let parent = expect_str(parent, PARENT_FIELD)?;
+        if !is_execution_arn(parent) {
+            return Err(invalid(format!("{PARENT_FIELD} {parent:?} is not a Step Functions execution ARN")));
+        }
+    }
     Ok(OffboardRequest { user, dry_run, context, delete_after })
 }
 
@@ -232,6 +244,16 @@ fn parse_config_event(fields: &Map<String, Value>) -> Result<OffboardRequest, Of
         context: Value::Object(context),
         delete_after: None,
     })
+}
+
+/// `arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`.
+pub fn is_execution_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 8
+        && parts[0] == "arn"
+        && parts[2] == "states"
+        && parts[5] == "execution"
+        && parts[6..].iter().all(|part| !part.is_empty())
 }
 
 fn reject_unknown_fields(fields: &Map<String, Value>, known: &[&str], what: &str) -> Result<(), OffboardError> {

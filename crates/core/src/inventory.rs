@@ -224,3 +224,21 @@ async fn list_attached_policies(iam: &Client, user_name: &str) -> Result<Vec<Att
             .collect()
     })
 }
+
+/// The user's group memberships and policies as they are now, named ("group
+/// admins", "inline policy p", "attached policy arn"), without documents.
+pub async fn permission_names(iam: &Client, user_name: &str) -> Result<Vec<String>, OffboardError> {
+    let groups = iam.list_groups_for_user().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    let inline = iam.list_user_policies().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    let attached =
+        iam.list_attached_user_policies().user_name(user_name).max_items(PAGE_SIZE).into_paginator().items().send();
+    let (groups, inline, attached) = tokio::try_join!(
+        collect_items(groups, "iam:ListGroupsForUser", user_name),
+        collect_items(inline, "iam:ListUserPolicies", user_name),
+        collect_items(attached, "iam:ListAttachedUserPolicies", user_name),
+    )?;
+    let mut names: Vec<String> = groups.iter().map(|group| format!("group {}", group.group_name())).collect();
+    names.extend(inline.iter().map(|policy| format!("inline policy {policy}")));
+    names.extend(attached.iter().filter_map(|policy| policy.policy_arn()).map(|arn| format!("attached policy {arn}")));
+    Ok(names)
+}

@@ -117,6 +117,21 @@ impl CredentialInventory {
             + self.service_specific_credentials.len()
             + self.mfa_devices.len()
     }
+
+    /// Every item, named as a person would ("access key AKIA...").
+    pub fn item_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.login_profile.iter().map(|_| "login profile".to_string()).collect();
+        names.extend(self.access_keys.iter().map(|key| format!("access key {}", key.access_key_id)));
+        names.extend(self.ssh_public_keys.iter().map(|key| format!("SSH public key {}", key.ssh_public_key_id)));
+        names.extend(
+            self.signing_certificates.iter().map(|cert| format!("signing certificate {}", cert.certificate_id)),
+        );
+        names.extend(self.service_specific_credentials.iter().map(|credential| {
+            format!("{} credential {}", credential.service_name, credential.service_specific_credential_id)
+        }));
+        names.extend(self.mfa_devices.iter().map(|device| format!("MFA device {}", device.serial_number)));
+        names
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

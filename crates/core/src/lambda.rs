@@ -7,33 +7,46 @@ use std::pin::Pin;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+use crate::clients;
 use crate::context::StageContext;
 use crate::deadline;
 use crate::errors::OffboardError;
 use crate::sessions::split_placement;
 use crate::stage::{invoke, parse_request, Stage};
+use crate::workflow::{check_subject, WorkflowGuard, EXECUTION_ID_FIELD};
 
 /// One invocation, type-erased: the stages' nested SDK futures are too deep
 /// for rustc to lay out inside the runtime's own future types.
 type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> + 'a>>;
 
-/// Serves stage `S` until the runtime stops. Payloads are parsed here rather
-/// than by the runtime so that a malformed one fails as `InvalidInput`; a
-/// payload naming another account (`Account`, `ExecutionName`) runs the stage
-/// with that account's session. A bad
+/// Serves stage `S` until the runtime stops. Every invocation is first
+/// admitted by the [`WorkflowGuard`]: only the pending step of a running
+/// execution of this deployment gets the function's IAM powers. Payloads are
+/// parsed here rather than by the runtime so that a malformed one fails as
+/// `InvalidInput`; a payload naming another account (`Account`,
+/// `ExecutionName`) runs the stage with that account's session. A bad
 /// configuration ends the process at init, its reason logged, before any
 /// invocation is taken.
 pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let ctx = StageContext::from_env::<S>().await.inspect_err(|error| {
-        tracing::error!(error_type = error.name(), error = %error, "refusing to start: bad configuration");
-    })?;
-    let ctx = &ctx;
+    let config = clients::lambda_config().await;
+    let (ctx, guard) = StageContext::from_env::<S>(&config)
+        .and_then(|ctx| Ok((ctx, WorkflowGuard::from_env(&config)?)))
+        .inspect_err(|error| {
+            tracing::error!(error_type = error.name(), error = %error, "refusing to start: bad configuration");
+        })?;
+    let (ctx, guard) = (&ctx, &guard);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| -> Invocation<'_, S::Response> {
         let stop_at = deadline::stop_calls_at(event.context.deadline());
         Box::pin(async move {
-            let (placement, payload) = split_placement(event.payload)?;
+            let admission = guard.admit(&event.context.invoked_function_arn, &event.payload).await?;
+            let mut payload = event.payload;
+            if let Value::Object(fields) = &mut payload {
+                fields.remove(EXECUTION_ID_FIELD);
+            }
+            let (placement, payload) = split_placement(S::unwrap_payload(payload))?;
             let request = parse_request::<S>(payload)?;
+            check_subject(&admission, S::subject(&request), placement.as_ref(), &ctx.caller().await?.account)?;
             deadline::scope(stop_at, async {
                 let elsewhere = match &placement {
                     Some(placement) => ctx.in_account(placement).await?,

@@ -24,6 +24,7 @@ pub mod sessions;
 pub mod stage;
 pub mod stages;
 pub mod target;
+pub mod workflow;
 
 pub use errors::OffboardError;
 
@@ -73,7 +74,21 @@ pub const STAGE_ACTIONS: [(&str, &[&str]); 7] = [
     ),
     (
         "DeleteGroupsAndPolicies",
-        &["iam:DeleteUserPolicy", "iam:DetachUserPolicy", "iam:GetUser", "iam:RemoveUserFromGroup"],
+        &[
+            "iam:DeleteUserPolicy",
+            "iam:DetachUserPolicy",
+            "iam:GetLoginProfile",
+            "iam:GetUser",
+            "iam:ListAccessKeys",
+            "iam:ListAttachedUserPolicies",
+            "iam:ListGroupsForUser",
+            "iam:ListMFADevices",
+            "iam:ListSSHPublicKeys",
+            "iam:ListServiceSpecificCredentials",
+            "iam:ListSigningCertificates",
+            "iam:ListUserPolicies",
+            "iam:RemoveUserFromGroup",
+        ],
     ),
     ("DeleteIAMUserAndVerify", &["iam:DeleteUser", "iam:GetUser"]),
     (

@@ -19,6 +19,7 @@ use crate::stages::{
     PermissionRemovalRequest, QuarantineAction, QuarantineOutcome, QuarantineRequest, QuarantineUser, Resolution,
     RoundRemoval, Stage, StageContext, UserDeletionRequest, UserRequest,
 };
+use crate::target::TargetUser;
 
 /// Extra inventory rounds after a DeleteConflict, as in the state machine.
 pub const MAX_CONFLICT_ROUNDS: u32 = 3;
@@ -56,10 +57,10 @@ struct Inventory {
 
 async fn take_inventory(
     ctx: &StageContext,
-    user_name: &str,
+    user: &TargetUser,
     progress: &mut impl Progress,
 ) -> Result<Inventory, OffboardError> {
-    let request = || UserRequest { user_name: user_name.to_string() };
+    let request = || UserRequest { user_name: user.user_name.clone(), user_id: user.user_id.clone() };
     let credentials = invoke::<GetKeysCertificatesMfaAndCredentials>(ctx, request()).await?;
     progress.stage_done(
         GetKeysCertificatesMfaAndCredentials::NAME,
@@ -83,7 +84,7 @@ pub async fn plan(
     progress: &mut impl Progress,
 ) -> Result<AuditRecord, OffboardError> {
     let target = resolve(ctx, input, progress).await?;
-    let inventory = take_inventory(ctx, &target.user.user_name, progress).await?;
+    let inventory = take_inventory(ctx, &target.user, progress).await?;
     let plan = build_plan(target, inventory.credentials, inventory.permissions);
     progress.plan_ready(&plan).await?;
     Ok(plan)
@@ -123,7 +124,7 @@ impl Run {
         let user_name = self.target.user.user_name.clone();
         let user_id = self.target.user.user_id.clone();
         loop {
-            let inventory = take_inventory(ctx, &user_name, progress).await?;
+            let inventory = take_inventory(ctx, &self.target.user, progress).await?;
             if self.plan.is_none() {
                 let plan =
                     build_plan(self.target.clone(), inventory.credentials.clone(), inventory.permissions.clone());
@@ -161,32 +162,38 @@ impl Run {
             timings.insert(GetKeysCertificatesMfaAndCredentials::NAME.to_string(), inventory.credentials.duration_ms);
             timings.insert(GetGroupsAndPolicies::NAME.to_string(), inventory.permissions.duration_ms);
             self.removed = PartialRemoval::default();
-            let removed = remove_everything(ctx, &user_name, &user_id, inventory, &mut self.removed, progress).await?;
-            let request = UserDeletionRequest {
-                target: self.target.clone(),
-                removed: removed.clone(),
-                timings,
-                round: self.round,
-                earlier_rounds: self.earlier_rounds.clone(),
-                quarantine: None,
-            };
-            match invoke::<DeleteIamUserAndVerify>(ctx, request).await {
-                Ok(record) => {
-                    progress.stage_done(DeleteIamUserAndVerify::NAME, "user deleted and verified gone");
-                    return Ok(record);
-                }
-                Err(OffboardError::DeleteConflict(message)) if self.round < MAX_CONFLICT_ROUNDS => {
-                    self.round += 1;
-                    progress.stage_done(
-                        DeleteIamUserAndVerify::NAME,
-                        &format!("DeleteConflict, inventory round {} of {MAX_CONFLICT_ROUNDS}: {message}", self.round),
-                    );
-                    let earlier = std::mem::take(&mut self.earlier_rounds);
-                    self.earlier_rounds =
-                        Value::Array(vec![earlier, serde_json::to_value(removed).unwrap_or_default()]);
-                }
-                Err(error) => return Err(error),
+            let (message, removed) =
+                match remove_everything(ctx, &user_name, &user_id, inventory, &mut self.removed, progress).await? {
+                    RoundEnd::Conflict { message, partial } => (message, partial),
+                    RoundEnd::Removed(removed) => {
+                        let request = UserDeletionRequest {
+                            target: self.target.clone(),
+                            removed: removed.clone(),
+                            timings,
+                            round: self.round,
+                            earlier_rounds: self.earlier_rounds.clone(),
+                            quarantine: None,
+                        };
+                        match invoke::<DeleteIamUserAndVerify>(ctx, request).await {
+                            Ok(record) => {
+                                progress.stage_done(DeleteIamUserAndVerify::NAME, "user deleted and verified gone");
+                                return Ok(record);
+                            }
+                            Err(OffboardError::DeleteConflict(message)) => (message, removed),
+                            Err(error) => return Err(error),
+                        }
+                    }
+                };
+            if self.round >= MAX_CONFLICT_ROUNDS {
+                return Err(OffboardError::DeleteConflict(message));
             }
+            self.round += 1;
+            progress.stage_done(
+                DeleteIamUserAndVerify::NAME,
+                &format!("DeleteConflict, inventory round {} of {MAX_CONFLICT_ROUNDS}: {message}", self.round),
+            );
+            let earlier = std::mem::take(&mut self.earlier_rounds);
+            self.earlier_rounds = Value::Array(vec![earlier, serde_json::to_value(removed).unwrap_or_default()]);
         }
     }
 
@@ -208,6 +215,18 @@ impl Run {
     }
 }
 
+/// How a round of removal stages ended.
+enum RoundEnd {
+    Removed(RoundRemoval),
+    /// DeleteGroupsAndPolicies found something to take first (a credential
+    /// that appeared since the inventory): another round, as in the state
+    /// machine; `partial` holds what this round did remove.
+    Conflict {
+        message: String,
+        partial: RoundRemoval,
+    },
+}
+
 async fn remove_everything(
     ctx: &StageContext,
     user_name: &str,
@@ -215,7 +234,7 @@ async fn remove_everything(
     inventory: Inventory,
     done: &mut PartialRemoval,
     progress: &mut impl Progress,
-) -> Result<RoundRemoval, OffboardError> {
+) -> Result<RoundEnd, OffboardError> {
     let mut credentials = inventory.credentials;
     let devices = std::mem::take(&mut credentials.mfa_devices);
     let request = CredentialRemovalRequest {
@@ -264,13 +283,22 @@ async fn remove_everything(
         user_id: user_id.to_string(),
         permissions: inventory.permissions,
     };
-    let permissions = invoke::<DeleteGroupsAndPolicies>(ctx, request).await?;
+    let permissions = match invoke::<DeleteGroupsAndPolicies>(ctx, request).await {
+        Ok(permissions) => permissions,
+        Err(OffboardError::DeleteConflict(message)) => {
+            return Ok(RoundEnd::Conflict {
+                message,
+                partial: RoundRemoval { credentials, mfa_devices, permissions: None },
+            })
+        }
+        Err(error) => return Err(error),
+    };
     progress.stage_done(
         DeleteGroupsAndPolicies::NAME,
         &format!("{} groups and policies removed", permissions.item_count()),
     );
     done.permissions = Some(permissions.clone());
-    Ok(RoundRemoval { credentials, mfa_devices, permissions })
+    Ok(RoundEnd::Removed(RoundRemoval { credentials, mfa_devices, permissions: Some(permissions) }))
 }
 
 /// The plan: what would be removed (the whole record of a dry run, and

@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::deadline;
 use crate::errors::{classify_sdk_error, is_no_such_entity, OffboardError};
 use crate::iam_calls::{idempotent, CONCURRENCY};
-use crate::items::{CredentialInventory, Outcome, PermissionInventory};
+use crate::inventory::permission_names;
+use crate::items::{AttachedPolicy, CredentialInventory, Outcome, PermissionInventory};
 use crate::mfa::{classify, remove_mfa_device};
+use crate::quarantine::deny_all_policy_arn;
+use crate::target::TargetUser;
 
 /// What a stage removed so far, so that a failure can name it.
 #[derive(Default)]
@@ -202,12 +205,21 @@ pub async fn delete_credentials(
     })
 }
 
-/// DeleteGroupsAndPolicies: memberships, inline policies, attachments.
+/// DeleteGroupsAndPolicies: memberships, inline policies, attachments, and
+/// `AWSDenyAll` last. A quarantined user keeps its deny until every other
+/// group and policy is confirmed gone: a failure part-way (a detach an SCP
+/// refuses, throttling past the stage's deadline) must never leave it with a
+/// grant and no deny, since session credentials issued before the quarantine
+/// (GetSessionToken: up to 36 hours) are evaluated at every request.
 pub async fn delete_permissions(
     iam: &Client,
-    user_name: &str,
+    user: &TargetUser,
     inventory: PermissionInventory,
 ) -> Result<PermissionInventory, OffboardError> {
+    let user_name = user.user_name.as_str();
+    let deny_all = deny_all_policy_arn(&user.arn);
+    let (deny, attached): (Vec<AttachedPolicy>, Vec<AttachedPolicy>) =
+        inventory.attached_policies.into_iter().partition(|policy| policy.policy_arn == deny_all);
     let mut progress = Progress::default();
     let groups = progress
         .remove_all(
@@ -237,20 +249,31 @@ pub async fn delete_permissions(
             },
         )
         .await?;
-    let attached_policies = progress
-        .remove_all(
-            inventory.attached_policies,
-            |policy| format!("attached policy {}", policy.policy_arn),
-            |mut policy| async move {
-                policy.outcome = Some(idempotent(
-                    iam.detach_user_policy().user_name(user_name).policy_arn(&policy.policy_arn).send().await,
-                    "iam:DetachUserPolicy",
-                    &format!("policy {} attached to user {user_name}", policy.policy_arn),
-                )?);
-                Ok(policy)
-            },
-        )
-        .await?;
+    let detach = |mut policy: AttachedPolicy| async move {
+        policy.outcome = Some(idempotent(
+            iam.detach_user_policy().user_name(user_name).policy_arn(&policy.policy_arn).send().await,
+            "iam:DetachUserPolicy",
+            &format!("policy {} attached to user {user_name}", policy.policy_arn),
+        )?);
+        Ok(policy)
+    };
+    let describe = |policy: &AttachedPolicy| format!("attached policy {}", policy.policy_arn);
+    let mut attached_policies = progress.remove_all(attached, describe, detach).await?;
+    if !deny.is_empty() {
+        let remaining: Vec<String> = permission_names(iam, user_name)
+            .await
+            .map_err(|error| progress.annotate(error))?
+            .into_iter()
+            .filter(|name| *name != format!("attached policy {deny_all}"))
+            .collect();
+        if !remaining.is_empty() {
+            return Err(progress.annotate(OffboardError::DeleteConflict(format!(
+                "user {user_name} still has {}, so {deny_all} stays attached until they are gone. The state machine re-inventories and removes them.",
+                remaining.join(", ")
+            ))));
+        }
+        attached_policies.extend(progress.remove_all(deny, describe, detach).await?);
+    }
     Ok(PermissionInventory { groups, inline_policies, attached_policies, duration_ms: None })
 }
 

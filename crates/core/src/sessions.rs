@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use serde_json::Value;
 
 use crate::accounts::validate_account_id;
-use crate::budget::BudgetConfig;
+use crate::budget::IamBudget;
 use crate::clients;
 use crate::errors::{classify_sdk_error, invalid_input as invalid, OffboardError};
 use crate::input::is_iam_name_char;
@@ -137,12 +137,14 @@ pub async fn assume_target_role(
 pub struct AccountSessions {
     config: SdkConfig,
     role_name: String,
-    budget: Option<BudgetConfig>,
+    /// The deployment's budget, its DynamoDB client with the function's own
+    /// credentials (the table is in the deployment's account).
+    budget: Option<IamBudget>,
     kept: Mutex<HashMap<(String, String), (TargetSession, SystemTime)>>,
 }
 
 impl AccountSessions {
-    pub fn new(config: SdkConfig, role_name: String, budget: Option<BudgetConfig>) -> Self {
+    pub fn new(config: SdkConfig, role_name: String, budget: Option<IamBudget>) -> Self {
         Self { config, role_name, budget, kept: Mutex::new(HashMap::new()) }
     }
 
@@ -150,11 +152,7 @@ impl AccountSessions {
     /// the target roles' prefix (`OFFBOARD_TARGET_ROLE_NAME`): it assumes
     /// `<prefix>-<stage>`, its own stage's role, and no other. `None`
     /// without a prefix.
-    pub fn from_env(
-        config: &SdkConfig,
-        budget: Option<BudgetConfig>,
-        stage: &str,
-    ) -> Result<Option<Self>, OffboardError> {
+    pub fn from_env(config: &SdkConfig, budget: Option<IamBudget>, stage: &str) -> Result<Option<Self>, OffboardError> {
         let name = std::env::var(ENV_TARGET_ROLE_NAME).unwrap_or_default().trim().to_string();
         if name.is_empty() {
             return Ok(None);
@@ -196,7 +194,7 @@ impl AccountSessions {
             .into_builder()
             .credentials_provider(SharedCredentialsProvider::new(credentials))
             .build();
-        let budget = self.budget.clone().map(|budget| budget.for_account(account));
+        let budget = self.budget.as_ref().map(|budget| budget.for_account(account));
         let session = TargetSession { iam: clients::budgeted_iam_client(&config, budget), caller };
         kept.retain(|_, (_, ends)| *ends > SystemTime::now());
         kept.insert(key, (session.clone(), ends));

@@ -12,14 +12,17 @@ use tracing::Instrument;
 
 use std::sync::Arc;
 
+use aws_config::SdkConfig;
+
 use crate::accounts::account_concurrency_from_env;
-use crate::budget::BudgetConfig;
+use crate::budget::{BudgetConfig, IamBudget};
 use crate::clients;
 use crate::context::StageContext;
 use crate::deadline;
 use crate::errors::OffboardError;
 use crate::sessions::AccountSessions;
 use crate::target::ProtectionPolicy;
+use crate::workflow::Subject;
 
 pub trait Stage {
     /// The state's name in the state machine; also the key in `Timings`.
@@ -30,7 +33,14 @@ pub trait Stage {
     const USES_ORGANIZATIONS: bool = false;
     type Request: DeserializeOwned;
     type Response: Serialize + Timed;
-    fn user_name(request: &Self::Request) -> Option<&str>;
+    /// Who the request is about: the span's user, and what the workflow
+    /// check compares with the execution's input ([`crate::workflow::check_subject`]).
+    fn subject(request: &Self::Request) -> Subject<'_>;
+    /// The request inside a Lambda payload, without the envelope the state
+    /// machine puts around it (the execution's id is taken out before).
+    fn unwrap_payload(payload: Value) -> Value {
+        payload
+    }
     fn run(ctx: &StageContext, request: Self::Request) -> impl Future<Output = Result<Self::Response, OffboardError>>;
 }
 
@@ -43,7 +53,7 @@ pub trait Timed {
 /// stamps the response with the stage's duration.
 pub async fn invoke<S: Stage>(ctx: &StageContext, request: S::Request) -> Result<S::Response, OffboardError> {
     let span = tracing::info_span!("stage", stage = S::NAME, user_name = tracing::field::Empty);
-    if let Some(user_name) = S::user_name(&request) {
+    if let Some(user_name) = S::subject(&request).user_name {
         span.record("user_name", user_name);
     }
     let started = Instant::now();
@@ -84,19 +94,21 @@ impl StageContext {
     /// protection or budget configuration is refused here, at init.
     /// The S3 client only for a stage that uses it ([`Stage::USES_S3`], a
     /// constant): the other binaries then link no S3 code at all.
-    pub async fn from_env<S: Stage>() -> Result<Self, OffboardError> {
+    pub fn from_env<S: Stage>(config: &SdkConfig) -> Result<Self, OffboardError> {
         let protection = ProtectionPolicy::from_env()?;
-        let budget = BudgetConfig::from_env()?;
-        let config = clients::lambda_config().await;
-        let sessions = AccountSessions::from_env(&config, budget.clone(), S::NAME)?.map(Arc::new);
-        let iam = clients::budgeted_iam_client(&config, budget);
-        let mut ctx = Self::from_clients(iam, aws_sdk_sts::Client::new(&config), protection);
+        // The schedule's table is the deployment's: its DynamoDB client has the
+        // function's own credentials, also for calls into other accounts.
+        let budget =
+            BudgetConfig::from_env()?.map(|budget| IamBudget::new(aws_sdk_dynamodb::Client::new(config), budget));
+        let sessions = AccountSessions::from_env(config, budget.clone(), S::NAME)?.map(Arc::new);
+        let iam = clients::budgeted_iam_client(config, budget);
+        let mut ctx = Self::from_clients(iam, aws_sdk_sts::Client::new(config), protection);
         ctx.sessions = sessions;
         if S::USES_S3 {
-            ctx.s3 = Some(clients::s3_client(&config));
+            ctx.s3 = Some(clients::s3_client(config));
         }
         if S::USES_ORGANIZATIONS {
-            ctx.organizations = Some(aws_sdk_organizations::Client::new(&config));
+            ctx.organizations = Some(aws_sdk_organizations::Client::new(config));
             ctx.account_concurrency = account_concurrency_from_env()?;
         }
         Ok(ctx)

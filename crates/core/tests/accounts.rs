@@ -170,7 +170,7 @@ fn hub(with_target_roles: bool) -> StageContext {
 }
 
 fn fan_out(input: serde_json::Value) -> serde_json::Value {
-    json!({"ResolveAccounts": {"Input": input, "ExecutionName": "alice-1a2b3c4d"}})
+    json!({"ResolveAccounts": {"Input": input, "ExecutionName": "alice-1a2b3c4d", "ExecutionId": "arn:aws:states:us-east-1:123456789012:execution:offboard:alice-1a2b3c4d"}})
 }
 
 #[tokio::test]
@@ -187,7 +187,10 @@ async fn the_fan_out_names_a_child_per_account_and_gives_each_the_input_without_
         children,
         [("111111111111", "111111111111-alice-1a2b3c4d"), ("123456789012", "123456789012-alice-1a2b3c4d")]
     );
-    assert_eq!(fan_out.child_input, json!({"UserName": "alice", "DryRun": true}));
+    assert_eq!(
+        fan_out.child_input,
+        json!({"UserName": "alice", "DryRun": true, "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": "arn:aws:states:us-east-1:123456789012:execution:offboard:alice-1a2b3c4d"})
+    );
     assert_eq!(fan_out.max_concurrency, 7);
     assert!(fan_out.duration_ms.is_some(), "the fan-out is timed as every stage is");
 }
@@ -211,7 +214,7 @@ async fn without_target_roles_only_the_own_account_is_accepted_and_a_bad_input_i
         let error = invoke::<GetUsernameOrAccounts>(&hub(true), fan_out(bad.clone())).await.unwrap_err();
         assert_eq!(error.name(), "InvalidInput", "{bad}");
     }
-    let extra = json!({"ResolveAccounts": {"Input": {"UserName": "alice", "Accounts": ["111111111111"]}, "ExecutionName": "x"}, "UserName": "bob"});
+    let extra = json!({"ResolveAccounts": {"Input": {"UserName": "alice", "Accounts": ["111111111111"]}, "ExecutionName": "x", "ExecutionId": "arn:aws:states:us-east-1:123456789012:execution:offboard:x"}, "UserName": "bob"});
     assert_eq!(invoke::<GetUsernameOrAccounts>(&hub(true), extra).await.unwrap_err().name(), "InvalidInput");
 }
 

@@ -161,7 +161,7 @@ async fn the_summary_reads_the_manifest_and_every_result_file() {
 #[tokio::test]
 async fn the_batch_function_has_no_user_to_log_and_makes_no_iam_call() {
     use iam_offboard_core::stages::Stage;
-    assert_eq!(OffboardBatch::user_name(&BatchCall::Validate(json!({}))), None);
+    assert_eq!(OffboardBatch::subject(&BatchCall::Validate(json!({}))), Default::default());
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, []);
     let BatchAnswer::Plan(plan) = call(s3, BatchCall::Validate(json!({"UserNames": ["alice"]}))).await.unwrap() else {
         panic!()

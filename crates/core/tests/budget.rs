@@ -305,3 +305,54 @@ async fn a_catch_up_write_that_fails_otherwise_is_an_error() {
     assert!(error.contains("AccessDenied"), "{error}");
     assert_eq!((stale.num_calls(), denied.num_calls()), (1, 1));
 }
+
+#[tokio::test]
+async fn a_schedule_set_far_into_the_future_stalls_no_one_and_is_moved_back_to_now() {
+    // Someone (or a clock far off) left the schedule a year ahead.
+    let a_year_ahead = now_micros() + 365 * 86_400 * 1_000_000;
+    let add = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add(r, "100000"))
+        .then_output(move || next_call_at(a_year_ahead + 100_000));
+    let reset = mock!(DynamoDb::update_item)
+        .match_requests(|r| {
+            let values = r.expression_attribute_values().unwrap();
+            let reset: u64 = values[":reset"].as_n().unwrap().parse().unwrap();
+            let too_far: u64 = values[":too_far"].as_n().unwrap().parse().unwrap();
+            r.update_expression() == Some("SET #next = :reset")
+                && r.condition_expression() == Some("#next > :too_far")
+                && reset.abs_diff(now_micros() + 100_000) < 60_000_000
+                && too_far.abs_diff(now_micros() + 900_000_000) < 60_000_000
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&add, &reset]);
+    let before = SystemTime::now();
+    let slot = take_slot(&dynamodb, &budget(10.0)).await.unwrap();
+    assert!(slot >= before && slot <= SystemTime::now() + Duration::from_secs(1), "the call goes now: {slot:?}");
+    assert_eq!((add.num_calls(), reset.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_slot_within_the_longest_function_timeout_is_waited_for() {
+    let ten_minutes_ahead = now_micros() + 600 * 1_000_000;
+    let add = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add(r, "100000"))
+        .then_output(move || next_call_at(ten_minutes_ahead + 100_000));
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&add]);
+    let slot = take_slot(&dynamodb, &budget(10.0)).await.unwrap();
+    assert_eq!(unix_micros(slot), ten_minutes_ahead);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_accounts_budget_keeps_the_deployments_client_and_its_own_schedule() {
+    let ahead = now_micros() + 2_000_000;
+    let target = mock!(DynamoDb::update_item)
+        .match_requests(|r| is_add_on(r, "100000", "iam-calls#444455556666"))
+        .then_output(move || next_call_at(ahead + 100_000));
+    let dynamodb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&target]);
+    let home = IamBudget::new(dynamodb, budget(10.0));
+    let elsewhere = home.for_account("444455556666");
+    assert_eq!(elsewhere.config.schedule, "iam-calls#444455556666");
+    assert_eq!(home.config.schedule, KEY_VALUE, "the deployment's own schedule is unchanged");
+    elsewhere.wait_for_slot().await;
+    assert_eq!(target.num_calls(), 1, "the target account's slot came from the deployment's table client");
+}

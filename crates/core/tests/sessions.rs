@@ -7,7 +7,7 @@ mod common;
 use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
 use aws_sdk_sts::primitives::DateTime;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
-use iam_offboard_core::budget::BudgetConfig;
+use iam_offboard_core::budget::{BudgetConfig, IamBudget};
 use iam_offboard_core::sessions::{
     assume_target_role, partition_of, session_name, split_placement, target_role_arn, AccountSessions, Placement,
     SESSION_LENGTH,
@@ -45,6 +45,7 @@ fn sessions() -> AccountSessions {
         .region(aws_config::Region::new("eu-west-1"))
         .build();
     let budget = BudgetConfig { table: "t".into(), calls_per_second: 10.0, schedule: "iam-calls".into() };
+    let budget = IamBudget::new(aws_sdk_dynamodb::Client::new(&config), budget);
     AccountSessions::new(config, "offboard-target".into(), Some(budget))
 }
 

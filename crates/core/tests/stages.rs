@@ -108,7 +108,8 @@ async fn inventory_lists_every_credential_type_including_bedrock_keys() {
     let ctx = context(iam);
     let inventory = invoke::<GetKeysCertificatesMfaAndCredentials>(
         &ctx,
-        parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap(),
+        parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice", "UserId": ALICE_ID}))
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -273,7 +274,7 @@ async fn no_such_entity_on_every_delete_means_already_done() {
         "AttachedPolicies": [{"PolicyName": "ReadOnlyAccess", "PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}],
     }))
     .unwrap();
-    let removed = iam_offboard_core::removal::delete_permissions(&ctx.iam, "alice", permissions).await.unwrap();
+    let removed = iam_offboard_core::removal::delete_permissions(&ctx.iam, &alice_user(), permissions).await.unwrap();
     assert_eq!(removed.groups[0].outcome, Some(Outcome::AlreadyAbsent));
     assert_eq!(removed.inline_policies[0].outcome, Some(Outcome::AlreadyAbsent));
     assert_eq!(removed.attached_policies[0].outcome, Some(Outcome::AlreadyAbsent));
@@ -721,15 +722,16 @@ async fn groups_and_policies_round_trip_with_decoded_documents() {
             .then_output(|| DetachUserPolicyOutput::builder().build()),
     ];
     let recheck = alice_exists!();
+    let no_credentials = no_credentials_rules!();
     let iam = aws_smithy_mocks::mock_client!(
         aws_sdk_iam,
         aws_smithy_mocks::RuleMode::MatchAny,
-        rules.iter().chain(&removals).chain([&recheck])
+        rules.iter().chain(&removals).chain([&recheck]).chain(&no_credentials)
     );
     let ctx = context(iam);
     let inventory = invoke::<GetGroupsAndPolicies>(
         &ctx,
-        parse_request::<GetGroupsAndPolicies>(json!({"UserName": "alice"})).unwrap(),
+        parse_request::<GetGroupsAndPolicies>(json!({"UserName": "alice", "UserId": ALICE_ID})).unwrap(),
     )
     .await
     .unwrap();
@@ -838,7 +840,9 @@ async fn a_lambda_read_stage_also_stops_by_its_deadline() {
     let iam =
         client_with_retry_policy(retry_policy().with_max_attempts(1000), std::iter::once(&throttled).chain(&others));
     let ctx = context(iam);
-    let request = parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice"})).unwrap();
+    let request =
+        parse_request::<GetKeysCertificatesMfaAndCredentials>(json!({"UserName": "alice", "UserId": ALICE_ID}))
+            .unwrap();
     let stop_at = tokio::time::Instant::now() + Duration::from_secs(30);
     let error =
         deadline::scope(stop_at, invoke::<GetKeysCertificatesMfaAndCredentials>(&ctx, request)).await.unwrap_err();
@@ -1226,4 +1230,13 @@ fn records_count_items_and_carry_step_functions_causes() {
     let error = iam_offboard_core::OffboardError::ProtectedUser("kept".into());
     let cause: Value = serde_json::from_str(&iam_offboard_core::record::step_functions_cause(&error)).unwrap();
     assert_eq!(cause, json!({"errorType": "ProtectedUser", "errorMessage": "kept"}));
+}
+
+/// alice as GetUser answers for her ([`ALICE_ID`], path /, no tags).
+fn alice_user() -> iam_offboard_core::target::TargetUser {
+    serde_json::from_value(json!({
+        "UserName": "alice", "UserId": ALICE_ID, "Arn": "arn:aws:iam::123456789012:user/alice", "Path": "/",
+        "CreateDate": null, "PasswordLastUsed": null, "Tags": [], "PermissionsBoundary": null
+    }))
+    .unwrap()
 }

@@ -14,6 +14,7 @@ use crate::record::{AuditRecord, Items};
 use crate::removal::{delete_user_and_verify, UserDeletion};
 use crate::stage::{Stage, Timed};
 use crate::stages::{DeleteGroupsAndPolicies, DeleteKeysCertificatesMfaAndCredentials, GetUsername, Resolution};
+use crate::workflow::Subject;
 
 /// What one round of removal stages produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,14 +23,17 @@ pub struct RoundRemoval {
     pub credentials: CredentialInventory,
     #[serde(rename = "MFADevices")]
     pub mfa_devices: Vec<MfaDevice>,
-    pub permissions: PermissionInventory,
+    /// `null` in a round that DeleteGroupsAndPolicies ended with
+    /// DeleteConflict (a credential appeared): nothing of it was removed.
+    #[serde(default)]
+    pub permissions: Option<PermissionInventory>,
 }
 
 impl RoundRemoval {
     fn into_items(self) -> Items {
         let mut credentials = self.credentials;
         credentials.mfa_devices.extend(self.mfa_devices);
-        Items::from_inventories(credentials, self.permissions)
+        Items::from_inventories(credentials, self.permissions.unwrap_or_default())
     }
 
     /// Milliseconds in DeleteKeysCertificatesMfaAndCredentials (the
@@ -39,7 +43,7 @@ impl RoundRemoval {
             + self.mfa_devices.iter().filter_map(|device| device.duration_ms).sum::<u64>();
         [
             (DeleteKeysCertificatesMfaAndCredentials::NAME, credential_ms),
-            (DeleteGroupsAndPolicies::NAME, self.permissions.duration_ms.unwrap_or(0)),
+            (DeleteGroupsAndPolicies::NAME, self.permissions.as_ref().and_then(|p| p.duration_ms).unwrap_or(0)),
         ]
     }
 }
@@ -116,8 +120,8 @@ impl Stage for DeleteIamUserAndVerify {
     type Request = UserDeletionRequest;
     type Response = AuditRecord;
 
-    fn user_name(request: &UserDeletionRequest) -> Option<&str> {
-        Some(&request.target.user.user_name)
+    fn subject(request: &UserDeletionRequest) -> Subject<'_> {
+        Subject { user_name: Some(&request.target.user.user_name), user_id: Some(&request.target.user.user_id) }
     }
 
     async fn run(ctx: &StageContext, request: UserDeletionRequest) -> Result<AuditRecord, OffboardError> {

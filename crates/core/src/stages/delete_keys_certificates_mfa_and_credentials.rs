@@ -10,6 +10,7 @@ use crate::items::{CredentialInventory, MfaClass, MfaDevice, Outcome};
 use crate::mfa::{delete_left_unassigned, remove_mfa_device};
 use crate::removal::delete_credentials;
 use crate::stage::{Stage, Timed};
+use crate::workflow::Subject;
 
 /// Either the whole credential inventory, or one MFA device as the state
 /// machine's Map sends it (with the route its Choice picked).
@@ -55,8 +56,8 @@ impl Stage for DeleteKeysCertificatesMfaAndCredentials {
     type Request = CredentialRemovalRequest;
     type Response = CredentialRemoval;
 
-    fn user_name(request: &CredentialRemovalRequest) -> Option<&str> {
-        Some(&request.user_name)
+    fn subject(request: &CredentialRemovalRequest) -> Subject<'_> {
+        Subject { user_name: Some(&request.user_name), user_id: Some(&request.user_id) }
     }
 
     async fn run(ctx: &StageContext, request: CredentialRemovalRequest) -> Result<CredentialRemoval, OffboardError> {

@@ -8,6 +8,7 @@ use crate::inventory::gather_permissions;
 use crate::items::PermissionInventory;
 use crate::stage::{Stage, Timed};
 use crate::stages::UserRequest;
+use crate::workflow::Subject;
 
 pub struct GetGroupsAndPolicies;
 
@@ -16,8 +17,8 @@ impl Stage for GetGroupsAndPolicies {
     type Request = UserRequest;
     type Response = PermissionInventory;
 
-    fn user_name(request: &UserRequest) -> Option<&str> {
-        Some(&request.user_name)
+    fn subject(request: &UserRequest) -> Subject<'_> {
+        Subject { user_name: Some(&request.user_name), user_id: Some(&request.user_id) }
     }
 
     async fn run(ctx: &StageContext, request: UserRequest) -> Result<PermissionInventory, OffboardError> {

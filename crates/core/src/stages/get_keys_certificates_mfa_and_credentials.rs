@@ -8,6 +8,7 @@ use crate::inventory::gather_credentials;
 use crate::items::CredentialInventory;
 use crate::stage::{Stage, Timed};
 use crate::stages::UserRequest;
+use crate::workflow::Subject;
 
 pub struct GetKeysCertificatesMfaAndCredentials;
 
@@ -16,8 +17,8 @@ impl Stage for GetKeysCertificatesMfaAndCredentials {
     type Request = UserRequest;
     type Response = CredentialInventory;
 
-    fn user_name(request: &UserRequest) -> Option<&str> {
-        Some(&request.user_name)
+    fn subject(request: &UserRequest) -> Subject<'_> {
+        Subject { user_name: Some(&request.user_name), user_id: Some(&request.user_id) }
     }
 
     async fn run(ctx: &StageContext, request: UserRequest) -> Result<CredentialInventory, OffboardError> {

@@ -12,6 +12,7 @@ use crate::input::parse_execution_input;
 use crate::quarantine::refuse_if_quarantined;
 use crate::stage::{Stage, Timed};
 use crate::target::{refuse_if_protected, resolve_user, TargetUser};
+use crate::workflow::Subject;
 
 /// GetUsername's output: the user, and the execution's options carried along.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,8 +45,8 @@ impl Stage for GetUsername {
     type Request = Value;
     type Response = Resolution;
 
-    fn user_name(request: &Value) -> Option<&str> {
-        request.get("UserName").and_then(Value::as_str)
+    fn subject(request: &Value) -> Subject<'_> {
+        Subject { user_name: request.get("UserName").and_then(Value::as_str), user_id: None }
     }
 
     async fn run(ctx: &StageContext, request: Value) -> Result<Resolution, OffboardError> {
@@ -71,6 +72,9 @@ impl Stage for GetUsername {
         })
     }
 }
+/// The field under which the state machine hands GetUsername the execution's input.
+pub const ENVELOPED_INPUT: &str = "Input";
+
 /// GetUsername's function answers both: a user resolved in one account, or
 /// an org-wide input's accounts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,9 +103,20 @@ impl Stage for GetUsernameOrAccounts {
     type Request = Value;
     type Response = Entry;
 
-    fn user_name(request: &Value) -> Option<&str> {
+    fn subject(request: &Value) -> Subject<'_> {
         let input = request.get(RESOLVE_ACCOUNTS).and_then(|fan_out| fan_out.get("Input")).unwrap_or(request);
-        input.get("UserName").and_then(Value::as_str)
+        GetUsername::subject(input)
+    }
+
+    /// The state machine sends GetUsername the execution's input as
+    /// `{"Input": <input>}` (a payload is an object of its own fields).
+    fn unwrap_payload(payload: Value) -> Value {
+        match payload {
+            Value::Object(mut fields) if fields.len() == 1 && fields.contains_key(ENVELOPED_INPUT) => {
+                fields.remove(ENVELOPED_INPUT).unwrap_or_default()
+            }
+            payload => payload,
+        }
     }
 
     async fn run(ctx: &StageContext, request: Value) -> Result<Entry, OffboardError> {
@@ -127,9 +142,9 @@ mod tests {
 
     #[test]
     fn the_span_names_the_user_of_either_payload() {
-        assert_eq!(GetUsernameOrAccounts::user_name(&json!({"UserName": "alice"})), Some("alice"));
+        assert_eq!(GetUsernameOrAccounts::subject(&json!({"UserName": "alice"})).user_name, Some("alice"));
         let fan_out = json!({"ResolveAccounts": {"Input": {"UserName": "bob", "Accounts": ["111122223333"]}, "ExecutionName": "x"}});
-        assert_eq!(GetUsernameOrAccounts::user_name(&fan_out), Some("bob"));
-        assert_eq!(GetUsernameOrAccounts::user_name(&json!({"IAMUserId": "AIDAEXAMPLE"})), None);
+        assert_eq!(GetUsernameOrAccounts::subject(&fan_out).user_name, Some("bob"));
+        assert_eq!(GetUsernameOrAccounts::subject(&json!({"IAMUserId": "AIDAEXAMPLE"})).user_name, None);
     }
 }

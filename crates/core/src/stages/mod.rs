@@ -34,4 +34,7 @@ pub use quarantine_user::{QuarantineAction, QuarantineCheck, QuarantineOutcome, 
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct UserRequest {
     pub user_name: String,
+    /// The id GetUsername resolved: the workflow check compares it with the
+    /// execution's input (an input may name the user by id).
+    pub user_id: String,
 }

@@ -9,6 +9,7 @@ use crate::batch::{plan_batch, summarize_batch, BatchPlan, BatchSummary, Summary
 use crate::context::StageContext;
 use crate::errors::{invalid_input as invalid, OffboardError};
 use crate::stage::{Stage, Timed};
+use crate::workflow::Subject;
 
 /// OffboardBatch's two calls: `{"Validate": <batch input>}` before any
 /// child starts, `{"Summarize": ...}` after the Map.
@@ -44,8 +45,8 @@ impl Stage for OffboardBatch {
     type Request = BatchCall;
     type Response = BatchAnswer;
 
-    fn user_name(_: &BatchCall) -> Option<&str> {
-        None
+    fn subject(_: &BatchCall) -> Subject<'_> {
+        Subject::default()
     }
 
     async fn run(ctx: &StageContext, request: BatchCall) -> Result<BatchAnswer, OffboardError> {

@@ -9,6 +9,7 @@ use crate::input::parse_timestamp;
 use crate::items::{CredentialInventory, PermissionInventory};
 use crate::quarantine::{quarantine_user, quarantined_until, refuse_if_quarantined_otherwise, QuarantineRecord};
 use crate::stage::{Stage, Timed};
+use crate::workflow::Subject;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QuarantineAction {
@@ -69,8 +70,8 @@ impl Stage for QuarantineUser {
     type Request = QuarantineRequest;
     type Response = QuarantineOutcome;
 
-    fn user_name(request: &QuarantineRequest) -> Option<&str> {
-        Some(&request.user_name)
+    fn subject(request: &QuarantineRequest) -> Subject<'_> {
+        Subject { user_name: Some(&request.user_name), user_id: Some(&request.user_id) }
     }
 
     async fn run(ctx: &StageContext, request: QuarantineRequest) -> Result<QuarantineOutcome, OffboardError> {

@@ -121,3 +121,34 @@ pub fn mfa_devices_xml(serials: &[&str]) -> HttpResponse {
         .collect();
     ok_xml("ListMFADevices", &format!("<MFADevices>{members}</MFADevices><IsTruncated>false</IsTruncated>"))
 }
+
+fn empty_list(operation: &str, member: &str) -> HttpResponse {
+    ok_xml(operation, &format!("<{member}></{member}><IsTruncated>false</IsTruncated>"))
+}
+
+/// IAM's answers for a user who holds no credential and no MFA device: what
+/// DeleteGroupsAndPolicies must see before it removes anything.
+#[macro_export]
+macro_rules! no_credentials_rules {
+    () => {
+        vec![
+            aws_smithy_mocks::mock!(aws_sdk_iam::Client::get_login_profile)
+                .then_http_response(|| $crate::common::no_such_entity("login profile")),
+            aws_smithy_mocks::mock!(aws_sdk_iam::Client::list_access_keys)
+                .then_http_response(|| $crate::common::empty_answer("ListAccessKeys", "AccessKeyMetadata")),
+            aws_smithy_mocks::mock!(aws_sdk_iam::Client::list_ssh_public_keys)
+                .then_http_response(|| $crate::common::empty_answer("ListSSHPublicKeys", "SSHPublicKeys")),
+            aws_smithy_mocks::mock!(aws_sdk_iam::Client::list_signing_certificates)
+                .then_http_response(|| $crate::common::empty_answer("ListSigningCertificates", "Certificates")),
+            aws_smithy_mocks::mock!(aws_sdk_iam::Client::list_service_specific_credentials).then_http_response(|| {
+                $crate::common::empty_answer("ListServiceSpecificCredentials", "ServiceSpecificCredentials")
+            }),
+            aws_smithy_mocks::mock!(aws_sdk_iam::Client::list_mfa_devices)
+                .then_http_response(|| $crate::common::mfa_devices_xml(&[])),
+        ]
+    };
+}
+
+pub fn empty_answer(operation: &str, member: &str) -> HttpResponse {
+    empty_list(operation, member)
+}
