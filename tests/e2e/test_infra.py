@@ -1055,7 +1055,10 @@ def walk(states: dict, start: str, document: dict, stop: str | None = None) -> l
 
 #: Where every stage after GetUsername works: the account the user was
 #: resolved in, with a session named after the execution (crates/core/src/sessions.rs).
-PLACEMENT = {"Account.$": "$.Target.Account", "ExecutionName.$": "$$.Execution.Name"}
+# Where a stage works, and the execution it works for (the function admits the
+# invocation only as that running execution's pending step: crates/core/src/workflow.rs).
+PLACEMENT = {"Account.$": "$.Target.Account", "ExecutionName.$": "$$.Execution.Name",
+             "ExecutionId.$": "$$.Execution.Id"}
 
 SAMPLE_STATE = {"Target": {"DryRun": False, "DeleteAfter": "2026-12-01T17:00:00Z"}, "Round": 0, "Quarantine": None,
                 "QuarantineCheck": None, "Published": {"FailedEntryCount": 0}}
@@ -1194,6 +1197,7 @@ IDS = {"AccessKeys": [], "SSHPublicKeys": [], "SigningCertificates": [], "Servic
 
 def answer(event):
     if STAGE == "GetUsername":
+        event = event["Input"]  # the state machine sends {"Input": <execution input>, "ExecutionId": ...}
         name = event["UserName"]
         user = {"UserName": name, "UserId": "AIDA" + "".join(c for c in name.upper() if c.isalnum()),
                 "Arn": f"arn:aws:iam::123456789012:user/{name}", "Path": "/", "CreateDate": "2026-01-01T00:00:00Z",
@@ -1292,7 +1296,8 @@ def test_the_definition_quarantines_waits_and_then_deletes_or_ends_restored(stan
         assert request["ExecutionArn"] == arn and request["DeleteAfter"] == delete_after
         assert request["Credentials"]["AccessKeys"][0]["AccessKeyId"] == "AKIASTANDIN000000001"
         check = quarantine_calls[f"{name}:Check"]
-        assert set(check["Event"]) == {"Action", "UserName", "UserId", "DeleteAfter", "Account", "ExecutionName"}
+        assert set(check["Event"]) == {"Action", "UserName", "UserId", "DeleteAfter", "Account", "ExecutionName",
+                                       "ExecutionId"}
         assert (check["Event"]["Account"], check["Event"]["ExecutionName"]) == (account, name)
         # moto's Wait truncates to whole seconds (int(delta.total_seconds()) in
         # moto's wait_function/timestamp.py): up to 1 s early, never more.
@@ -1403,13 +1408,14 @@ def test_the_batch_function_tasks_have_the_offboarding_machines_retriers():
         assert {e for r in state["Retry"] for e in r["ErrorEquals"]} == RETRIED, name
     # A malformed list ends FAILED with the function's own error name, before any child.
     validate = states["ValidateBatch"]
-    assert validate["Parameters"] == {"Validate.$": "$"} and validate["Next"] == "OffboardUsers"
+    assert validate["Parameters"] == {"Validate.$": "$", "ExecutionId.$": "$$.Execution.Id"}
+    assert validate["Next"] == "OffboardUsers"
     assert validate["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "InvalidBatch"}]
     assert states["InvalidBatch"] == {**states["InvalidBatch"], "Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"}
-    # Only the plan is kept: {"Batch": <BatchPlan>}.
-    assert (validate["ResultSelector"], validate["ResultPath"]) == ({"Batch.$": "$"}, "$")
+    # Only the plan and the batch's own id (each child's parent) are kept.
+    assert (validate["ResultSelector"], validate["ResultPath"]) == ({"Batch.$": "$", "BatchExecutionId.$": "$$.Execution.Id"}, "$")
     summarize = states["SummarizeBatch"]
-    assert set(summarize["Parameters"]) == {"Summarize"}
+    assert set(summarize["Parameters"]) == {"Summarize", "ExecutionId.$"}
     assert {k.removesuffix(".$") for k in summarize["Parameters"]["Summarize"]} == SUMMARY_REQUEST_FIELDS
     assert summarize["Parameters"]["Summarize"]["ResultWriterDetails.$"] == "$.Report.ResultWriterDetails"
     assert summarize["ResultPath"] == "$.Summary"
@@ -1428,20 +1434,24 @@ def test_the_distributed_map_uses_the_path_forms_and_names_each_child_after_its_
                 "ItemReader", "ItemBatcher"} & set(offboard)
     assert offboard["ItemSelector"] == {"UserName.$": "$$.Map.Item.Value.UserName",
                                         "ExecutionName.$": "$$.Map.Item.Value.ExecutionName",
-                                        "DryRun.$": "$.Batch.DryRun", "Context.$": "$.Batch.Context"}
+                                        "DryRun.$": "$.Batch.DryRun", "Context.$": "$.Batch.Context",
+                                        "Parent.$": "$.BatchExecutionId"}
     [(name, child)] = offboard["ItemProcessor"]["States"].items()
     assert offboard["ItemProcessor"]["StartAt"] == name == "OffboardUser" and child["End"] is True
     assert child["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
     parameters = child["Parameters"]
     assert parameters["StateMachineArn"] == "${OffboardStateMachineArn}"
     assert parameters["Name.$"] == "$.ExecutionName", "the name a single offboarding of the user gets"
-    assert parameters["Input"] == {"UserName.$": "$.UserName", "DryRun.$": "$.DryRun", "Context.$": "$.Context"}
-    # The offboarding machine's input parser accepts exactly these fields; it
-    # rejects unknown ones (AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID included).
-    plain = re.search(r"const PLAIN_FIELDS: &\[&str\] = &\[([^\]]+)\]", (ROOT / "crates/core/src/input.rs").read_text())[1]
+    assert parameters["Input"] == {"UserName.$": "$.UserName", "DryRun.$": "$.DryRun", "Context.$": "$.Context",
+                                   "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$.Parent"}
+    # The offboarding machine's input parser accepts exactly these fields (it
+    # rejects unknown ones); the parent field is the one constant among them.
+    source = (ROOT / "crates/core/src/input.rs").read_text()
+    plain = re.search(r"const PLAIN_FIELDS: &\[&str\] =\s*&\[([^\]]+)\]", source)[1]
     accepted = set(re.findall(r'"(\w+)"', plain))
+    assert "PARENT_FIELD" in plain and 'pub const PARENT_FIELD: &str = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID";' in source
+    accepted.add("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
     assert {k.removesuffix(".$") for k in parameters["Input"]} <= accepted
-    assert "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID" not in accepted
     assert child["ResultSelector"] == {"ExecutionArn.$": "$.ExecutionArn", "Status.$": "$.Status"}, "small results"
     # Only StartExecution/DescribeExecution throttling and SDK errors are
     # retried; never States.TaskFailed (the child's own failure).

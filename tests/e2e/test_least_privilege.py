@@ -50,6 +50,9 @@ from stack import Stack  # noqa: E402
 TEMPLATE = ROOT / "infra" / "template.yaml"
 STAGE_ACTIONS = json.loads((ROOT / "infra" / "stage-actions.json").read_text())
 STAGE_BY_KEY = {access_key_for(stage): stage for stage in FUNCTIONS}
+# What every function asks Step Functions before any IAM call: that a running
+# execution of the deployment invoked it (crates/core/src/workflow.rs).
+WORKFLOW_CHECK_ACTIONS = {"states:DescribeExecution", "states:GetExecutionHistory"}
 PARTITION = "aws"
 REGION = "us-east-1"
 PROTECTION = {"StringEqualsIgnoreCase": {"aws:ResourceTag/offboard:protected": "true"}}
@@ -124,6 +127,11 @@ def acted_on(action: str, params: dict, paths: dict[str, str]) -> list[str]:
         return [serial]
     if "policy" in types:
         return [params["PolicyArn"]]
+    if "execution" in types:
+        # The local stack names its machines offboard and offboard-batch; the
+        # template names them <stack name>-offboard and <stack name>-offboard-batch.
+        prefix, machine, name = params["executionArn"].rsplit(":", 2)
+        return [f"{prefix}:{PSEUDO['AWS::StackName']}-{machine}:{name}"]
     raise AssertionError(f"{action}: resource types {types} not handled here")
 
 
@@ -286,7 +294,7 @@ def check_call(policies: dict[str, list[dict]], stage: str, call: dict, paths: d
         # perform this operation" (an explicit deny cannot block it either).
         return []
     problems = []
-    if action not in stage_actions[stage]:
+    if action not in stage_actions[stage] and action not in WORKFLOW_CHECK_ACTIONS:
         problems.append(f"{stage} called {action}, not in infra/stage-actions.json")
     for arn in acted_on(action, call["Params"], paths):
         if not allowed(policies[stage], action, arn, call["Params"]):
@@ -515,20 +523,17 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
 def retry_of_a_stopped_device_task(stack) -> None:
     """The one path a full offboarding does not take: the retry of a device
     task whose first attempt marked and deactivated a virtual device and
-    stopped before deleting it (the harness makes that first attempt's
-    effect, then invokes the function as the state machine's retry would)."""
-    made = seed_user(stack.iam, "lp-retried", path="/engineering/", access_keys=0, ssh_keys=0, certificates=0,
-                     services=(), virtual_devices=1, passkeys=0, hardware_tokens=0, groups=0, inline_policies=0,
-                     attached_policies=0, login_profile=False)
-    [serial] = made["MFADevices"]
-    user_id = stack.iam.get_user(UserName="lp-retried")["User"]["UserId"]
-    stack.iam.tag_mfa_device(SerialNumber=serial, Tags=[{"Key": "offboard:deactivated-from", "Value": user_id}])
-    stack.iam.deactivate_mfa_device(UserName="lp-retried", SerialNumber=serial)
-    error, device = stack.invoke("DeleteKeysCertificatesMfaAndCredentials", {
-        "UserName": "lp-retried", "UserId": user_id, "HandledAs": "Virtual", "RetryCount": 1,
-        "MFADevice": {"SerialNumber": serial, "EnableDate": None, "HandledAs": "Virtual"}})
-    assert error is None and device["VirtualDeviceDeletion"] == "Removed", device
-    assert stack.run({"UserName": "lp-retried"}, name="lp-retried")["status"] == "SUCCEEDED"
+    stopped before deleting it. IAM throttles every call from the moment
+    DeactivateMFADevice is served until the invocation must stop; the state
+    machine's retry finds the device no longer held, reads its mark
+    (ListMFADeviceTags) and deletes it."""
+    seed_user(stack.iam, "lp-retried", path="/engineering/", access_keys=0, ssh_keys=0, certificates=0,
+              services=(), virtual_devices=1, passkeys=0, hardware_tokens=0, groups=0, inline_policies=0,
+              attached_policies=0, login_profile=False)
+    execution, stopped = stack.run_throttled_after("DeactivateMFADevice", "lp-retried")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert stopped, "the first attempt really stopped part-way"
+    assert "ListMFADeviceTags" in [c["Action"] for c in stack.calls()]
     assert leftovers(stack.iam, "lp-retried") == {}
 
 

@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
+from lambda_host import STATE_MACHINE_ARNS  # noqa: E402
 from seed import ACCOUNT, leftovers, seed_user  # noqa: E402
 from stack import AUDIT_BUCKET, Stack  # noqa: E402
 
@@ -121,9 +122,15 @@ def test_a_protected_user_leaves_a_failed_record_and_event_and_nothing_is_delete
 def test_an_unwritable_record_fails_the_execution_before_anything_is_removed(stack):
     seed_user(stack.iam, "vic")
     machine = stack.create_state_machine(name="offboard-no-bucket", AuditBucketName="no-such-audit-bucket")
+    # The functions act only for executions of the deployment's state
+    # machines: this one joins them, as a deployment's own machine would.
+    ours = f"{STATE_MACHINE_ARNS[0]},{STATE_MACHINE_ARNS[1]},{machine}"
+    stack.restart_lambdas(env={**stack.env, "OFFBOARD_STATE_MACHINE_ARNS": ours})
     execution = stack.wait(stack.sfn.start_execution(stateMachineArn=machine, name="vic-1",
                                                      input=json.dumps({"UserName": "vic"}))["executionArn"])
     assert (execution["status"], execution["error"]) == ("FAILED", "RecordNotWritten")
+    succeeded = [e for e in stack.history(execution["executionArn"]) if e["type"] == "LambdaFunctionSucceeded"]
+    assert len(succeeded) == 3, "GetUsername and the inventory ran; the plan could not be written"
     assert [c for c in stack.calls() if c["Action"].startswith(MUTATING_PREFIXES)] == []
     assert leftovers(stack.iam, "vic") != {}
     assert stack.events() == [], "no outcome event claims a record that does not exist"

@@ -782,7 +782,7 @@ class EmulatorApp:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target:
             action = target.rsplit(".", 1)[-1]
-            if service == "dynamodb":
+            if service in ("dynamodb", "states"):
                 try:
                     params = json.loads(body or b"{}")
                 except ValueError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -243,6 +244,27 @@ class Stack:
             token = page.get("nextToken")
             if not token:
                 return events
+
+    def run_throttled_after(self, action: str, name: str) -> tuple[dict, list[dict]]:
+        """Offboards ``name`` with functions whose timeout is 8 s, IAM throttling
+        every call for 10 s from the moment the next ``action`` is served; returns
+        the execution and its failed Lambda attempts' details. A stage stops
+        waiting 4 s before its deadline and the state machine's retrier takes
+        over: the way to make a stage stop part-way, as a real deadline would."""
+        self.restart_lambdas(timeout_seconds=8.0)
+
+        def throttle_everything_for_ten_seconds():
+            self.faults(ThrottleRate=1.0)
+            threading.Timer(10, self.faults).start()
+
+        self.emulator.app.on_next(action, throttle_everything_for_ten_seconds)
+        try:
+            execution = self.run({"UserName": name}, name=name)
+            history = self.history(execution["executionArn"])
+        finally:
+            self.faults()
+            self.restart_lambdas(timeout_seconds=60.0)
+        return execution, [e["lambdaFunctionFailedEventDetails"] for e in history if e["type"] == "LambdaFunctionFailed"]
 
     def invoke(self, stage: str, payload: dict) -> tuple[str | None, dict]:
         """Invokes ``offboard-<stage>`` directly, as a caller holding

@@ -13,7 +13,7 @@ use crate::deadline;
 use crate::errors::OffboardError;
 use crate::sessions::split_placement;
 use crate::stage::{invoke, parse_request, Stage};
-use crate::workflow::{check_subject, WorkflowGuard, EXECUTION_ID_FIELD};
+use crate::workflow::{check_account, check_user, WorkflowGuard, EXECUTION_ID_FIELD};
 
 /// One invocation, type-erased: the stages' nested SDK futures are too deep
 /// for rustc to lay out inside the runtime's own future types.
@@ -46,7 +46,10 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
             }
             let (placement, payload) = split_placement(S::unwrap_payload(payload))?;
             let request = parse_request::<S>(payload)?;
-            check_subject(&admission, S::subject(&request), placement.as_ref(), &ctx.caller().await?.account)?;
+            check_user(&admission, S::subject(&request))?;
+            if placement.is_some() || admission.child_account().is_some() {
+                check_account(&admission, placement.as_ref(), &ctx.caller().await?.account)?;
+            }
             deadline::scope(stop_at, async {
                 let elsewhere = match &placement {
                     Some(placement) => ctx.in_account(placement).await?,

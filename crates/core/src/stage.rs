@@ -34,7 +34,7 @@ pub trait Stage {
     type Request: DeserializeOwned;
     type Response: Serialize + Timed;
     /// Who the request is about: the span's user, and what the workflow
-    /// check compares with the execution's input ([`crate::workflow::check_subject`]).
+    /// check compares with the execution's input ([`crate::workflow::check_user`]).
     fn subject(request: &Self::Request) -> Subject<'_>;
     /// The request inside a Lambda payload, without the envelope the state
     /// machine puts around it (the execution's id is taken out before).

@@ -18,7 +18,7 @@
 //!   is not that payload. A caller can at most repeat, while the workflow
 //!   runs it, the very step the workflow is running;
 //! - the execution's input names this user (by name, regardless of case, or
-//!   by id) and, for an org-wide child, this account ([`check_subject`]);
+//!   by id) and, for an org-wide child, this account ([`check_user`], [`check_account`]);
 //! - an execution that names its parent ([`PARENT_FIELD`]: an org-wide
 //!   offboarding's or a batch's children) has a RUNNING parent of this
 //!   deployment too.
@@ -69,7 +69,7 @@ pub struct WorkflowGuard {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admission {
     pub execution_arn: String,
-    /// The execution's input, for [`check_subject`].
+    /// The execution's input, for [`check_user`] and [`check_account`].
     pub input: Value,
     /// How long the checks took.
     pub duration: Duration,
@@ -303,7 +303,7 @@ impl PendingSteps {
     }
 }
 
-/// Who a stage's request is about, for [`check_subject`].
+/// Who a stage's request is about, for [`check_user`], [`check_account`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Subject<'a> {
     pub user_name: Option<&'a str>,
@@ -323,34 +323,36 @@ fn input_names(input: &Value, subject: Subject<'_>) -> bool {
     name_matches || id_matches
 }
 
-/// The request is about what its execution is about: the user the input
-/// names and, for an execution of one account of an org-wide offboarding,
-/// that account (`home` is the account the function runs in).
-pub fn check_subject(
-    admission: &Admission,
-    subject: Subject<'_>,
-    placement: Option<&Placement>,
-    home: &str,
-) -> Result<(), OffboardError> {
-    let input = &admission.input;
-    if (subject.user_name.is_some() || subject.user_id.is_some()) && !input_names(input, subject) {
+/// The request is about the user its execution's input names (by name,
+/// regardless of case, or by id).
+pub fn check_user(admission: &Admission, subject: Subject<'_>) -> Result<(), OffboardError> {
+    if (subject.user_name.is_some() || subject.user_id.is_some()) && !input_names(&admission.input, subject) {
         return Err(refused(format!(
             "execution {} does not offboard user {}",
             admission.execution_arn,
             subject.user_name.or(subject.user_id).unwrap_or_default()
         )));
     }
-    // An org-wide offboarding's child names its account and its parent; any
-    // other execution works in the function's own account (an `Account` in
-    // its input is refused as input later, not here).
-    let input_account = input.get(PARENT_FIELD).and_then(|_| input.get("Account")).and_then(Value::as_str);
+    Ok(())
+}
+
+impl Admission {
+    /// The account of an org-wide offboarding's child: its input names its
+    /// parent and its account. `None` for any other execution, which works in
+    /// the function's own account (an `Account` in its input is refused as
+    /// input later, not here).
+    pub fn child_account(&self) -> Option<&str> {
+        self.input.get(PARENT_FIELD).and_then(|_| self.input.get("Account")).and_then(Value::as_str)
+    }
+}
+
+/// The request works where its execution does: a child in its account, any
+/// other execution in `home`, the function's own account.
+pub fn check_account(admission: &Admission, placement: Option<&Placement>, home: &str) -> Result<(), OffboardError> {
     let asked = placement.map(|placement| placement.account.as_str()).unwrap_or(home);
-    if asked != input_account.unwrap_or(home) {
-        return Err(refused(format!(
-            "execution {} works in account {}, not {asked}",
-            admission.execution_arn,
-            input_account.unwrap_or(home)
-        )));
+    let expected = admission.child_account().unwrap_or(home);
+    if asked != expected {
+        return Err(refused(format!("execution {} works in account {expected}, not {asked}", admission.execution_arn)));
     }
     Ok(())
 }
@@ -381,6 +383,17 @@ mod tests {
         }
     }
 
+    /// Both checks, as the Lambda wiring makes them.
+    fn check(
+        admission: &Admission,
+        subject: Subject<'_>,
+        placement: Option<&Placement>,
+        home: &str,
+    ) -> Result<(), OffboardError> {
+        check_user(admission, subject)?;
+        check_account(admission, placement, home)
+    }
+
     fn admission(input: Value) -> Admission {
         Admission { execution_arn: "arn:aws:states:r:1:execution:m:e".into(), input, duration: Duration::ZERO }
     }
@@ -390,36 +403,32 @@ mod tests {
         let by_name = admission(serde_json::json!({"UserName": "Alice"}));
         let alice = Subject { user_name: Some("alice"), user_id: Some("AIDAALICE") };
         let bob = Subject { user_name: Some("bob"), user_id: Some("AIDABOB") };
-        assert_eq!(check_subject(&by_name, alice, None, "111122223333"), Ok(()));
-        assert_eq!(check_subject(&by_name, bob, None, "111122223333").unwrap_err().name(), "NotFromWorkflow");
+        assert_eq!(check(&by_name, alice, None, "111122223333"), Ok(()));
+        assert_eq!(check(&by_name, bob, None, "111122223333").unwrap_err().name(), "NotFromWorkflow");
         let by_id = admission(serde_json::json!({"IAMUserId": "AIDAALICE"}));
-        assert_eq!(check_subject(&by_id, alice, None, "111122223333"), Ok(()));
-        assert!(check_subject(&by_id, bob, None, "111122223333").is_err());
+        assert_eq!(check(&by_id, alice, None, "111122223333"), Ok(()));
+        assert!(check(&by_id, bob, None, "111122223333").is_err());
         let event = admission(serde_json::json!({"detail-type": "x", "detail": {"resourceId": "AIDABOB"}}));
-        assert_eq!(check_subject(&event, bob, None, "111122223333"), Ok(()));
-        assert!(check_subject(&event, alice, None, "111122223333").is_err());
-        assert_eq!(
-            check_subject(&by_name, Subject::default(), None, "111122223333"),
-            Ok(()),
-            "no user: the input itself"
-        );
+        assert_eq!(check(&event, bob, None, "111122223333"), Ok(()));
+        assert!(check(&event, alice, None, "111122223333").is_err());
+        assert_eq!(check(&by_name, Subject::default(), None, "111122223333"), Ok(()), "no user: the input itself");
 
         let parent = "arn:aws:states:us-east-1:111122223333:execution:hub-offboard:alice";
         let child =
             admission(serde_json::json!({"UserName": "alice", "Account": "444455556666", PARENT_FIELD: parent}));
         let there = Placement { account: "444455556666".into(), execution: "x".into() };
         let elsewhere = Placement { account: "777788889999".into(), execution: "x".into() };
-        assert_eq!(check_subject(&child, alice, Some(&there), "111122223333"), Ok(()));
-        assert!(check_subject(&child, alice, Some(&elsewhere), "111122223333").is_err());
-        assert!(check_subject(&child, alice, None, "111122223333").is_err(), "a child works in its account only");
-        assert!(check_subject(&by_name, alice, Some(&there), "111122223333").is_err(), "a hub execution stays home");
+        assert_eq!(check(&child, alice, Some(&there), "111122223333"), Ok(()));
+        assert!(check(&child, alice, Some(&elsewhere), "111122223333").is_err());
+        assert!(check(&child, alice, None, "111122223333").is_err(), "a child works in its account only");
+        assert!(check(&by_name, alice, Some(&there), "111122223333").is_err(), "a hub execution stays home");
         let home = Placement { account: "111122223333".into(), execution: "x".into() };
-        assert_eq!(check_subject(&by_name, alice, Some(&home), "111122223333"), Ok(()));
+        assert_eq!(check(&by_name, alice, Some(&home), "111122223333"), Ok(()));
         // An Account in a hub execution's input is the input's problem
         // (InvalidInput when parsed), not a reason to refuse the workflow.
         let odd = admission(serde_json::json!({"UserName": "alice", "Account": "444455556666"}));
-        assert_eq!(check_subject(&odd, alice, None, "111122223333"), Ok(()));
-        assert!(check_subject(&odd, alice, Some(&there), "111122223333").is_err());
+        assert_eq!(check(&odd, alice, None, "111122223333"), Ok(()));
+        assert!(check(&odd, alice, Some(&there), "111122223333").is_err());
     }
 
     #[test]

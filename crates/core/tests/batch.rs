@@ -168,3 +168,22 @@ async fn the_batch_function_has_no_user_to_log_and_makes_no_iam_call() {
     };
     assert_eq!(plan.users[0].execution_name, "alice-872213e7");
 }
+
+#[tokio::test]
+async fn the_largest_valid_plan_fits_the_256_kib_state() {
+    // 1000 users of 64-character names (IAM's maximum): ValidateBatch keeps
+    // the plan and the batch's own id, {"Batch": <plan>, "BatchExecutionId": <arn>},
+    // which must fit Step Functions' 256 KiB payload quota ("Step Functions
+    // service quotas": maximum input or output size for a task, state, or
+    // execution, 256 KiB).
+    let names: Vec<String> = (0..1000).map(|i| format!("{i:04}{}", "x".repeat(60))).collect();
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, []);
+    let BatchAnswer::Plan(plan) = call(s3, BatchCall::Validate(json!({"UserNames": names}))).await.unwrap() else {
+        panic!("a plan")
+    };
+    assert_eq!((plan.count, plan.users.len()), (1000, 1000));
+    let longest_id =
+        format!("arn:aws-us-gov:states:us-gov-west-1:123456789012:execution:{}:{}", "m".repeat(80), "e".repeat(80));
+    let state = serde_json::to_vec(&json!({"Batch": plan, "BatchExecutionId": longest_id})).unwrap();
+    assert!(state.len() < 256 * 1024, "{}", state.len());
+}
