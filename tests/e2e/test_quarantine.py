@@ -383,8 +383,10 @@ def test_restore_during_the_wait_stops_the_execution_and_puts_everything_back(st
     assert state(stack.iam, "rhys") == quarantined_view(before, delete_after)
     stack.clear_calls()
 
-    result = offboard(stack, "restore", "--user-name", "rhys", "--record-bucket", AUDIT_BUCKET, "--yes")
+    result = offboard(stack, "restore", "--user-name", "rhys", "--record-bucket", AUDIT_BUCKET, "--yes",
+                      "--state-machine-arn", stack.state_machine_arn)
     assert result.returncode == 0, result.stderr
+    assert f"verified: execution {execution_arn} of this deployment wrote exactly this record" in result.stderr
 
     execution = stack.wait(execution_arn, timeout=60)
     assert execution["status"] == "ABORTED"

@@ -1,8 +1,29 @@
 """What real AWS does that the happy path never shows, run against the local
-stack: direct ``lambda:Invoke`` of each mutating function (which skips
-GetUsername), protection compared without case, a bad configuration refused
-at init, Lambda's own failures retried by the state machine, and IAM's real
-MFA denial messages.
+stack: only the workflow may act (a direct ``lambda:Invoke`` of any function
+is refused before any IAM call, whatever execution id it names), the stages'
+own re-checks still refuse a user changed after the inventory, protection
+compared without case, a bad configuration refused at init, Lambda's own
+failures retried by the state machine, and IAM's real MFA denial messages.
+
+Section 1 proves the workflow guard (crates/core/src/workflow.rs): every one
+of the eight functions, invoked directly with the payload the state machine
+itself would send, answers NotFromWorkflow having made no IAM call (at most
+the guard's own Step Functions reads) and changed nothing, whether the
+payload names no execution, a made-up one, one that has ended, or a RUNNING
+one waiting out a grace period; the attacks of the security review (reading
+one user's policies, stripping one MFA device, detaching the quarantine's
+AWSDenyAll, replaying a finished step) are each refused so. Since a stage now
+acts only as the pending step of a real execution, its re-checks are proven
+through real executions: the user tagged protected, deleted, or deleted and
+recreated under the same name after the inventory is refused by the first
+removing stage before any change. The MFA task's serial checks (a serial
+the user does not hold is refused; on a retry, one no longer held is recorded
+and its device deleted only if marked as taken from this user) cannot be
+driven with a foreign serial that way: the Map sends only serials of the
+user's own inventory. They stay covered by the Rust unit tests in
+crates/core/tests/stages.rs, an_mfa_serial_the_user_does_not_hold_is_never_touched
+and a_retry_deletes_the_virtual_device_its_earlier_attempt_left_unassigned
+(tests/e2e/test_state_machine.py runs the workflow's own retry of a device).
 
 Every emulator behaviour a test relies on names its source in a comment: an
 AWS documentation page, or a real response quoted in DESIGN.md ("Real AWS is
@@ -16,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -39,6 +61,15 @@ MFA_SESSION_HINT = "--mfa-serial"
 # from a real response (DESIGN.md, "Real AWS is the reference, not the emulator").
 IAM_MFA_REQUIRED = ("To complete this action, please ensure that you are authenticated with an MFA device that "
                     "is enabled for this user.")
+# The guardrail a quarantine attaches (AWS Managed Policy Reference, AWSDenyAll,
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSDenyAll.html; stack.py loads it).
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
+# The only calls a refused invocation may make: the guard's own reads. The emulator
+# logs a call under the service of its SigV4 credential scope; Step Functions signs
+# as `states` (its endpointPrefix; botocore's model,
+# botocore/data/stepfunctions/2016-11-23/service-2.json, names no other signingName).
+GUARD_READS = {("states", "DescribeExecution"), ("states", "GetExecutionHistory")}
+EXECUTION_IDS = ("none", "made-up", "ended", "waiting")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +85,37 @@ def bystander(stack):
     return seed_user(stack.iam, "bystander")
 
 
+@pytest.fixture(scope="module")
+def bob(stack):
+    """bob, holding one of everything, quarantined by a RUNNING execution of
+    this deployment that then waits out his 30-day grace period in
+    WaitForDeleteAfter: the execution, and what its steps found (from its
+    history). Stopped once the module is done."""
+    seed_user(stack.iam, "bob")
+    name = "bob-quarantine"
+    arn = stack.start({"UserName": "bob", "GraceDays": 30}, name=name)
+    try:
+        wait_for_state(stack, arn, "WaitForDeleteAfter")
+        found = {step["Stage"]: step["Output"] for step in lambda_steps(stack, arn) if step["Result"] == "Succeeded"}
+        yield {"Arn": arn, "Name": name, "Target": found["GetUsername"],
+               "Credentials": found["GetKeysCertificatesMfaAndCredentials"],
+               "Permissions": found["GetGroupsAndPolicies"], "Quarantine": found["QuarantineUser"]}
+    finally:
+        # StopExecution ends a RUNNING execution (Step Functions API Reference,
+        # StopExecution, "Stops an execution",
+        # https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html).
+        stack.sfn.stop_execution(executionArn=arn, error="TestsDone", cause="the module's tests are done")
+
+
+@pytest.fixture(scope="module")
+def offboarded(stack):
+    """An offboarding of this deployment that has ended: SUCCEEDED."""
+    seed_user(stack.iam, "offboarded-earlier")
+    execution = stack.run({"UserName": "offboarded-earlier"}, name="offboarded-earlier")
+    assert execution["status"] == "SUCCEEDED", (execution.get("error"), execution.get("cause"))
+    return execution
+
+
 # --- helpers ------------------------------------------------------------------
 
 
@@ -64,43 +126,21 @@ def expect_error(stack, stage: str, payload: dict, error_type: str) -> str:
     return body["errorMessage"]
 
 
-def expect_ok(stack, stage: str, payload: dict) -> dict:
-    function_error, body = stack.invoke(stage, payload)
-    assert function_error is None, f"{stage} failed: {body}"
-    return body
+def function_calls(stack, stage: str) -> list[tuple[str, str]]:
+    """(Service, Action) of every call in the emulator's log made with ``stage``'s access key."""
+    return [(c["Service"], c["Action"]) for c in stack.calls() if c["AccessKeyId"] == access_key_for(stage)]
 
 
-def inventories(stack, name: str) -> dict:
-    """What the read stages report for ``name`` (read-only calls)."""
-    return {
-        "Target": expect_ok(stack, "GetUsername", {"UserName": name}),
-        "Credentials": expect_ok(stack, "GetKeysCertificatesMfaAndCredentials", {"UserName": name}),
-        "Permissions": expect_ok(stack, "GetGroupsAndPolicies", {"UserName": name}),
-    }
-
-
-#: The four request shapes of the mutating functions, built from the read stages' output.
-MUTATING_REQUESTS = ("credentials", "mfa-device", "permissions", "user")
-
-
-def mutating_request(kind: str, found: dict, user_id: str | None = None) -> tuple[str, dict]:
-    user = found["Target"]["User"]
-    name, user_id = user["UserName"], user_id or user["UserId"]
-    if kind == "credentials":
-        return "DeleteKeysCertificatesMfaAndCredentials", {
-            "UserName": name, "UserId": user_id, "Credentials": found["Credentials"]}
-    if kind == "mfa-device":
-        # The user's own virtual device: the path that would also DeleteVirtualMFADevice.
-        device = next(d for d in found["Credentials"]["MFADevices"] if d["HandledAs"] == "Virtual")
-        return "DeleteKeysCertificatesMfaAndCredentials", {
-            "UserName": name, "UserId": user_id, "MFADevice": device, "HandledAs": "Virtual", "RetryCount": 0}
-    if kind == "permissions":
-        return "DeleteGroupsAndPolicies", {"UserName": name, "UserId": user_id, "Permissions": found["Permissions"]}
-    if kind == "user":
-        target = {**found["Target"], "User": {**user, "UserId": user_id}}
-        return "DeleteIAMUserAndVerify", {"Target": target, "Removed": {
-            "Credentials": found["Credentials"], "MFADevices": [], "Permissions": found["Permissions"]}}
-    raise ValueError(kind)
+def expect_refused(stack, stage: str, payload: dict) -> tuple[str, list[tuple[str, str]]]:
+    """Invokes ``stage`` directly: NotFromWorkflow, and the function made no
+    call but the guard's Step Functions reads (no IAM call at all). Returns
+    the message and those calls. The caller clears the call log first."""
+    message = expect_error(stack, stage, payload, "NotFromWorkflow")
+    assert "nothing was changed" in message, message
+    calls = function_calls(stack, stage)
+    assert [action for service, action in calls if service == "iam"] == [], calls
+    assert set(calls) <= GUARD_READS, calls
+    return message, calls
 
 
 def calls_by(stack, stage: str | None = None) -> list[str]:
@@ -183,6 +223,53 @@ def scheduled(stack, execution_arn: str, stage: str) -> int:
                if e["lambdaFunctionScheduledEventDetails"]["resource"].endswith(f":function:offboard-{stage}"))
 
 
+def lambda_steps(stack, execution_arn: str) -> list[dict]:
+    """Every Lambda task of an execution, in the order scheduled: its
+    ``Stage``, exact ``Input``, ``Result`` (Succeeded, Failed, TimedOut or
+    None while pending) with its ``Output`` or ``Error`` and ``Cause``.
+    A result's ``previousEventId`` is its Started event, whose own is its
+    Scheduled event (Step Functions API Reference, HistoryEvent:
+    "previousEventId — The id of the previous event", with
+    lambdaFunctionScheduledEventDetails.input, lambdaFunctionSucceededEventDetails.output,
+    lambdaFunctionFailedEventDetails.error and .cause,
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_HistoryEvent.html;
+    the guard reads the history so too: crates/core/src/workflow.rs)."""
+    history = stack.history(execution_arn)
+    by_id = {event["id"]: event for event in history}
+    steps: dict[int, dict] = {}
+    for event in history:
+        kind = event["type"]
+        if kind == "LambdaFunctionScheduled":
+            details = event["lambdaFunctionScheduledEventDetails"]
+            steps[event["id"]] = {"Stage": details["resource"].rsplit(":function:offboard-", 1)[1],
+                                  "Input": json.loads(details["input"]), "Result": None}
+        elif kind in ("LambdaFunctionSucceeded", "LambdaFunctionFailed", "LambdaFunctionTimedOut"):
+            step = steps[by_id[event["previousEventId"]]["previousEventId"]]
+            step["Result"] = kind.removeprefix("LambdaFunction")
+            if kind == "LambdaFunctionSucceeded":
+                step["Output"] = json.loads(event["lambdaFunctionSucceededEventDetails"]["output"])
+            else:
+                details = event.get("lambdaFunctionFailedEventDetails") or event.get("lambdaFunctionTimedOutEventDetails") or {}
+                step["Error"], step["Cause"] = details.get("error"), details.get("cause")
+    return list(steps.values())
+
+
+def wait_for_state(stack, execution_arn: str, state: str, timeout: float = 90.0) -> None:
+    """Polls until the RUNNING execution has entered ``state``; fails at
+    once if the execution ends first."""
+    deadline = time.monotonic() + timeout
+    while not any(e.get("stateEnteredEventDetails", {}).get("name") == state for e in stack.history(execution_arn)):
+        execution = stack.sfn.describe_execution(executionArn=execution_arn)
+        assert execution["status"] == "RUNNING", (state, execution["status"], execution.get("error"),
+                                                  execution.get("cause"))
+        assert time.monotonic() < deadline, f"{execution_arn} not in {state} within {timeout} s"
+        time.sleep(0.1)
+
+
+def still_waiting(stack, waiting: dict) -> bool:
+    return stack.sfn.describe_execution(executionArn=waiting["Arn"])["status"] == "RUNNING"
+
+
 def protect(iam, name: str) -> None:
     # IAM compares user tag keys without regard to case (IAM User Guide, "Tags
     # for AWS Identity and Access Management resources" > "Case sensitivity",
@@ -192,134 +279,252 @@ def protect(iam, name: str) -> None:
     iam.tag_user(UserName=name, Tags=[PROTECTION_TAG])
 
 
-# --- 1. direct lambda:Invoke of every mutating function -------------------------------
+def workflow_payload(stage: str, waiting: dict) -> dict:
+    """What the state machine sends ``stage`` for the user of ``waiting``
+    (statemachine/src/offboard.asl.yaml, each task's Parameters), without
+    its ExecutionId. With the waiting execution's id, GetUsername's and the
+    two inventories' payloads are exactly steps it already ran, and
+    QuarantineUser's the step it takes after the wait (CheckQuarantine)."""
+    user, credentials = waiting["Target"]["User"], waiting["Credentials"]
+    who = {"UserName": user["UserName"], "UserId": user["UserId"]}
+    placed = {"Account": waiting["Target"]["Account"], "ExecutionName": waiting["Name"]}
+    removable = {**{kind: credentials[kind] for kind in ("LoginProfile", "AccessKeys", "SSHPublicKeys",
+                                                         "SigningCertificates", "ServiceSpecificCredentials")},
+                 "MFADevices": []}
+    return {
+        "GetUsername": {"Input": {"UserName": user["UserName"], "GraceDays": 30}},
+        "GetKeysCertificatesMfaAndCredentials": {**who, **placed},
+        "GetGroupsAndPolicies": {**who, **placed},
+        "DeleteKeysCertificatesMfaAndCredentials": {**who, "Credentials": removable, **placed},
+        "DeleteGroupsAndPolicies": {**who, "Permissions": waiting["Permissions"], **placed},
+        "DeleteIAMUserAndVerify": {
+            "Target": waiting["Target"], "Round": 0, "EarlierRounds": [], "Quarantine": waiting["Quarantine"],
+            "Removed": {"Credentials": removable, "MFADevices": [], "Permissions": waiting["Permissions"]},
+            "Timings": {"GetKeysCertificatesMfaAndCredentials": credentials.get("DurationMs"),
+                        "GetGroupsAndPolicies": waiting["Permissions"].get("DurationMs")},
+            **placed},
+        "QuarantineUser": {"Action": "Check", **who, "DeleteAfter": waiting["Target"]["DeleteAfter"], **placed},
+        "OffboardBatch": {"Validate": {"UserNames": [user["UserName"]]}},
+    }[stage]
 
 
-@pytest.mark.parametrize("kind", MUTATING_REQUESTS)
-def test_direct_invoke_on_a_user_tagged_mixed_case_protected_changes_nothing(stack, bystander, kind):
-    name = f"guarded-{kind}"
-    seed_user(stack.iam, name)
-    # Resolved while still unprotected: the request's own copy of the user
-    # claims no protection, so only a fresh GetUser can refuse it.
-    found = inventories(stack, name)
-    protect(stack.iam, name)
-    stage, request = mutating_request(kind, found)
+def after_the_inventory(stack, change, *watched: str) -> dict:
+    """Changes the world between an offboarding's inventory and its first
+    removal: once GetGroupsAndPolicies has listed the attached policies
+    (its last listing), the next GetUser served, which is
+    DeleteKeysCertificatesMfaAndCredentials' re-check, first runs
+    ``change()``; ``watched`` users are then snapshotted (``["unchanged"]``).
+    The emulator runs a hook just before serving the call (EmulatorApp.on_next)."""
+    armed: dict = {}
+
+    def at_the_recheck():
+        try:
+            change()
+            armed["unchanged"] = Unchanged(stack, *watched)
+        except Exception as error:  # reported by the test, not lost in the emulator's thread
+            armed["error"] = error
+            raise
+
+    stack.emulator.app.on_next("ListAttachedUserPolicies", lambda: stack.emulator.app.on_next("GetUser", at_the_recheck))
+    return armed
+
+
+def assert_refused_by_the_first_removal(stack, execution: dict, armed: dict, error: str) -> str:
+    """The execution ran its whole inventory, then failed with ``error`` at
+    DeleteKeysCertificatesMfaAndCredentials, whose only IAM call was its
+    re-check (GetUser); no mutating IAM call was made. Returns the cause."""
+    assert "error" not in armed and "unchanged" in armed, armed
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == error, (execution.get("error"), execution.get("cause"))
+    steps = lambda_steps(stack, execution["executionArn"])
+    assert [(s["Stage"], s["Result"]) for s in steps] == [
+        ("GetUsername", "Succeeded"), ("GetKeysCertificatesMfaAndCredentials", "Succeeded"),
+        ("GetGroupsAndPolicies", "Succeeded"), ("DeleteKeysCertificatesMfaAndCredentials", "Failed")], steps
+    assert steps[-1]["Error"] == error and steps[-1]["Cause"] == execution["cause"]
+    assert [a for s, a in function_calls(stack, "DeleteKeysCertificatesMfaAndCredentials") if s == "iam"] == ["GetUser"]
+    assert mutating_calls(stack) == []
+    armed["unchanged"].check()
+    return execution["cause"]
+
+
+def delete_user(iam, made: dict) -> None:
+    """Deletes a user seeded with a login profile, groups and policies only
+    (IAM refuses DeleteUser while any remain, [API] DeleteUser; emulator.py)."""
+    name = made["UserName"]
+    iam.delete_login_profile(UserName=name)
+    for group in made["Groups"]:
+        iam.remove_user_from_group(GroupName=group, UserName=name)
+    for policy in made["InlinePolicies"]:
+        iam.delete_user_policy(UserName=name, PolicyName=policy)
+    for arn in made["AttachedPolicies"]:
+        iam.detach_user_policy(UserName=name, PolicyArn=arn)
+    iam.delete_user(UserName=name)
+
+
+def seed_without_credentials(iam, name: str) -> dict:
+    """A user with a password, a group, an inline and an attached policy, and
+    nothing else."""
+    return seed_user(iam, name, access_keys=0, ssh_keys=0, certificates=0, services=(), virtual_devices=0,
+                     passkeys=0, hardware_tokens=0, boundary=False)
+
+
+# --- 1. only the workflow may act ------------------------------------------------------
+
+
+@pytest.mark.parametrize("execution", EXECUTION_IDS)
+@pytest.mark.parametrize("stage", sorted(FUNCTIONS))
+def test_a_direct_invoke_is_refused_before_any_iam_call(stack, bystander, bob, offboarded, stage, execution):
+    """The payload the workflow would send about bob, under no execution id,
+    a made-up execution of this state machine, an ended (SUCCEEDED) one, or
+    bob's own RUNNING quarantine, which waits and so has no pending step."""
+    # A made-up execution does not exist: DescribeExecution answers ExecutionDoesNotExist
+    # (Step Functions API Reference, DescribeExecution, Errors: "ExecutionDoesNotExist —
+    # The specified execution does not exist",
+    # https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html).
+    made_up = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":made-up-{uuid.uuid4()}"
+    execution_id = {"none": None, "made-up": made_up, "ended": offboarded["executionArn"], "waiting": bob["Arn"]}[execution]
+    payload = workflow_payload(stage, bob)
+    if execution_id:
+        payload["ExecutionId"] = execution_id
+    unchanged = Unchanged(stack, "bob", "bystander")
+    stack.clear_calls()
+
+    message, calls = expect_refused(stack, stage, payload)
+
+    expected = {"none": "names no ExecutionId", "made-up": made_up, "ended": "succeeded",
+                "waiting": "no pending step"}[execution]
+    assert expected.lower() in message.lower(), message
+    if execution == "none":
+        assert calls == [], "nothing to ask: refused at once"
+    assert still_waiting(stack, bob)
+    unchanged.check()
+
+
+@pytest.mark.parametrize("stage", ["GetGroupsAndPolicies", "GetKeysCertificatesMfaAndCredentials"])
+def test_reading_one_users_policies_or_credentials_is_refused(stack, bystander, bob, stage):
+    """With bob's waiting execution: a crafted inventory request, and the very
+    request the workflow sent that step before the wait (it has its result)."""
+    user_id = bob["Target"]["User"]["UserId"]
+    crafted = {"UserName": "bob", "UserId": user_id, "Account": ACCOUNT, "ExecutionName": "x",
+               "ExecutionId": bob["Arn"]}
+    replayed = [s["Input"] for s in lambda_steps(stack, bob["Arn"]) if s["Stage"] == stage]
+    assert len(replayed) == 1 and replayed[0]["ExecutionId"] == bob["Arn"], replayed
+    stack.clear_calls()
+
+    for payload in (crafted, replayed[0]):
+        message, _ = expect_refused(stack, stage, payload)
+        assert "no pending step" in message, message
+
+    assert not {"ListUserPolicies", "GetUserPolicy"} & set(calls_by(stack)), calls_by(stack)
+    assert still_waiting(stack, bob)
+
+
+def test_stripping_one_users_mfa_device_is_refused(stack, bystander, bob):
+    """The Map's MFA task for bob's virtual device alone, under bob's own
+    RUNNING quarantine, which keeps MFA devices and is waiting."""
+    device = next(d for d in bob["Credentials"]["MFADevices"] if d["HandledAs"] == "Virtual")
+    payload = {"UserName": "bob", "UserId": bob["Target"]["User"]["UserId"], "MFADevice": device,
+               "HandledAs": "Virtual", "RetryCount": 0, "Account": ACCOUNT, "ExecutionName": bob["Name"],
+               "ExecutionId": bob["Arn"]}
+    unchanged = Unchanged(stack, "bob", "bystander")
+    stack.clear_calls()
+
+    expect_refused(stack, "DeleteKeysCertificatesMfaAndCredentials", payload)
+
+    assert device["SerialNumber"] in [d["SerialNumber"] for d in stack.iam.list_mfa_devices(UserName="bob")["MFADevices"]]
+    assert mutating_calls(stack) == []
+    assert still_waiting(stack, bob)
+    unchanged.check()
+
+
+def test_detaching_the_quarantine_guardrail_is_refused(stack, bystander, bob):
+    """DeleteGroupsAndPolicies listing only AWSDenyAll for bob while his
+    quarantine waits: the guardrail stays, his credentials stay inactive."""
+    payload = {"UserName": "bob", "UserId": bob["Target"]["User"]["UserId"],
+               "Permissions": {"Groups": [], "InlinePolicies": [],
+                               "AttachedPolicies": [{"PolicyName": "AWSDenyAll", "PolicyArn": DENY_ALL}]},
+               "Account": ACCOUNT, "ExecutionName": bob["Name"], "ExecutionId": bob["Arn"]}
+    unchanged = Unchanged(stack, "bob", "bystander")
+    stack.clear_calls()
+
+    expect_refused(stack, "DeleteGroupsAndPolicies", payload)
+
+    held = snapshot(stack.iam, "bob")
+    assert DENY_ALL in held["attached"]
+    statuses = {status for kind in ("keys", "ssh", "certs") for _, status in held[kind]}
+    statuses |= {status for *_, status in held["creds"]}
+    assert statuses == {"Inactive"}, held
+    assert mutating_calls(stack) == []
+    assert still_waiting(stack, bob)
+    unchanged.check()
+
+
+def test_replaying_a_finished_step_of_an_ended_execution_is_refused(stack, bystander, offboarded):
+    """DeleteGroupsAndPolicies' payload, verbatim from the SUCCEEDED
+    execution's history, sent again once the user is back under the same
+    name with the same groups and policies."""
+    name = "offboarded-earlier"
+    steps = [s for s in lambda_steps(stack, offboarded["executionArn"]) if s["Stage"] == "DeleteGroupsAndPolicies"]
+    assert steps and steps[-1]["Result"] == "Succeeded", steps
+    payload = steps[-1]["Input"]
+    made = seed_user(stack.iam, name)
+    assert {g["GroupName"] for g in payload["Permissions"]["Groups"]} == set(made["Groups"]), payload
     unchanged = Unchanged(stack, name, "bystander")
     stack.clear_calls()
 
-    message = expect_error(stack, stage, request, "ProtectedUser")
+    message, _ = expect_refused(stack, "DeleteGroupsAndPolicies", payload)
 
-    assert "Offboard:Protected" in message, message
+    assert "succeeded" in message.lower(), message
     assert mutating_calls(stack) == []
-    assert "GetUser" in calls_by(stack, stage), "the stage re-read the user before acting"
     unchanged.check()
 
 
-@pytest.mark.parametrize("kind", MUTATING_REQUESTS)
-def test_direct_invoke_with_the_id_of_a_deleted_and_recreated_user_changes_nothing(stack, bystander, kind):
-    name = f"reborn-{kind}"
-    stack.iam.create_user(UserName=name)
-    old = expect_ok(stack, "GetUsername", {"UserName": name})["User"]["UserId"]
-    stack.iam.delete_user(UserName=name)
-    # The new user under the same name has a new unique id (IAM User Guide,
-    # "IAM identifiers" > "Unique identifiers": a user deleted and recreated
-    # under the same name gets a different id,
-    # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids;
-    # the emulator draws a fresh AIDA... id for every user it creates).
+def test_a_user_tagged_protected_after_the_inventory_is_refused_by_the_first_removal(stack, bystander):
+    name = "tagged-mid-run"
     seed_user(stack.iam, name)
-    found = inventories(stack, name)
-    assert found["Target"]["User"]["UserId"] != old
-    # The request lists the new user's real items, under the old user's id.
-    stage, request = mutating_request(kind, found, user_id=old)
-    unchanged = Unchanged(stack, name, "bystander")
-    stack.clear_calls()
+    armed = after_the_inventory(stack, lambda: protect(stack.iam, name), name, "bystander")
 
-    message = expect_error(stack, stage, request, "UserNotFound")
+    execution = stack.run({"UserName": name}, name=name)
 
-    assert old in message and found["Target"]["User"]["UserId"] in message, message
-    assert mutating_calls(stack) == []
-    assert "GetUser" in calls_by(stack, stage)
-    unchanged.check()
+    cause = assert_refused_by_the_first_removal(stack, execution, armed, "ProtectedUser")
+    assert "Offboard:Protected" in cause, cause
 
 
-def test_direct_invoke_after_the_user_is_gone(stack, bystander):
-    """No user: the removal stages refuse (UserNotFound), the last stage
-    records the deletion as already done; nothing else is touched."""
-    name = "vanished"
-    stack.iam.create_user(UserName=name)
-    stack.iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
-    found = inventories(stack, name)
-    stack.iam.delete_user_policy(UserName=name, PolicyName="p")
-    stack.iam.delete_user(UserName=name)
-    unchanged = Unchanged(stack, "bystander")
-    stack.clear_calls()
+def test_a_user_recreated_after_the_inventory_is_refused_by_the_first_removal(stack, bystander):
+    """The inventory is the old user's; the new one under the same name has a
+    password, groups and policies of the same names: nothing of it changes."""
+    name = "reborn"
+    old = seed_without_credentials(stack.iam, name)
+    old_id = stack.iam.get_user(UserName=name)["User"]["UserId"]
+    new: dict = {}
 
-    expect_error(stack, *mutating_request("permissions", found), "UserNotFound")
-    expect_error(stack, "DeleteKeysCertificatesMfaAndCredentials",
-                 mutating_request("credentials", found)[1], "UserNotFound")
-    record = expect_ok(stack, *mutating_request("user", found))
+    def recreate():
+        delete_user(stack.iam, old)
+        # The new user under the same name has a new unique id (IAM User Guide,
+        # "IAM identifiers" > "Unique identifiers": a user deleted and recreated
+        # under the same name gets a different id,
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids;
+        # the emulator draws a fresh AIDA... id for every user it creates).
+        seed_user(stack.iam, name)
+        new["id"] = stack.iam.get_user(UserName=name)["User"]["UserId"]
 
-    assert record["UserDeletion"]["Outcome"] == "AlreadyAbsent", record
-    assert mutating_calls(stack) == []
-    unchanged.check()
+    armed = after_the_inventory(stack, recreate, name, "bystander")
 
+    execution = stack.run({"UserName": name}, name=name)
 
-def unassigned_virtual_device(iam, name: str) -> str:
-    # A virtual device created but never enabled belongs to no user
-    # (CreateVirtualMFADevice, then EnableMFADevice assigns it:
-    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateVirtualMFADevice.html).
-    return iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
+    cause = assert_refused_by_the_first_removal(stack, execution, armed, "UserNotFound")
+    assert new["id"] != old_id and old_id in cause and new["id"] in cause, cause
 
 
-@pytest.mark.parametrize("foreign", ["bystanders-virtual", "unassigned-virtual", "bystanders-passkey"])
-def test_direct_invoke_of_the_mfa_task_with_a_serial_the_user_does_not_hold(stack, bystander, foreign):
-    name = f"holder-{foreign}"
-    seed_user(stack.iam, name)
-    user_id = stack.iam.get_user(UserName=name)["User"]["UserId"]
-    serial, handled_as = {
-        "bystanders-virtual": lambda: (bystander["MFADevices"][0], "Virtual"),
-        "unassigned-virtual": lambda: (unassigned_virtual_device(stack.iam, f"spare-{name}"), "Virtual"),
-        "bystanders-passkey": lambda: (passkey_serial("bystander"), "NonVirtual"),
-    }[foreign]()
-    assert serial in [d[0] for d in virtual_devices(stack.iam)] or handled_as == "NonVirtual"
-    unchanged = Unchanged(stack, name, "bystander")
-    stack.clear_calls()
+def test_a_user_deleted_after_the_inventory_is_refused_by_the_first_removal(stack, bystander):
+    name = "deleted-mid-run"
+    made = seed_without_credentials(stack.iam, name)
+    armed = after_the_inventory(stack, lambda: delete_user(stack.iam, made), "bystander")
 
-    message = expect_error(stack, "DeleteKeysCertificatesMfaAndCredentials", {
-        "UserName": name, "UserId": user_id,
-        "MFADevice": {"SerialNumber": serial, "EnableDate": None, "HandledAs": handled_as},
-        "HandledAs": handled_as, "RetryCount": 0}, "InvalidInput")
+    execution = stack.run({"UserName": name}, name=name)
 
-    assert serial in message, message
-    assert mutating_calls(stack) == []
-    actions = calls_by(stack, "DeleteKeysCertificatesMfaAndCredentials")
-    assert "GetUser" in actions and "ListMFADevices" in actions, actions
-    unchanged.check()
-
-
-def test_a_serial_no_longer_held_on_a_retry_is_recorded_never_deleted(stack, bystander):
-    """On the Map's retry (RetryCount > 0) a serial the user no longer holds
-    was most likely deactivated by the earlier attempt: recorded as already
-    absent, and still never deactivated or deleted (it may be anyone's)."""
-    name = "retried-holder"
-    seed_user(stack.iam, name)
-    user_id = stack.iam.get_user(UserName=name)["User"]["UserId"]
-    spare = unassigned_virtual_device(stack.iam, "spare-retried")
-    unchanged = Unchanged(stack, name, "bystander")
-    stack.clear_calls()
-
-    for serial in (spare, bystander["MFADevices"][0]):
-        device = expect_ok(stack, "DeleteKeysCertificatesMfaAndCredentials", {
-            "UserName": name, "UserId": user_id,
-            "MFADevice": {"SerialNumber": serial, "EnableDate": None, "HandledAs": "Virtual"},
-            "HandledAs": "Virtual", "RetryCount": 1})
-        assert device["SerialNumber"] == serial and device["Deactivation"] == "AlreadyAbsent", device
-        assert device.get("VirtualDeviceDeletion") is None, device
-
-    assert mutating_calls(stack) == []
-    unchanged.check()
-
+    cause = assert_refused_by_the_first_removal(stack, execution, armed, "UserNotFound")
+    assert "no longer exists" in cause, cause
 
 # --- 2. protection through the state machine ---------------------------------------
 
@@ -344,10 +549,11 @@ def test_protected_names_and_path_prefixes_from_the_environment(stack, bystander
     unique without regard to case: IAM User Guide, "IAM object quotas and
     names", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-names);
     OFFBOARD_PROTECTED_PATH_PREFIXES=/breakglass/ protects /breakglass/ops/.
-    Refused by the state machine and by every mutating function invoked directly."""
+    Refused by the state machine at GetUsername, and by the first removal's
+    re-check for a user moved under the prefix after the inventory."""
     seed_user(stack.iam, "alice")
     seed_user(stack.iam, "oncall", path="/breakglass/ops/")
-    found = {name: inventories(stack, name) for name in ("alice", "oncall")}  # before the protection is configured
+    seed_user(stack.iam, "mover", path="/ops/")
     unchanged = Unchanged(stack, "alice", "oncall", "bystander")
     try:
         stack.restart_lambdas(env={"OFFBOARD_PROTECTED_USER_NAMES": "breakglass, ALICE",
@@ -358,10 +564,15 @@ def test_protected_names_and_path_prefixes_from_the_environment(stack, bystander
             assert execution["status"] == "FAILED"
             assert execution["error"] == "ProtectedUser", (execution.get("error"), execution.get("cause"))
             assert why in execution["cause"], execution["cause"]
-            for kind in MUTATING_REQUESTS:
-                message = expect_error(stack, *mutating_request(kind, found[name]), "ProtectedUser")
-                assert why in message, (kind, message)
         assert mutating_calls(stack) == []
+        # UpdateUser NewPath moves a user (IAM API Reference, UpdateUser: "Updates the
+        # name and/or the path of the specified IAM user"; "NewPath — New path for the
+        # IAM user", https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateUser.html).
+        armed = after_the_inventory(stack, lambda: stack.iam.update_user(UserName="mover", NewPath="/breakglass/ops/"),
+                                    "mover", "bystander")
+        execution = stack.run({"UserName": "mover"}, name="mover-configured")
+        cause = assert_refused_by_the_first_removal(stack, execution, armed, "ProtectedUser")
+        assert "OFFBOARD_PROTECTED_PATH_PREFIXES" in cause, cause
     finally:
         stack.restart_lambdas(env={})
     unchanged.check()
@@ -387,6 +598,10 @@ BAD_CONFIGURATIONS = {
     "budget rate": ({"OFFBOARD_IAM_CALLS_PER_SECOND": "ten", "OFFBOARD_IAM_BUDGET_TABLE": "budget"},
                     ["OFFBOARD_IAM_CALLS_PER_SECOND", '"ten"', "calls per second"]),
     "budget table": ({"OFFBOARD_IAM_CALLS_PER_SECOND": "5"}, ["OFFBOARD_IAM_BUDGET_TABLE", "names no table"]),
+    # A function that knows no state machine of its deployment would admit nothing, or,
+    # given anything but a state machine ARN, protect nothing (crates/core/src/workflow.rs).
+    "state machines": ({"OFFBOARD_STATE_MACHINE_ARNS": "offboard"},
+                       ["OFFBOARD_STATE_MACHINE_ARNS", '["offboard"]', "state machine ARNs"]),
 }
 
 

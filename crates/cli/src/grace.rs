@@ -1,16 +1,22 @@
-//! Restore during a grace period: find the quarantine's record, stop the
-//! execution waiting to delete the user, undo the quarantine, and file
-//! `restore.json` next to the quarantine's record.
+//! What `offboard restore` acts on: a record, found and checked against its
+//! source before anything is changed (see [`iam_offboard_core::provenance`]),
+//! in the account it is about. During a grace period it stops the execution
+//! waiting to delete the user, undoes the quarantine and files `restore.json`
+//! next to the quarantine's record.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use aws_config::SdkConfig;
 use aws_sdk_sfn::types::ExecutionStatus;
 use iam_offboard_core::input::{format_timestamp, parse_timestamp};
+use iam_offboard_core::provenance::{self, Provenance, RecordKey, Source};
 use iam_offboard_core::quarantine::quarantined_until;
 use iam_offboard_core::record::AuditRecord;
 use iam_offboard_core::restore::{lift_quarantine, RestoreReport};
+use iam_offboard_core::sessions::{partition_of, AccountSessions};
 use iam_offboard_core::target::{get_caller_identity, get_user};
+use iam_offboard_core::workflow::state_machine_of;
 use iam_offboard_core::OffboardError;
 use serde_json::{json, Value};
 
@@ -26,6 +32,34 @@ pub enum Location {
 pub struct FoundRecord {
     pub record: AuditRecord,
     pub location: Location,
+    /// The record as read, for the check against its source.
+    document: Value,
+    /// When S3 says the object was written (a bucket only).
+    written: Option<SystemTime>,
+}
+
+/// The account a restore works in and its IAM client: the caller's own, or
+/// a member account's through the role the caller assumes there (as
+/// `delete --accounts` does).
+pub struct Acting {
+    pub iam: aws_sdk_iam::Client,
+    pub account: String,
+}
+
+impl Acting {
+    pub async fn in_account(config: &SdkConfig, account: Option<&str>, role_name: &str) -> Result<Self, Failure> {
+        let sts = aws_sdk_sts::Client::new(config);
+        let caller = get_caller_identity(&sts).await?;
+        match account {
+            Some(account) if account != caller.account => {
+                let sessions = AccountSessions::new(config.clone(), role_name.to_string(), None);
+                let execution = format!("cli-restore-{}", crate::commands::unix_millis());
+                let session = sessions.iam_for(&sts, partition_of(&caller.arn), account, &execution).await?;
+                Ok(Self { iam: session.iam, account: account.to_string() })
+            }
+            _ => Ok(Self { iam: iam_offboard_core::clients::iam_client(config), account: caller.account }),
+        }
+    }
 }
 
 fn parse_record(document: Value, location: &str) -> Result<AuditRecord, Failure> {
@@ -39,19 +73,82 @@ impl FoundRecord {
         match location.strip_prefix("s3://").and_then(|rest| rest.split_once('/')) {
             Some((bucket, key)) => {
                 let store = RecordStore::bucket(bucket, config, path_style);
-                let record = parse_record(store.get(key).await.map_err(Failure::Local)?, location)?;
-                Ok(Self { record, location: Location::Store { store, key: key.to_string() } })
+                let (document, written) = store.get_dated(key).await.map_err(Failure::Local)?;
+                let record = parse_record(document.clone(), location)?;
+                Ok(Self { record, location: Location::Store { store, key: key.to_string() }, document, written })
             }
             None => {
                 let text = std::fs::read_to_string(location).map_err(|e| Failure::Local(format!("{location}: {e}")))?;
-                let document =
+                let document: Value =
                     serde_json::from_str(&text).map_err(|e| Failure::Local(format!("{location} is not JSON: {e}")))?;
                 Ok(Self {
-                    record: parse_record(document, location)?,
+                    record: parse_record(document.clone(), location)?,
                     location: Location::File(PathBuf::from(location)),
+                    document,
+                    written: None,
                 })
             }
         }
+    }
+
+    /// The record's place in the records layout.
+    fn key(&self) -> Result<RecordKey, Failure> {
+        let path = match &self.location {
+            Location::Store { key, .. } => key.clone(),
+            Location::File(path) => path.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"),
+        };
+        RecordKey::parse(&path).ok_or_else(|| {
+            Failure::Offboard(OffboardError::InvalidInput(format!(
+                "{path} is not in the layout the state machine and the CLI write (records/<account>/<user>/<execution>/<file>.json): restore trusts no other record. Nothing was changed."
+            )))
+        })
+    }
+
+    /// Checks the record against its source and the account the restore
+    /// works in; refuses (changing nothing) what does not match.
+    /// `state_machine_arn`: the deployment's offboarding state machine, whose
+    /// execution must have written a record that is not the CLI's.
+    pub async fn verify(
+        &self,
+        config: &SdkConfig,
+        state_machine_arn: Option<&str>,
+        acting: &Acting,
+    ) -> Result<Provenance, Failure> {
+        let key = self.key()?;
+        provenance::check_account(Some(&key), &self.record.user.arn, &acting.account)?;
+        let bucket = match &self.location {
+            Location::Store { store, .. } => store.bucket_name(),
+            Location::File(_) => None,
+        };
+        let provenance = if key.written_by_the_cli() {
+            Provenance::WrittenByTheCli
+        } else {
+            let machine = state_machine_arn.ok_or_else(|| {
+                Failure::Local(
+                    "this record was written by a state machine: give --state-machine-arn (the deployment's offboarding state machine) so that it can be checked against its execution".into(),
+                )
+            })?;
+            let sfn = aws_sdk_sfn::Client::new(config);
+            let source = Source { bucket, key: &key, last_modified: self.written };
+            provenance::verify_record(&sfn, machine, source, &self.document).await?
+        };
+        // The execution a quarantine record names (the one restore stops) is
+        // the one that wrote it, of this deployment; the CLI's names none.
+        if let Some(named) = self.record.quarantine.as_ref().and_then(|q| q.execution_arn.as_deref()) {
+            let ours = state_machine_arn.is_some_and(|machine| state_machine_of(named).as_deref() == Some(machine));
+            let wrote_it = match &provenance {
+                Provenance::Verified { execution_arn } | Provenance::BeyondHistory { execution_arn, .. } => {
+                    execution_arn == named
+                }
+                Provenance::WrittenByTheCli => false,
+            };
+            if !ours || !wrote_it {
+                return Err(Failure::Offboard(OffboardError::InvalidInput(format!(
+                    "the quarantine record names execution {named}, which is not the deployment's execution that wrote it. Nothing was changed."
+                ))));
+            }
+        }
+        Ok(provenance)
     }
 
     /// Files `document` as `file` in the record's folder; returns where.
@@ -73,11 +170,11 @@ impl FoundRecord {
 
 /// The quarantine.json of the user's current quarantine: under
 /// `records/<account>/<user>/`, the one whose deletion time is the user's
-/// tag. A user without the tag is not quarantined: nothing to restore.
-pub async fn find_quarantine(config: &SdkConfig, store: RecordStore, user_name: &str) -> Result<FoundRecord, Failure> {
-    let iam = iam_offboard_core::clients::iam_client(config);
-    let account = get_caller_identity(&aws_sdk_sts::Client::new(config)).await?.account;
-    let user = get_user(&iam, user_name).await?.ok_or_else(|| {
+/// tag. A user without the tag is not quarantined: nothing to restore. Two
+/// matching records are refused rather than one picked.
+pub async fn find_quarantine(acting: &Acting, store: RecordStore, user_name: &str) -> Result<FoundRecord, Failure> {
+    let account = &acting.account;
+    let user = get_user(&acting.iam, user_name).await?.ok_or_else(|| {
         OffboardError::UserNotFound(format!(
             "user {user_name} does not exist: there is no quarantine to undo. A deleted user is restored with --record <its record.json>."
         ))
@@ -88,41 +185,55 @@ pub async fn find_quarantine(config: &SdkConfig, store: RecordStore, user_name: 
             iam_offboard_core::quarantine::QUARANTINE_TAG_KEY
         ))));
     };
-    let keys = store.user_keys(&account, user_name).await.map_err(Failure::Local)?;
-    let mut found: Option<(String, AuditRecord)> = None;
+    let keys = store.user_keys(account, user_name).await.map_err(Failure::Local)?;
+    let mut found: Vec<(String, Value, Option<SystemTime>, AuditRecord)> = Vec::new();
     for key in keys.into_iter().filter(|key| key.ends_with("/quarantine.json")) {
-        let record = parse_record(store.get(&key).await.map_err(Failure::Local)?, &key)?;
+        let (document, written) = store.get_dated(&key).await.map_err(Failure::Local)?;
+        let record = parse_record(document.clone(), &key)?;
         let Some(until) = record.quarantine.as_ref().map(|q| q.quarantined_until.clone()) else { continue };
         if record.user.user_id == user.user_id && until == tagged {
-            found = Some((key, record));
+            found.push((key, document, written, record));
         }
     }
-    let Some((key, record)) = found else {
+    if found.len() > 1 {
+        let keys: Vec<&str> = found.iter().map(|(key, ..)| key.as_str()).collect();
+        return Err(Failure::Offboard(OffboardError::InvalidInput(format!(
+            "{} quarantine records of {user_name} ({}) match the quarantine until {tagged}: {}. Restore picks none of them; restore one with --record after checking it. Nothing was changed.",
+            found.len(),
+            user.user_id,
+            keys.join(", ")
+        ))));
+    }
+    let Some((key, document, written, record)) = found.pop() else {
         return Err(Failure::Offboard(OffboardError::InvalidInput(format!(
             "no quarantine record of {user_name} ({}) for the quarantine until {tagged} under records/{account}/{user_name}/; nothing was changed",
             user.user_id
         ))));
     };
     eprintln!("  quarantine record {key}");
-    Ok(FoundRecord { record, location: Location::Store { store, key } })
+    Ok(FoundRecord { record, location: Location::Store { store, key }, document, written })
 }
 
 /// Stops the execution waiting to delete the user (if it still runs), then
 /// undoes the quarantine and files `restore.json`.
-pub async fn lift(config: &SdkConfig, found: &FoundRecord, dry_run: bool) -> Result<RestoreReport, Failure> {
+pub async fn lift(
+    config: &SdkConfig,
+    acting: &Acting,
+    found: &FoundRecord,
+    dry_run: bool,
+) -> Result<RestoreReport, Failure> {
     let quarantine = found.record.quarantine.as_ref().expect("a quarantine record");
     let mut stopped = None;
     if let Some(execution_arn) = &quarantine.execution_arn {
         stopped = stop_waiting_execution(config, execution_arn, &quarantine.quarantined_until, dry_run).await?;
     }
-    let iam = iam_offboard_core::clients::iam_client(config);
-    let mut report = lift_quarantine(&iam, &found.record, dry_run).await?;
+    let mut report = lift_quarantine(&acting.iam, &found.record, dry_run).await?;
     if let Some(execution_arn) = &stopped {
         let verb = if dry_run { "stop" } else { "stopped" };
         report.restored.insert(0, format!("{verb} execution {execution_arn}"));
     }
     if !dry_run {
-        let now = format_timestamp(aws_sdk_iam::primitives::DateTime::from(std::time::SystemTime::now()));
+        let now = format_timestamp(aws_sdk_iam::primitives::DateTime::from(SystemTime::now()));
         let document =
             json!({"Restore": report, "RestoredAt": now, "StoppedExecution": stopped, "Quarantine": quarantine});
         let location = found.file_beside("restore.json", &document).await.map_err(|why| {
@@ -159,7 +270,7 @@ async fn stop_waiting_execution(
         return Ok(None);
     }
     let due = parse_timestamp(until, "QuarantinedUntil")?;
-    if std::time::SystemTime::now() >= std::time::SystemTime::try_from(due).unwrap_or(std::time::UNIX_EPOCH) {
+    if SystemTime::now() >= SystemTime::try_from(due).unwrap_or(std::time::UNIX_EPOCH) {
         return Err(Failure::Offboard(OffboardError::InvalidInput(format!(
             "the grace period ended at {until} and execution {execution_arn} is still running: it may be deleting the user. Nothing was changed; let it finish, then restore from its record.json."
         ))));

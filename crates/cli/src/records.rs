@@ -74,24 +74,32 @@ impl RecordStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Value, String> {
-        let bytes = match self {
-            Self::Dir(root) => std::fs::read(root.join(key)).map_err(|e| format!("{key}: {e}"))?,
-            Self::Bucket { s3, bucket } => s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| {
+        self.get_dated(key).await.map(|(document, _)| document)
+    }
+
+    /// The document at `key` and, in a bucket, when S3 says it was written
+    /// (`LastModified`, which no writer sets; a folder's times are anyone's).
+    pub async fn get_dated(&self, key: &str) -> Result<(Value, Option<std::time::SystemTime>), String> {
+        let (bytes, written) = match self {
+            Self::Dir(root) => (std::fs::read(root.join(key)).map_err(|e| format!("{key}: {e}"))?, None),
+            Self::Bucket { s3, bucket } => {
+                let object = s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
                     format!("s3:GetObject s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
-                })?
-                .body
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_vec(),
+                })?;
+                let written = object.last_modified().and_then(|at| std::time::SystemTime::try_from(*at).ok());
+                (object.body.collect().await.map_err(|e| e.to_string())?.to_vec(), written)
+            }
         };
-        serde_json::from_slice(&bytes).map_err(|e| format!("{key} is not JSON: {e}"))
+        let document = serde_json::from_slice(&bytes).map_err(|e| format!("{key} is not JSON: {e}"))?;
+        Ok((document, written))
+    }
+
+    /// The bucket, for a store in S3.
+    pub fn bucket_name(&self) -> Option<&str> {
+        match self {
+            Self::Dir(_) => None,
+            Self::Bucket { bucket, .. } => Some(bucket),
+        }
     }
 
     /// Every key filed under `records/<account>/<user>/`, the user name

@@ -115,6 +115,11 @@ const SERVER_SIDE_CODES: &[&str] = &[
     "ConcurrentModification",
 ];
 
+/// Whether an AWS error code means rate limiting.
+pub fn is_throttling_code(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
 /// Whether an SDK error is IAM's `NoSuchEntity`.
 pub fn is_no_such_entity<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     error.code() == Some("NoSuchEntity")
@@ -184,7 +189,7 @@ where
         _ => {}
     }
     let code_str = code.as_str();
-    if THROTTLING_CODES.contains(&code_str) || status == Some(429) {
+    if is_throttling_code(code_str) || status == Some(429) {
         OffboardError::Throttled(format!(
             "{action} on {resource} was throttled by IAM ({detail}). Transient: retried with backoff; lower the offboarding rate if it persists."
         ))

@@ -16,6 +16,7 @@ pub mod items;
 pub mod lambda;
 pub mod mfa;
 pub mod pipeline;
+pub mod provenance;
 pub mod quarantine;
 pub mod record;
 pub mod removal;

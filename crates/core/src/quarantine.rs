@@ -97,7 +97,7 @@ pub enum CredentialKind {
 }
 
 impl CredentialKind {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Self::AccessKey => "access key",
             Self::SshPublicKey => "SSH public key",

@@ -138,11 +138,18 @@ pub async fn restore_from_record(
     let items = &record.items;
     let mut report = RestoreReport { user_name: name.to_string(), dry_run, ..RestoreReport::default() };
     report.not_restored = never_restored(record);
+    let quarantine_deny = quarantine_deny(record);
     if dry_run {
         report.restored.push(format!("user {name} at path {}", user.path));
         report.restored.extend(items.groups.iter().map(|g| format!("membership of group {}", g.group_name)));
         report.restored.extend(items.inline_policies.iter().map(|p| format!("inline policy {}", p.policy_name)));
-        report.restored.extend(items.attached_policies.iter().map(|p| format!("attached policy {}", p.policy_arn)));
+        report.restored.extend(
+            items
+                .attached_policies
+                .iter()
+                .filter(|p| Some(p.policy_arn.as_str()) != quarantine_deny)
+                .map(|p| format!("attached policy {}", p.policy_arn)),
+        );
         return Ok(report);
     }
     let tags: Vec<IamTag> = user
@@ -183,7 +190,7 @@ pub async fn restore_from_record(
         })?;
         report.restored.push(format!("inline policy {}", policy.policy_name));
     }
-    for policy in &items.attached_policies {
+    for policy in items.attached_policies.iter().filter(|p| Some(p.policy_arn.as_str()) != quarantine_deny) {
         let what = format!("attached policy {}", policy.policy_arn);
         let attached = iam.attach_user_policy().user_name(name).policy_arn(&policy.policy_arn).send().await;
         settle(&mut report, what, attached.map(drop), "iam:AttachUserPolicy")?;
@@ -212,9 +219,61 @@ where
     Ok(())
 }
 
+/// The deny a quarantine attached before the user's deletion: part of the
+/// deletion's inventory, never of the user's own permissions, so a restore
+/// leaves it out (the restored user could do nothing otherwise).
+fn quarantine_deny(record: &AuditRecord) -> Option<&str> {
+    record
+        .quarantine
+        .as_ref()
+        .filter(|quarantine| quarantine.deny_all_attached_by_quarantine)
+        .map(|quarantine| quarantine.deny_all_policy_arn.as_str())
+}
+
+/// Everything restoring `record` would grant, for the operator to read
+/// before confirming: the user's boundary (or its absence), groups, every
+/// managed policy ARN, every inline policy's name and document size.
+pub fn grants(record: &AuditRecord) -> Vec<String> {
+    let items = &record.items;
+    let mut grants = vec![match &record.user.permissions_boundary {
+        Some(boundary) => format!("permissions boundary {boundary}"),
+        None => "NO permissions boundary".to_string(),
+    }];
+    grants.extend(items.groups.iter().map(|group| format!("membership of group {}", group.group_name)));
+    let deny = quarantine_deny(record);
+    grants.extend(
+        items
+            .attached_policies
+            .iter()
+            .filter(|policy| Some(policy.policy_arn.as_str()) != deny)
+            .map(|policy| format!("managed policy {}", policy.policy_arn)),
+    );
+    grants.extend(items.inline_policies.iter().map(|policy| {
+        let size = serde_json::to_string(&policy.policy_document).map(|text| text.len()).unwrap_or_default();
+        format!("inline policy {} ({size} bytes)", policy.policy_name)
+    }));
+    grants
+}
+
+/// What lifting the quarantine of `record` changes, for the operator to read
+/// before confirming.
+pub fn lift_changes(record: &AuditRecord) -> Vec<String> {
+    let Some(quarantine) = &record.quarantine else { return Vec::new() };
+    let mut changes: Vec<String> =
+        quarantine.deactivated.items().map(|(kind, id)| format!("reactivate {} {id}", kind.label())).collect();
+    if quarantine.deny_all_attached_by_quarantine {
+        changes.push(format!("detach {}", quarantine.deny_all_policy_arn));
+    }
+    changes.push(format!("remove tag {}", quarantine.tag_key));
+    changes
+}
+
 fn never_restored(record: &AuditRecord) -> Vec<String> {
     let items = &record.items;
     let mut lost = Vec::new();
+    if let Some(deny) = quarantine_deny(record) {
+        lost.push(format!("{deny}: attached by the quarantine, not the user's own"));
+    }
     if items.login_profile.is_some() {
         lost.push("console password (login profile): set a new one".to_string());
     }

@@ -37,7 +37,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use serde_json::Value;
 
-use crate::errors::{classify_sdk_error, OffboardError};
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use crate::errors::{classify_sdk_error, is_throttling_code, OffboardError};
 use crate::input::PARENT_FIELD;
 use crate::sessions::Placement;
 
@@ -95,6 +98,33 @@ pub fn state_machine_of(execution_arn: &str) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A failed Step Functions call of the check: throttling (KMS's too, for an
+/// execution encrypted with a customer key) is `Throttled` and a server-side
+/// failure `ServiceUnavailable`, both retried by the state machine; anything
+/// else (ExecutionDoesNotExist, InvalidArn, a denial) means the invocation
+/// cannot be shown to come from the workflow.
+fn step_functions_error<E>(error: SdkError<E, HttpResponse>, action: &str, execution_arn: &str) -> OffboardError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = error.code().unwrap_or_default().to_string();
+    if is_throttling_code(&code) || code == "KmsThrottlingException" {
+        return OffboardError::Throttled(format!(
+            "{action} on {execution_arn} was throttled ({code}) while confirming that the workflow invoked this function. Transient: retried with backoff."
+        ));
+    }
+    let server_side = matches!(&error, SdkError::ServiceError(context) if context.raw().status().is_server_error());
+    if server_side
+        || matches!(error, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_))
+    {
+        return classify_sdk_error(error, action, execution_arn);
+    }
+    refused(format!(
+        "Step Functions answered {action} on {execution_arn} with {code}: {}",
+        error.message().unwrap_or_default()
+    ))
 }
 
 impl WorkflowGuard {
@@ -164,15 +194,13 @@ impl WorkflowGuard {
 
     /// The input of `execution_arn`, which must be RUNNING and of `machine`.
     async fn running_input(&self, execution_arn: &str, machine: &str) -> Result<Value, OffboardError> {
-        let execution = self.sfn.describe_execution().execution_arn(execution_arn).send().await.map_err(|error| {
-            match classify_sdk_error(error, "states:DescribeExecution", execution_arn) {
-                // ExecutionDoesNotExist, InvalidArn, a denied one: not ours.
-                OffboardError::InvalidInput(why)
-                | OffboardError::UserNotFound(why)
-                | OffboardError::AccessDenied(why) => refused(why),
-                transient => transient,
-            }
-        })?;
+        let execution = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|error| step_functions_error(error, "states:DescribeExecution", execution_arn))?;
         if execution.state_machine_arn() != machine {
             return Err(refused(format!("{execution_arn} belongs to {}", execution.state_machine_arn())));
         }
@@ -197,19 +225,20 @@ impl WorkflowGuard {
             tokio::time::sleep(wait).await;
             match self.pending_step_in_history(execution_arn, function_arn, payload).await? {
                 Ok(()) => return Ok(()),
-                Err(reason) => last_reason = reason,
+                Err(NotFound::Ended(reason)) => return Err(refused(reason)),
+                Err(NotFound::NotYet(reason)) => last_reason = reason,
             }
         }
         Err(refused(last_reason))
     }
 
-    /// One read of the history: `Ok(Err(reason))` when the step is not found.
+    /// One read of the history: `Ok(Err(_))` when the step is not found.
     async fn pending_step_in_history(
         &self,
         execution_arn: &str,
         function_arn: &str,
         payload: &Value,
-    ) -> Result<Result<(), String>, OffboardError> {
+    ) -> Result<Result<(), NotFound>, OffboardError> {
         let mut pending = PendingSteps::default();
         let mut token: Option<String> = None;
         for _ in 0..HISTORY_PAGES {
@@ -223,16 +252,12 @@ impl WorkflowGuard {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|error| match classify_sdk_error(error, "states:GetExecutionHistory", execution_arn) {
-                    OffboardError::InvalidInput(why)
-                    | OffboardError::UserNotFound(why)
-                    | OffboardError::AccessDenied(why) => refused(why),
-                    transient => transient,
-                })?;
+                .map_err(|error| step_functions_error(error, "states:GetExecutionHistory", execution_arn))?;
             for event in page.events() {
                 match pending.read(event, function_arn, payload) {
                     Reading::Found => return Ok(Ok(())),
-                    Reading::Ended(reason) => return Ok(Err(reason)),
+                    Reading::Ended(reason) => return Ok(Err(NotFound::Ended(reason))),
+                    Reading::Started(reason) => return Ok(Err(NotFound::NotYet(reason))),
                     Reading::Going => {}
                 }
             }
@@ -241,9 +266,9 @@ impl WorkflowGuard {
                 None => break,
             }
         }
-        Ok(Err(format!(
+        Ok(Err(NotFound::NotYet(format!(
             "execution {execution_arn} is not at a step of this function ({function_arn}) with this payload"
-        )))
+        ))))
     }
 }
 
@@ -258,9 +283,20 @@ struct PendingSteps {
 
 enum Reading {
     Found,
-    /// The execution ended, or its start was reached: stop reading.
+    /// The execution has ended: no step of it is pending.
     Ended(String),
+    /// Its start was reached without the step: not pending, or not yet
+    /// visible in the history (read again).
+    Started(String),
     Going,
+}
+
+/// Why the step was not found in one read of the history.
+enum NotFound {
+    /// The execution has ended: final.
+    Ended(String),
+    /// Perhaps not visible yet: read again before refusing.
+    NotYet(String),
 }
 
 impl PendingSteps {
@@ -270,7 +306,7 @@ impl PendingSteps {
             T::ExecutionSucceeded | T::ExecutionFailed | T::ExecutionAborted | T::ExecutionTimedOut => {
                 Reading::Ended(format!("the execution has ended ({})", event.r#type().as_str()))
             }
-            T::ExecutionStarted => Reading::Ended("the execution has no pending step for this function".into()),
+            T::ExecutionStarted => Reading::Started("the execution has no pending step for this function".into()),
             T::LambdaFunctionSucceeded | T::LambdaFunctionFailed | T::LambdaFunctionTimedOut => {
                 self.started_with_result.insert(event.previous_event_id());
                 Reading::Going

@@ -216,6 +216,14 @@ async fn a_missing_execution_is_refused_and_throttling_is_retried_by_the_state_m
         json_response(400, json!({"__type": "ThrottlingException", "message": "Rate exceeded"}))
     });
     assert_eq!(guard(&[&throttled, &history]).admit(FUNCTION, &sent).await.unwrap_err().name(), "Throttled");
+    // An execution encrypted with a customer key: KMS's throttling is retried too.
+    let kms = mock!(aws_sdk_sfn::Client::describe_execution).then_http_response(|| {
+        json_response(400, json!({"__type": "KmsThrottlingException", "message": "Rate exceeded"}))
+    });
+    assert_eq!(guard(&[&kms, &history]).admit(FUNCTION, &sent).await.unwrap_err().name(), "Throttled");
+    let down = mock!(aws_sdk_sfn::Client::describe_execution)
+        .then_http_response(|| json_response(500, json!({"__type": "InternalServerError", "message": "oops"})));
+    assert_eq!(guard(&[&down, &history]).admit(FUNCTION, &sent).await.unwrap_err().name(), "ServiceUnavailable");
 }
 
 #[tokio::test(start_paused = true)]
