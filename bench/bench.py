@@ -3,23 +3,37 @@ side with a Python + boto3 handler and a bare lambda_runtime binary (the
 floor). Ratios measured in one run are what count; absolute numbers on a
 2-core machine are noisy, so medians and spreads are reported.
 
+Every function acts only for the pending step of a running execution of this
+deployment's state machines (crates/core/src/workflow.rs): a direct invoke is
+refused (NotFromWorkflow). Invocation latency, RSS and calls per stage are
+therefore measured through real executions on the local stack, from the
+executions' histories and the functions' own logs, which also give the
+admission check's share of each step (``check_ms``).
+
 Writes bench/results/latest.json and bench/results/latest.md.
-Environment: BENCH_RUNS (cold-init runs, default 20), BENCH_WARM (warm
-invocations, default 20), BENCH_SCALE (scale runs "<offboardings>@<IAM bucket
-rate>", default "200@10,1000@50", each started independently and as a batch,
-the deployment's IAM budget set to the bucket rate), BENCH_BUDGET_HELD
+Environment: BENCH_RUNS (cold-init runs, default 20), BENCH_WARM (offboardings
+run one at a time through the state machine, default 20), BENCH_QUARANTINED
+(offboardings with a grace period, the only ones to run QuarantineUser,
+default 3), BENCH_BATCHES (batch executions of 2 users, the only ones to run
+OffboardBatch, default 2), BENCH_SCALE (scale runs "<offboardings>@<IAM
+bucket rate>", default "200@10,1000@50", each started independently and as a
+batch, the deployment's IAM budget set to the bucket rate), BENCH_BUDGET_HELD
 ("<offboardings>@<bucket rate>/<budget>", default "50@10/5")."""
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 import zipfile
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,12 +44,22 @@ sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 import boto3  # noqa: E402
 
-from lambda_host import FUNCTIONS, LambdaHost, access_key_for  # noqa: E402
+from lambda_host import FUNCTIONS, STATE_MACHINE_ARNS, access_key_for, function_arn  # noqa: E402
 from seed import leftovers, seed_user  # noqa: E402
 
 RELEASE = ROOT / "target" / "release"
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+#: Offboardings run one at a time through the state machine (warm steps).
 WARM = int(os.environ.get("BENCH_WARM", "20"))
+#: Offboardings with a grace period (QuarantineUser's steps), one at a time.
+QUARANTINED = int(os.environ.get("BENCH_QUARANTINED", "3"))
+#: Batch executions of BATCH_SIZE users each (OffboardBatch's steps).
+BATCHES = int(os.environ.get("BENCH_BATCHES", "2"))
+BATCH_SIZE = 2
+#: The user each workflow-measured offboarding removes: seed_user's defaults
+#: (two access keys, an SSH key, a certificate, two service credentials, a
+#: group, an inline and an attached policy) and one MFA device of each kind.
+WORKFLOW_USER = dict(virtual_devices=1, passkeys=1, hardware_tokens=1)
 #: Scale runs, "<offboardings>@<IAM bucket rate>", each run in every mode of
 #: BENCH_SCALE_MODES; the deployment's budget is the bucket rate.
 SCALE = [tuple(float(x) for x in run.split("@")) for run in os.environ.get("BENCH_SCALE", "200@10,1000@50").split(",") if run]
@@ -59,12 +83,38 @@ BASE_ENV = {
     "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench",
     "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
 }
+#: A function refuses to start without its deployment's state machines
+#: (OFFBOARD_STATE_MACHINE_ARNS, crates/core/src/workflow.rs); init only
+#: checks their form, so the local stack's ARNs serve the cold-init probe.
+GUARD_ENV = {"OFFBOARD_STATE_MACHINE_ARNS": ",".join(STATE_MACHINE_ARNS)}
+#: The admission check's log line (workflow.rs, WorkflowGuard::admit).
+ADMITTED = "invocation admitted: its execution is at this step"
+#: The emulator's call log names a call's service by its SigV4 signing name:
+#: Step Functions signs as "states".
+SFN_SERVICE = "states"
+
+
+def probe_env(endpoint: str) -> dict[str, str]:
+    """The environment of a cold-init probe: the function's configuration as
+    the template sets it, every AWS endpoint on ``endpoint``."""
+    return {**BASE_ENV, "AWS_ENDPOINT_URL_IAM": endpoint, "AWS_ENDPOINT_URL_STS": endpoint,
+            "AWS_ENDPOINT_URL_SFN": endpoint, **GUARD_ENV}
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict:
     ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3), "min": round(ordered[0], 3),
+    return {"p50": round(statistics.median(ordered), 3), "p95": round(percentile(ordered, 0.95), 3),
+            "min": round(ordered[0], 3), "max": round(ordered[-1], 3), "n": len(ordered)}
+
+
+def spread(values: list[float]) -> dict:
+    """Median, p90 and max: how a per-step cost is distributed."""
+    ordered = sorted(values)
+    return {"p50": round(statistics.median(ordered), 3), "p90": round(percentile(ordered, 0.90), 3),
             "max": round(ordered[-1], 3), "n": len(ordered)}
 
 
@@ -100,21 +150,29 @@ def cold_init_ms(command: list[str], env: dict[str, str], runs: int) -> list[flo
     samples = []
     for _ in range(runs):
         stub = FirstNext()
-        started = time.perf_counter()
-        process = subprocess.Popen(command, env={**env, "AWS_LAMBDA_RUNTIME_API": stub.api},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not stub.arrived.wait(30):
-            process.kill()
-            raise RuntimeError(f"{command} never asked for an invocation")
-        samples.append((stub.at - started) * 1000)
-        process.kill()
-        process.wait()
-        stub.server.shutdown()
+        with tempfile.TemporaryFile() as stderr:
+            started = time.perf_counter()
+            process = subprocess.Popen(command, env={**env, "AWS_LAMBDA_RUNTIME_API": stub.api},
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+            try:
+                # A binary that refuses to start (a bad configuration) exits
+                # before its first /next: said at once, with its reason.
+                deadline = time.monotonic() + 30
+                while not stub.arrived.wait(0.05):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        stderr.seek(0)
+                        raise RuntimeError(f"{command} never asked for an invocation (exit status {process.poll()}): "
+                                           f"{stderr.read().decode(errors='replace')[-2000:]}")
+                samples.append((stub.at - started) * 1000)
+            finally:
+                process.kill()
+                process.wait()
+                stub.server.shutdown()
     return samples
 
 
 def bench_cold_init(iam_url: str) -> dict:
-    env = {**BASE_ENV, "AWS_ENDPOINT_URL_IAM": iam_url, "AWS_ENDPOINT_URL_STS": iam_url}
+    env = probe_env(iam_url)
     floor_command = [str(RELEASE / "bench-floor")]
     results, all_floor = {}, []
     for stage, binary in FUNCTIONS.items():
@@ -136,7 +194,7 @@ def bench_cold_init(iam_url: str) -> dict:
     return results
 
 
-# --- 2/3. first and warm invocation latency, peak RSS ----------------------
+# --- 2/3. step latency, admission check, peak RSS, through the workflow -----
 
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -145,71 +203,221 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def stage_requests(account: str, bench_user_id: str) -> dict[str, dict]:
-    """One representative request per stage, repeatable against the same
-    state (removals take the NoSuchEntity path, which is the same code)."""
-    return {
-        "GetUsername": {"UserName": "bench", "DryRun": True},
-        "GetKeysCertificatesMfaAndCredentials": {"UserName": "bench"},
-        "GetGroupsAndPolicies": {"UserName": "bench"},
-        # A retry of the MFA task after its device was removed (re-check,
-        # ListMFADevices, recorded as removed): repeatable, changes nothing.
-        "DeleteKeysCertificatesMfaAndCredentials": {
-            "UserName": "bench", "UserId": bench_user_id, "HandledAs": "Virtual", "RetryCount": 1,
-            "MFADevice": {"SerialNumber": f"arn:aws:iam::{account}:mfa/no-such-device", "EnableDate": None, "HandledAs": "Virtual"}},
-        "DeleteGroupsAndPolicies": {"UserName": "bench", "UserId": bench_user_id, "Permissions": {
-            "Groups": [], "AttachedPolicies": [], "InlinePolicies": [{"PolicyName": "no-such-policy", "PolicyDocument": {}}]}},
-        "DeleteIAMUserAndVerify": {
-            "Target": {"User": {"UserName": "nobody-bench", "UserId": "AIDABENCH00000000000", "Arn": "arn:aws:iam::123456789012:user/nobody-bench",
-                                "Path": "/", "CreateDate": None, "PasswordLastUsed": None, "Tags": [], "PermissionsBoundary": None},
-                       "DryRun": False, "Context": None, "DurationMs": 1},
-            "Removed": {"Credentials": {"LoginProfile": None, "AccessKeys": [], "SSHPublicKeys": [], "SigningCertificates": [],
-                                        "ServiceSpecificCredentials": [], "MFADevices": []}, "MFADevices": [],
-                        "Permissions": {"Groups": [], "InlinePolicies": [], "AttachedPolicies": []}}},
-        # The check after a quarantine's wait (one GetUser): the bench user is
-        # not quarantined, so it answers StillQuarantined false, every time.
-        "QuarantineUser": {"Action": "Check", "UserName": "bench", "UserId": bench_user_id,
-                           "DeleteAfter": "2026-12-01T17:00:00Z"},
-        # The batch machine's first call on an inline list (no AWS call at all).
-        "OffboardBatch": {"Validate": {"UserNames": ["bench", "bench-2"], "MaxConcurrency": 5}},
-    }
+def bench_stack(log_dir: Path | None = None, **kwargs):
+    """The local stack (tests/emulator/stack.py), its functions logging to
+    ``log_dir`` if given (rather than the shared target/lambda-logs)."""
+    import stack as stack_module
+
+    class BenchStack(stack_module.Stack):
+        def start_lambdas(self):
+            if log_dir is None:
+                return super().start_lambdas()
+            host = stack_module.LambdaHost
+            stack_module.LambdaHost = functools.partial(host, log_dir=log_dir)
+            try:
+                return super().start_lambdas()
+            finally:
+                stack_module.LambdaHost = host
+
+        def __exit__(self, *exc):
+            # Each function's stop waits for its Runtime API server's
+            # serve_forever poll (up to 0.5 s): eight in turn took 2.5-4 s of
+            # every stack's exit. All at once here; the stack's own stop then
+            # finds them stopped (Function.stop is idempotent).
+            stopping = [threading.Thread(target=function.stop) for function in self.lambdas.functions.values()]
+            for thread in stopping:
+                thread.start()
+            for thread in stopping:
+                thread.join()
+            return super().__exit__(*exc)
+
+    return BenchStack(**kwargs)
 
 
-def bench_invocations(iam_url: str) -> dict:
-    from lambda_host import ACCOUNT
+def lambda_steps(history: list[dict]) -> list[dict]:
+    """Each Lambda task of an execution that succeeded: its stage, when it
+    was scheduled and the milliseconds from LambdaFunctionScheduled to
+    LambdaFunctionSucceeded (the admission check, the stage's own work and
+    the Lambda hop, as Step Functions sees the step)."""
+    stage_of = {function_arn(stage): stage for stage in FUNCTIONS}
+    by_id = {event["id"]: event for event in history}
+    steps = []
+    for event in history:
+        if event["type"] != "LambdaFunctionSucceeded":
+            continue
+        started = by_id.get(event.get("previousEventId"))
+        scheduled = by_id.get(started.get("previousEventId")) if started else None
+        if not scheduled or scheduled["type"] != "LambdaFunctionScheduled":
+            continue
+        resource = scheduled["lambdaFunctionScheduledEventDetails"]["resource"]
+        steps.append({"stage": stage_of.get(resource, resource), "at": scheduled["timestamp"],
+                      "ms": (event["timestamp"] - scheduled["timestamp"]).total_seconds() * 1000})
+    return steps
 
-    results = {}
-    iam = boto3.client("iam", endpoint_url=iam_url, region_name="us-east-1",
-                       aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
-    requests = stage_requests(ACCOUNT, iam.get_user(UserName="bench")["User"]["UserId"])
-    host = LambdaHost(iam_url, bin_dir=RELEASE, log_dir=Path(tempfile.mkdtemp()))
-    host.start()
-    try:
-        for stage, function in host.functions.items():
-            payload = json.dumps(requests[stage]).encode()
-            started = time.perf_counter()
-            first = function.invoke(payload)
-            first_ms = (time.perf_counter() - started) * 1000
-            assert not first.error, (stage, first.body)
-            warm = []
-            for _ in range(WARM):
-                started = time.perf_counter()
-                answer = function.invoke(payload)
-                warm.append((time.perf_counter() - started) * 1000)
-                assert not answer.error, (stage, answer.body)
-            results[stage] = {"first_ms": round(first_ms, 2), "warm_ms": summary(warm),
-                              "peak_rss_mib": round(peak_rss_kib(function.processes[0].pid) / 1024, 2)}
-            print(f"  invoke {stage:<45} first {first_ms:6.1f} ms  warm p50 {results[stage]['warm_ms']['p50']:5.1f} ms  "
-                  f"RSS {results[stage]['peak_rss_mib']} MiB", flush=True)
-    finally:
-        host.stop()
-    for stage in ("GetUsername", "GetKeysCertificatesMfaAndCredentials"):
-        results[stage]["python_boto3_peak_rss_mib"] = python_rss(iam_url, stage)
-    return results
+
+def function_log_invocations(log_dir: Path) -> list[dict]:
+    """One entry per invocation the functions logged (target/lambda-logs
+    layout: <Stage>.<instance>.log, JSON lines, the Lambda request id in the
+    invoke span): its stage, and from the admission line its execution and
+    ``check_ms``, from the stage's last line its ``duration_ms`` (the stage's
+    own work, which starts after the admission)."""
+    invocations: dict[str, dict] = {}
+    for path in sorted(log_dir.glob("*.log")):
+        stage = path.name.split(".", 1)[0]
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            fields = record.get("fields") or {}
+            spans = record.get("spans") or [record.get("span") or {}]
+            request = next((span["requestId"] for span in spans if span.get("requestId")), None)
+            if request is None:
+                continue
+            entry = invocations.setdefault(request, {"stage": stage, "instance": path.name})
+            if fields.get("message") == ADMITTED:
+                entry["execution_arn"], entry["check_ms"] = fields.get("execution_arn"), fields.get("check_ms")
+            elif fields.get("message") in ("stage succeeded", "stage failed"):
+                entry["duration_ms"] = fields.get("duration_ms")
+    return list(invocations.values())
+
+
+def call_counts(calls: list[dict], offboardings: int) -> dict:
+    """The functions' IAM and Step Functions calls, per offboarding."""
+    stage_of = {access_key_for(stage): stage for stage in FUNCTIONS}
+    ours = [call for call in calls if call["AccessKeyId"] in stage_of]
+
+    def per(counter: Counter) -> dict:
+        return {key: round(n / offboardings, 2) for key, n in sorted(counter.items())}
+
+    iam = [call for call in ours if call["Service"] == "iam"]
+    sfn = [call for call in ours if call["Service"] == SFN_SERVICE]
+    return {"iam": round(len(iam) / offboardings, 2),
+            "iam_by_stage": per(Counter(stage_of[call["AccessKeyId"]] for call in iam)),
+            "step_functions": round(len(sfn) / offboardings, 2),
+            "step_functions_by_action": per(Counter(call["Action"] for call in sfn)),
+            "step_functions_by_stage": per(Counter(stage_of[call["AccessKeyId"]] for call in sfn))}
+
+
+def utc_in(seconds: float) -> str:
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    return at.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bench_workflow(offboardings: int, quarantined: int = 1, batches: int = 1, batch_size: int = BATCH_SIZE,
+                   grace_seconds: float = 2.0) -> dict:
+    """Every function as the workflow runs it, on the local stack (one warm
+    instance each, as many more as a Map's concurrency asks for):
+    ``offboardings`` single offboardings one at a time, then ``quarantined``
+    ones with a grace period of about ``grace_seconds`` (QuarantineUser's
+    Quarantine and Check steps), then ``batches`` batch executions of
+    ``batch_size`` users (OffboardBatch's steps; each child's functions also
+    check that the batch runs). Per stage: each step's latency from the
+    execution histories (first step, and warm ones: those of later
+    executions), the admission check (``check_ms``) and the stage's own work
+    (``duration_ms``) from the functions' logs, the peak RSS of its
+    instances; per offboarding, the functions' IAM and Step Functions calls."""
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-lambda-logs-"))
+    run = uuid.uuid4().hex[:6]
+    phase_of: dict[str, str] = {}
+    calls: dict[str, dict] = {}
+    with bench_stack(log_dir, instances=1) as stack:
+        singles = [f"wf{run}-{i}" for i in range(offboardings)]
+        graced = [f"wfq{run}-{i}" for i in range(quarantined)]
+        batched = [[f"wfb{run}-{b}-{i}" for i in range(batch_size)] for b in range(batches)]
+        for name in [*singles, *graced, *(name for names in batched for name in names)]:
+            seed_user(stack.iam, name, **WORKFLOW_USER)
+
+        def finish(arn: str, phase: str) -> None:
+            execution = stack.wait(arn)
+            assert execution["status"] == "SUCCEEDED", (arn, execution.get("error"), execution.get("cause"))
+            phase_of[arn] = phase
+
+        stack.clear_calls()
+        for name in singles:
+            finish(stack.start({"UserName": name}, name=name), "single")
+        calls["single"] = call_counts(stack.calls(), len(singles)) if singles else None
+        stack.clear_calls()
+        for name in graced:
+            # DeleteAfter is to the second and must still be ahead when
+            # GetUsername reads it: the wait is grace_seconds to a second more.
+            finish(stack.start({"UserName": name, "DeleteAfter": utc_in(grace_seconds + 1)}, name=name), "quarantined")
+        calls["quarantined"] = call_counts(stack.calls(), len(graced)) if graced else None
+        if batched:
+            batch_machine = stack.create_batch_state_machine()
+            stack.clear_calls()
+            for number, names in enumerate(batched):
+                batch = stack.sfn.start_execution(stateMachineArn=batch_machine, name=f"wfb{run}-{number}",
+                                                  input=json.dumps({"UserNames": names}))["executionArn"]
+                finish(batch, "batch")
+                children = [execution["executionArn"]
+                            for page in stack.sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.state_machine_arn)
+                            for execution in page["executions"] if execution["executionArn"] not in phase_of]
+                assert len(children) == len(names), children
+                for child in children:
+                    finish(child, "batch child")
+            calls["batch child"] = call_counts(stack.calls(), batches * batch_size)
+        rss = {stage: max((peak_rss_kib(process.pid) for process in function.processes if process.poll() is None),
+                          default=0)
+               for stage, function in stack.lambdas.functions.items()}
+        steps = [{**step, "execution": arn, "phase": phase}
+                 for arn, phase in phase_of.items() for step in lambda_steps(stack.history(arn))]
+    logged = [entry for entry in function_log_invocations(log_dir) if entry.get("execution_arn") in phase_of]
+    shutil.rmtree(log_dir, ignore_errors=True)  # kept when a run fails, for its logs
+
+    stages = {}
+    for stage in FUNCTIONS:
+        ordered = sorted((step for step in steps if step["stage"] == stage), key=lambda step: step["at"])
+        if not ordered:
+            continue
+        first = ordered[0]
+        # Warm: the steps of later executions of the same kind (a Map's
+        # fan-out in the first execution starts instances of their own; a
+        # later step reads a longer history, a batch child's check makes a
+        # third call); of one execution only (a quarantine's two steps), its
+        # later steps.
+        alike = [step for step in ordered[1:] if step["phase"] == first["phase"]]
+        warm = [step["ms"] for step in alike if step["execution"] != first["execution"]] or \
+               [step["ms"] for step in alike]
+        admitted = [entry for entry in logged if entry["stage"] == stage]
+        checks = [entry["check_ms"] for entry in admitted if entry.get("check_ms") is not None]
+        work = [entry["duration_ms"] for entry in admitted if entry.get("duration_ms") is not None]
+        all_steps = [step["ms"] for step in ordered]
+        row = {"steps": len(ordered), "first_step_ms": round(first["ms"], 1),
+               "warm_step_ms": summary(warm) if warm else None, "step_ms": spread(all_steps),
+               "check_ms": spread(checks) if checks else None, "function_ms": spread(work) if work else None,
+               "peak_rss_mib": round(rss[stage] / 1024, 2), "instances": len({entry["instance"] for entry in admitted})}
+        if checks:
+            row["check_over_step_p50"] = round(statistics.median(checks) / statistics.median(all_steps), 3)
+            # A batch child's check also asks whether its batch runs: a third
+            # call, after the first two.
+            by_phase: dict[str, list] = {}
+            for entry in admitted:
+                if entry.get("check_ms") is not None:
+                    by_phase.setdefault(phase_of[entry["execution_arn"]], []).append(entry["check_ms"])
+            row["check_ms_by_execution"] = {phase: spread(values) for phase, values in sorted(by_phase.items())}
+        stages[stage] = row
+    # A batch's own steps (OffboardBatch) count towards its children, as its
+    # calls do.
+    counts = {"single": offboardings, "quarantined": quarantined, "batch child": batches * batch_size}
+    per_phase = Counter("batch child" if step["phase"] == "batch" else step["phase"] for step in steps)
+    steps_per_offboarding = {phase: round(per_phase[phase] / n, 2) for phase, n in counts.items() if n}
+    for phase, made in calls.items():
+        if made:
+            # 1.0 unless a check did not find its step at the first read of
+            # the history and read it again (250 ms, then 1 s, later).
+            made["history_reads_per_step"] = round(
+                made["step_functions_by_action"].get("GetExecutionHistory", 0) / steps_per_offboarding[phase], 3)
+    return {"offboardings": counts, "user": WORKFLOW_USER, "steps_per_offboarding": steps_per_offboarding,
+            "stages": stages, "calls_per_offboarding": {k: v for k, v in calls.items() if v}}
 
 
 def python_rss(iam_url: str, stage: str) -> float:
-    """Peak RSS of the Python + boto3 handler over the same invocation."""
+    """Peak RSS of the Python + boto3 handler (bench/python_stage.py) over
+    three direct invocations. It has no workflow guard (no Step Functions
+    client, no admission check), so it does less than the Rust function
+    measured through the workflow: of the Python comparisons only this one
+    and cold init are kept, both in Python's favour if anything."""
     from lambda_host import Function
 
     env = {"AWS_ENDPOINT_URL_IAM": iam_url, "AWS_ENDPOINT_URL_STS": iam_url, "STAGE": stage}
@@ -246,6 +454,11 @@ REFERENCE = dict(access_keys=2, ssh_keys=5, certificates=2,
                  groups=10, inline_policies=5, attached_policies=20)
 
 
+def has_deny_all(made: dict) -> bool:
+    """Whether the user holds AWSDenyAll (a quarantine attaches it)."""
+    return any(arn.split(":", 4)[-1] == "aws:policy/AWSDenyAll" for arn in made["AttachedPolicies"])
+
+
 def lower_bound(made: dict) -> dict:
     virtual = sum(1 for s in made["MFADevices"] if ":mfa/" in s)
     items = (len(made["AccessKeys"]) + len(made["SSHPublicKeys"]) + len(made["Certificates"])
@@ -253,11 +466,18 @@ def lower_bound(made: dict) -> dict:
              + len(made["InlinePolicies"]) + len(made["AttachedPolicies"]) + 1)  # + login profile
     return {
         "resolve (GetUser, which carries the tags)": 1,
-        # A direct invoke skips GetUsername, so every mutating task checks its
-        # target first: GetUser in the credentials, permissions and deletion
-        # tasks, GetUser + ListMFADevices in each MFA device's task.
+        # Every mutating task confirms its target is still the user GetUsername
+        # resolved before its first change: GetUser in the credentials,
+        # permissions and deletion tasks, GetUser + ListMFADevices in each MFA
+        # device's task.
         "re-check before each mutating task's first change": 3 + 2 * len(made["MFADevices"]),
         "list one page per type (6 credential + 3 permission lists)": 9,
+        # DeleteGroupsAndPolicies removes nothing while a credential remains
+        # (delete_groups_and_policies.rs, refuse_while_credentials_remain).
+        "credentials listed again before any group or policy goes (6 lists)": 6,
+        # ... and detaches AWSDenyAll last, once the groups and policies are
+        # confirmed gone (removal.rs, delete_permissions).
+        "groups and policies listed again before AWSDenyAll goes (3 lists, if held)": 3 if has_deny_all(made) else 0,
         "GetUserPolicy per inline policy (documents for the record)": len(made["InlinePolicies"]),
         "one mutation per item (+ DeleteVirtualMFADevice per virtual device)": items + virtual,
         # Marking it as taken from the user first (mfa.rs, TAKEN_FROM_TAG) is
@@ -268,10 +488,8 @@ def lower_bound(made: dict) -> dict:
 
 
 def bench_through_state_machine() -> dict:
-    from stack import Stack
-
     results: dict = {}
-    with Stack(instances=4) as stack:
+    with bench_stack(instances=4) as stack:
         by_key = {access_key_for(stage): stage for stage in FUNCTIONS}
         walls, calls_per_run = [], None
         for run in range(3):
@@ -285,12 +503,19 @@ def bench_through_state_machine() -> dict:
             calls_per_run = {"total": len(calls), "by_action": {}}
             for call in calls:
                 calls_per_run["by_action"][call["Action"]] = calls_per_run["by_action"].get(call["Action"], 0) + 1
+            sfn_calls = Counter(c["Action"] for c in stack.calls() if c["AccessKeyId"] in by_key and c["Service"] == SFN_SERVICE)
+            steps = len(lambda_steps(stack.history(execution["executionArn"])))
             bound = lower_bound(made)
         results["reference_user"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in REFERENCE.items()}
         results["iam_calls"] = {"observed": calls_per_run, "lower_bound": bound, "lower_bound_total": sum(bound.values())}
+        # The functions' admission checks: DescribeExecution and
+        # GetExecutionHistory once per Lambda step.
+        results["step_functions_calls"] = {"total": sum(sfn_calls.values()), "by_action": dict(sorted(sfn_calls.items())),
+                                           "lambda_steps": steps}
         results["state_machine_wall_ms"] = summary(walls)
         print(f"  reference offboarding via the state machine: p50 {results['state_machine_wall_ms']['p50']:.0f} ms, "
-              f"{calls_per_run['total']} IAM calls (lower bound {sum(bound.values()) })", flush=True)
+              f"{calls_per_run['total']} IAM calls (lower bound {sum(bound.values()) }), "
+              f"{sum(sfn_calls.values())} Step Functions calls for {steps} Lambda steps", flush=True)
 
         from moto.iam.models import iam_backends
         backend = iam_backends["123456789012"]["global"]
@@ -336,14 +561,12 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
     """``size`` offboardings on a fresh stack whose IAM bucket serves ``rate``
     calls/s, under a deployment budget of ``budget`` calls/s: started at once
     (independently), or as one execution of the batch machine."""
-    from stack import Stack
-
     # The template's StageTimeoutSeconds default; idle instances go away as on
     # Lambda, so a thousand executions moving from stage to stage do not leave
     # a thousand processes behind each function. Each function's reserved
     # concurrency is the template's advice for StageConcurrency.
     concurrency = stage_concurrency(budget)
-    with Stack(timeout_seconds=300, idle_seconds=10, iam_budget=budget, max_concurrency=concurrency) as stack:
+    with bench_stack(timeout_seconds=300, idle_seconds=10, iam_budget=budget, max_concurrency=concurrency) as stack:
         names = [f"{'b' if batch else 'i'}{size}-{i}" for i in range(size)]
         needed = sum(sum(lower_bound(seed_user(stack.iam, name, **SCALE_USER)).values()) for name in names)
         batch_arn = stack.create_batch_state_machine() if batch else None
@@ -370,6 +593,7 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
         failures = Counter(stack.sfn.describe_execution(executionArn=child["executionArn"]).get("error", "none")
                            for child, outcome in zip(children, outcomes) if outcome != "SUCCEEDED")
         stack.faults()
+        sfn = [c for c in stack.calls() if c["Service"] == SFN_SERVICE]
         calls = [c for c in stack.calls() if c["Service"] == "iam"]
         served = [c for c in calls if not c["Injected"]]
         throttled = len(calls) - len(served)
@@ -385,6 +609,11 @@ def scale_run(size: int, rate: float, budget: float, batch: bool) -> dict:
                 "served_over_needed": round(len(served) / needed, 3), "throttled": throttled,
                 "throttled_over_served": round(throttled / len(served), 3),
                 "busiest_10s_calls_per_s": busiest_window(served_times, 10.0) / 10.0,
+                # The admission checks' calls (not throttled by the emulator;
+                # Step Functions' own quotas are per account and Region).
+                "step_functions_calls_per_offboarding": round(len(sfn) / size, 2),
+                "busiest_10s_describe_execution_per_s": busiest_window(
+                    [c["Time"] for c in sfn if c["Action"] == "DescribeExecution"], 10.0) / 10.0 if sfn else 0.0,
                 # Where wall time above the ideal goes: before the first IAM
                 # call, after the last, and in seconds when IAM served less
                 # than the rate in between.
@@ -429,30 +658,60 @@ def bench_cli_wall(iam_url: str) -> dict:
 def markdown(results: dict) -> str:
     cold = results["cold_init_ms"]
     floor = cold["floor (lambda_runtime, no SDK)"]["p50"]
-    lines = ["| function | cold init p50 (p95) | × floor | Python+boto3 p50 | Python ÷ Rust | first / warm p50 invoke | peak RSS | zip |",
+    flow = results["workflow"]
+    lines = ["| function | cold init p50 (p95) | × floor | Python+boto3 p50 | Python ÷ Rust | first / warm p50 step | peak RSS | zip |",
              "|---|---|---|---|---|---|---|---|"]
     for stage in FUNCTIONS:
         rust, python = cold[stage]["rust"], cold[stage]["python_boto3"]
-        inv = results["invocations"][stage]
+        row = flow["stages"].get(stage)
+        warm = f"{row['warm_step_ms']['p50']:.1f}" if row and row["warm_step_ms"] else "–"
+        step = f"{row['first_step_ms']:.1f} / {warm} ms" if row else "–"
         lines.append(f"| {stage} | {rust['p50']:.2f} ms ({rust['p95']:.2f}) | {rust['times_floor']:.2f} | {python['p50']:.0f} ms | "
-                     f"{python['p50'] / rust['p50']:.0f}× | {inv['first_ms']:.1f} / {inv['warm_ms']['p50']:.1f} ms | "
-                     f"{inv['peak_rss_mib']} MiB | {results['package_sizes'][stage]['zip_mib']} MiB |")
-    lines.append(f"\nFloor (bare lambda_runtime binary): cold init p50 {floor:.2f} ms. "
-                 + "Python+boto3 peak RSS: " + ", ".join(
-                     f"{s} {results['invocations'][s]['python_boto3_peak_rss_mib']} MiB" for s in ("GetUsername", "GetKeysCertificatesMfaAndCredentials")))
+                     f"{python['p50'] / rust['p50']:.0f}× | {step} | "
+                     f"{row['peak_rss_mib'] if row else '–'} MiB | {results['package_sizes'][stage]['zip_mib']} MiB |")
+    lines.append(f"\nFloor (bare lambda_runtime binary): cold init p50 {floor:.2f} ms. A step is a Lambda task of a real "
+                 "execution on the local stack, LambdaFunctionScheduled to LambdaFunctionSucceeded in its history (a direct "
+                 "invoke is refused: NotFromWorkflow); peak RSS is the function's, over those steps. Python+boto3 (an "
+                 "unguarded handler: no Step Functions client, no admission check; cold init and three direct "
+                 "invocations) peak RSS: " + ", ".join(
+                     f"{s} {mib} MiB" for s, mib in results["python_boto3_peak_rss_mib"].items()))
+    lines.append("\nThe admission check (crates/core/src/workflow.rs: DescribeExecution and GetExecutionHistory at once, "
+                 "then the parent's DescribeExecution for a batch child), per stage, from the functions' logs (`check_ms`, "
+                 "whole milliseconds), beside each step and the stage's own work (`duration_ms`, after the check):\n")
+    lines.append("| function | steps | step p50 (p90) | stage's own work p50 | check p50 / p90 / max | check ÷ step (p50) |")
+    lines.append("|---|---|---|---|---|---|")
+    for stage, row in flow["stages"].items():
+        check, work, step = row["check_ms"], row["function_ms"], row["step_ms"]
+        checked = f"{check['p50']:.0f} / {check['p90']:.0f} / {check['max']:.0f} ms" if check else "–"
+        worked = f"{work['p50']:.0f} ms" if work else "–"
+        lines.append(f"| {stage} | {row['steps']} | {step['p50']:.1f} ms ({step['p90']:.1f}) | {worked} | {checked} | "
+                     f"{row.get('check_over_step_p50', '–')} |")
+    per = flow["calls_per_offboarding"]
+    lines.append("\nStep Functions calls per offboarding, made by the functions' checks: " + "; ".join(
+        f"{phase} {made['step_functions']:g} for {flow['steps_per_offboarding'][phase]:g} Lambda steps ("
+        + ", ".join(f"{action} {n:g}" for action, n in made["step_functions_by_action"].items())
+        + f"; history reads per step {made['history_reads_per_step']:g}), IAM {made['iam']:g}"
+        for phase, made in per.items()) + ". A batch's own steps count towards its children.")
     sm = results["state_machine"]
     lines.append(f"\nReference offboarding (every credential type at its limit): {sm['iam_calls']['observed']['total']} IAM calls "
-                 f"(lower bound {sm['iam_calls']['lower_bound_total']}); wall time p50 {sm['state_machine_wall_ms']['p50']:.0f} ms "
+                 f"(lower bound {sm['iam_calls']['lower_bound_total']}) and {sm['step_functions_calls']['total']} Step Functions "
+                 f"calls ({sm['step_functions_calls']['lambda_steps']} Lambda steps); wall time p50 {sm['state_machine_wall_ms']['p50']:.0f} ms "
                  f"through the state machine, {results['cli_wall_ms']['p50']:.0f} ms through `offboard delete`. "
                  f"Id lookup among 5,000 users: {sm['id_lookup_5000_users_list_calls']} ListUsers calls.")
     if "scale" in results:
         lines.append("\n| offboardings | started | bucket = budget | StageConcurrency | SUCCEEDED | left behind | IAM calls served ÷ needed "
-                     "(goal ≤ 1.10) | wall ÷ ideal (goal ≤ 1.25) | throttled ÷ served (goal ≤ 0.5) |\n|---|---|---|---|---|---|---|---|---|")
+                     "(goal ≤ 1.10) | wall ÷ ideal (goal ≤ 1.25) | throttled ÷ served (goal ≤ 0.5) | Step Functions calls per "
+                     "offboarding (busiest 10 s of DescribeExecution) |\n|---|---|---|---|---|---|---|---|---|---|")
         for row in results["scale"]["runs"]:
             lines.append(f"| {row['offboardings']} | {row['mode']} | {row['bucket_rate_per_s']:g}/s | {row['stage_concurrency']} | {row['succeeded']} | "
                          f"{row['left_behind']} | {row['iam_calls_served']} ÷ {row['iam_calls_needed']} = {row['served_over_needed']} | "
                          f"{row['seconds']} s ÷ {row['ideal_seconds']} s = {row['wall_over_ideal']} | "
-                         f"{row['throttled']} ÷ {row['iam_calls_served']} = {row['throttled_over_served']} |")
+                         f"{row['throttled']} ÷ {row['iam_calls_served']} = {row['throttled_over_served']} | "
+                         f"{row['step_functions_calls_per_offboarding']:g} ({row['busiest_10s_describe_execution_per_s']:g}/s) |")
+        lines.append("\nThe emulator does not throttle Step Functions. Its API quotas are per account and Region, shared with "
+                     "everything else there (AWS Step Functions Developer Guide, Quotas, API action throttling: "
+                     "DescribeExecution refills 15/s, 10/s outside us-east-1, us-west-2 and eu-west-1; GetExecutionHistory "
+                     "20/s); above them a function's check is Throttled and its step retried.")
         held = results["scale"]["budget_held"]
         lines.append(f"\nBudget held: {held['offboardings']} offboardings started at once with a budget of "
                      f"{held['budget_per_s']:g} calls/s on a bucket of {held['bucket_rate_per_s']:g}/s: at most "
@@ -475,9 +734,16 @@ def main() -> int:
     results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
     results["package_sizes"] = bench_package_sizes()
     results["cold_init_ms"] = bench_cold_init(server.url)
-    results["invocations"] = bench_invocations(server.url)
+    results["python_boto3_peak_rss_mib"] = {stage: python_rss(server.url, stage)
+                                            for stage in ("GetUsername", "GetKeysCertificatesMfaAndCredentials")}
     results["cli_wall_ms"] = bench_cli_wall(server.url)
     server.stop()
+    results["workflow"] = bench_workflow(WARM, QUARANTINED, BATCHES)
+    for stage, row in results["workflow"]["stages"].items():
+        warm = row["warm_step_ms"]["p50"] if row["warm_step_ms"] else float("nan")
+        check = row["check_ms"] or {"p50": float("nan"), "p90": float("nan"), "max": float("nan")}
+        print(f"  step {stage:<45} first {row['first_step_ms']:6.1f} ms  warm p50 {warm:6.1f} ms  check p50/p90/max "
+              f"{check['p50']:.0f}/{check['p90']:.0f}/{check['max']:.0f} ms  RSS {row['peak_rss_mib']} MiB", flush=True)
     results["state_machine"] = bench_through_state_machine()
     results["scale"] = bench_scale()
     out = ROOT / "bench" / "results"

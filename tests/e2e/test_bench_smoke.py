@@ -3,7 +3,10 @@ timing is asserted here; the numbers live in bench/results and the README."""
 
 import os
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -18,10 +21,21 @@ bench.RELEASE = BIN_DIR
 
 
 def test_cold_init_probe_sees_the_first_next_of_the_real_binaries():
-    env = {**bench.BASE_ENV, "AWS_ENDPOINT_URL_IAM": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9"}
+    env = bench.probe_env("http://127.0.0.1:9")
     for binary in ("bench-floor", "get-username"):
         samples = bench.cold_init_ms([str(bench.RELEASE / binary)], env, 2)
         assert len(samples) == 2 and all(sample > 0 for sample in samples)
+
+
+def test_cold_init_probe_reports_a_function_that_refuses_to_start_at_once():
+    """A function without its deployment's state machines refuses to start
+    (crates/core/src/workflow.rs): the probe says so, with the function's
+    reason, rather than waiting out its 30 s."""
+    env = {k: v for k, v in bench.probe_env("http://127.0.0.1:9").items() if k != "OFFBOARD_STATE_MACHINE_ARNS"}
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="OFFBOARD_STATE_MACHINE_ARNS"):
+        bench.cold_init_ms([str(bench.RELEASE / "get-username")], env, 1)
+    assert time.monotonic() - started < 10
 
 
 def test_package_sizes_are_measured_for_every_function(tmp_path, monkeypatch):
@@ -44,7 +58,22 @@ def test_lower_bound_counts_one_mutation_per_item():
     assert bound["one mutation per item (+ DeleteVirtualMFADevice per virtual device)"] == 8
     assert bound["TagMFADevice per virtual device"] == 1
     assert bound["re-check before each mutating task's first change"] == 3 + 2 * 2
-    assert sum(bound.values()) == 1 + 7 + 9 + 1 + 8 + 1 + 2
+    # DeleteGroupsAndPolicies lists the credentials again before removing anything.
+    assert bound["credentials listed again before any group or policy goes (6 lists)"] == 6
+    assert bound["groups and policies listed again before AWSDenyAll goes (3 lists, if held)"] == 0
+    assert sum(bound.values()) == 1 + 7 + 9 + 6 + 0 + 1 + 8 + 1 + 2
+
+
+def test_lower_bound_counts_the_lists_before_awsdenyall_goes_when_the_user_holds_it():
+    made = {"AccessKeys": [], "SSHPublicKeys": [], "Certificates": [], "ServiceCredentials": [], "MFADevices": [],
+            "Groups": [], "InlinePolicies": [], "AttachedPolicies": ["arn:aws:iam::aws:policy/AWSDenyAll"]}
+    bound = bench.lower_bound(made)
+    assert bound["groups and policies listed again before AWSDenyAll goes (3 lists, if held)"] == 3
+    # AWSDenyAll is one attached policy to detach, + the login profile.
+    assert bound["one mutation per item (+ DeleteVirtualMFADevice per virtual device)"] == 2
+    # A customer managed policy of that name is any other policy.
+    made["AttachedPolicies"] = ["arn:aws:iam::123456789012:policy/AWSDenyAll"]
+    assert bench.lower_bound(made)["groups and policies listed again before AWSDenyAll goes (3 lists, if held)"] == 0
 
 
 def test_the_busiest_window_counts_calls_within_any_span():
@@ -60,22 +89,40 @@ def test_a_tiny_scale_run_is_measured_started_independently_and_as_a_batch():
         assert row["stage_concurrency"] == 20, "the template's advice: IamCallsPerSecond / 2"
         assert row["iam_calls_served"] >= row["iam_calls_needed"] > 0, row
         assert row["served_over_needed"] == round(row["iam_calls_served"] / row["iam_calls_needed"], 3)
+        # Every Lambda step's admission check: DescribeExecution and
+        # GetExecutionHistory, at least 8 steps for this user.
+        assert row["step_functions_calls_per_offboarding"] >= 2 * 8, row
 
 
-def test_every_stage_payload_the_harness_sends_is_accepted_by_its_function(monkeypatch):
-    """bench_invocations fails on any error answer: a payload left behind by a
-    change to a stage's request (a new required field) fails here, in `make
-    test`, not an hour into `make bench`."""
-    import boto3
-    from server import start
+def test_the_workflow_measurement_has_a_step_latency_and_a_check_for_every_stage():
+    """A direct invoke is refused (NotFromWorkflow), so bench_workflow
+    measures every function through real executions: two offboardings (a
+    first step and a warm one), one with a grace period (QuarantineUser) and
+    a batch of one (OffboardBatch). Every stage's steps are found in the
+    histories and every one of them in the functions' logs, with its
+    admission check; the check's Step Functions calls are counted per
+    offboarding."""
+    results = bench.bench_workflow(2, quarantined=1, batches=1, batch_size=1, grace_seconds=1.0)
+    stages = results["stages"]
+    assert set(stages) == set(bench.FUNCTIONS), sorted(stages)
+    for stage, row in stages.items():
+        assert row["first_step_ms"] > 0 and row["warm_step_ms"]["n"] >= 1, (stage, row)
+        # Each step was admitted once and logged its check and its work.
+        assert row["check_ms"]["n"] == row["function_ms"]["n"] == row["steps"], (stage, row)
+        assert 0 <= row["check_ms"]["p50"] <= row["check_ms"]["max"], (stage, row)
+        assert row["peak_rss_mib"] > 0, (stage, row)
+    assert stages["QuarantineUser"]["steps"] == 2, "Quarantine, then Check after the wait"
+    assert stages["OffboardBatch"]["check_ms_by_execution"].keys() == {"batch"}
+    assert "batch child" in stages["GetUsername"]["check_ms_by_execution"]
 
-    monkeypatch.setattr(bench, "WARM", 1)
-    server = start(0)
-    try:
-        iam = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1",
-                           aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
-        bench.seed_user(iam, "bench", virtual_devices=1, passkeys=1, hardware_tokens=1)
-        results = bench.bench_invocations(server.url)
-    finally:
-        server.stop()
-    assert set(results) == set(bench.FUNCTIONS)
+    single = results["calls_per_offboarding"]["single"]
+    steps = results["steps_per_offboarding"]["single"]
+    # GetUsername, the two inventories, the credentials and one task per MFA
+    # device (3), the permissions, the deletion.
+    assert steps == 9, results["steps_per_offboarding"]
+    assert single["step_functions_by_action"]["DescribeExecution"] == steps
+    assert single["step_functions_by_action"]["GetExecutionHistory"] >= steps
+    assert single["iam"] > 0 and single["step_functions"] >= 2 * steps
+    # A batch child's functions also describe the batch.
+    child = results["calls_per_offboarding"]["batch child"]
+    assert child["step_functions_by_action"]["DescribeExecution"] > child["step_functions_by_action"]["GetExecutionHistory"]

@@ -135,3 +135,41 @@ def test_the_schedule_lives_in_one_item_of_the_budget_table(paced):
     items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=BUDGET_TABLE)["Items"]
     assert [item["Budget"]["S"] for item in items] == ["iam-calls"]
     assert int(items[0]["NextCallAtMicros"]["N"]) > 0
+
+
+def test_member_accounts_calls_take_slots_of_their_own_schedule_in_the_deployments_table(paced):
+    """An org-wide offboarding under the budget: every IAM call made in a member
+    account (with that account's target-role session) first took a slot of that
+    account's own schedule, `iam-calls#<account>`, and every slot was taken with
+    the deployment's own credentials, which reach the table; a member account's
+    role cannot (moto keeps DynamoDB per account, as AWS does, so a slot asked
+    with the member's credentials finds no table there)."""
+    from stack import ACCOUNT, TARGET_ROLE_NAME
+
+    members = ("111111111111", "222222222222")
+    stack, _, _ = paced
+    stack.restart_lambdas(env={**stack.env, "OFFBOARD_TARGET_ROLE_NAME": TARGET_ROLE_NAME})
+    # The same stack, its functions now naming the target roles.
+    for account in members:
+        stack.deploy_target_roles(account)
+        seed_user(stack.iam_in(account), "mira", access_keys=1, ssh_keys=0, certificates=0, services=(),
+                  virtual_devices=1, passkeys=0, hardware_tokens=0, groups=1, inline_policies=0,
+                  attached_policies=1, boundary=False)
+    stack.clear_calls()
+    logged = {path: path.stat().st_size for path in stack.lambdas.log_dir.glob("*.log")}
+    execution = stack.run({"UserName": "mira", "Accounts": list(members)}, name="mira-everywhere")
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    calls = stack.calls()
+    logs = "".join(path.read_bytes()[logged.get(path, 0):].decode(errors="replace")
+                   for path in stack.lambdas.log_dir.glob("*.log"))
+    updates = [c for c in calls if c["Service"] == "dynamodb" and c["Action"] == "UpdateItem"]
+    assert updates and {c["Account"] for c in updates} == {ACCOUNT}, "every slot asked with the deployment's credentials"
+    adds = [c for c in updates if c["Params"]["UpdateExpression"].startswith("ADD")]
+    assert all(c["Status"] == 200 for c in adds), "the table handed out every slot"
+    for account in members:
+        in_account = [c for c in calls if c["Service"] == "iam" and c["Account"] == account]
+        own = [c for c in adds if c["Params"]["Key"]["Budget"]["S"] == f"iam-calls#{account}"]
+        assert in_account, f"the offboarding worked in {account}"
+        taken = sum(slots_taken(add) for add in own)
+        assert taken >= len(in_account), f"{account}: {taken} slots for {len(in_account)} IAM calls"
+    assert "IAM budget unavailable" not in logs, "no call went unpaced"

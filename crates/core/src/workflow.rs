@@ -50,11 +50,22 @@ pub const ENV_STATE_MACHINE_ARNS: &str = "OFFBOARD_STATE_MACHINE_ARNS";
 /// The field every payload carries: the execution's id, `$$.Execution.Id`.
 pub const EXECUTION_ID_FIELD: &str = "ExecutionId";
 
-/// Events read per history page; the pending step is among the newest.
-const HISTORY_PAGE: i32 = 200;
-/// Pages read at most before the step counts as not found: 1,000 events,
+/// Events read in the first page of the history: the pending step is among
+/// the newest (a Lambda task's Scheduled and Started events, or a few more
+/// while the MFA Map's iterations run together). Each event carries its
+/// data, and a late step's inputs are large: one page of 200 events read
+/// 0.5 MiB at DeleteIAMUserAndVerify.
+const FIRST_PAGE: i32 = 25;
+/// Events per later page, when the first did not reach the step.
+const LATER_PAGE: i32 = 200;
+/// Pages read at most before the step counts as not found: 825 events,
 /// far more than the steps after the newest pending task.
 const HISTORY_PAGES: usize = 5;
+/// How long a parent found RUNNING is taken as running: a batch's children
+/// ask for the same parent at every step. Step Functions also stops a
+/// `.sync` child when its parent is stopped (developer guide, "Start a new
+/// AWS Step Functions state machine from a running execution").
+const PARENT_SEEN_FOR: Duration = Duration::from_secs(60);
 /// Reads of the history before refusing: the scheduled event is written
 /// before Step Functions invokes the function, but a read that does not see
 /// it yet is tried again rather than failing the execution.
@@ -66,6 +77,8 @@ const HISTORY_READS: [Duration; 3] = [Duration::ZERO, Duration::from_millis(250)
 pub struct WorkflowGuard {
     sfn: aws_sdk_sfn::Client,
     state_machines: Vec<String>,
+    /// Parents found RUNNING, and when.
+    parents_running: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 /// What an admitted invocation is part of.
@@ -144,7 +157,7 @@ impl WorkflowGuard {
                 "{ENV_STATE_MACHINE_ARNS} holds {state_machines:?}: it must list this deployment's state machine ARNs (arn:<partition>:states:<region>:<account>:stateMachine:<name>), comma-separated. Fix the configuration; nothing is offboarded until then."
             )));
         }
-        Ok(Self { sfn, state_machines })
+        Ok(Self { sfn, state_machines, parents_running: Default::default() })
     }
 
     /// The guard of a Lambda function, from [`ENV_STATE_MACHINE_ARNS`]: a
@@ -153,6 +166,12 @@ impl WorkflowGuard {
         let listed = std::env::var(ENV_STATE_MACHINE_ARNS).unwrap_or_default();
         let arns = listed.split(',').map(str::trim).filter(|arn| !arn.is_empty()).map(String::from).collect();
         Self::new(aws_sdk_sfn::Client::new(config), arns)
+    }
+
+    fn parent_seen_running(&self, parent: &str) -> bool {
+        let mut seen = self.parents_running.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| at.elapsed() < PARENT_SEEN_FOR);
+        seen.contains_key(parent)
     }
 
     fn is_ours(&self, state_machine_arn: &str) -> bool {
@@ -181,7 +200,13 @@ impl WorkflowGuard {
             let parent_machine = state_machine_of(parent)
                 .filter(|machine| self.is_ours(machine))
                 .ok_or_else(|| refused(format!("the parent {parent} is not an execution of this deployment")))?;
-            self.running_input(parent, &parent_machine).await?;
+            if !self.parent_seen_running(parent) {
+                self.running_input(parent, &parent_machine).await?;
+                self.parents_running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(parent.to_string(), Instant::now());
+            }
         }
         let duration = started.elapsed();
         tracing::info!(
@@ -241,14 +266,14 @@ impl WorkflowGuard {
     ) -> Result<Result<(), NotFound>, OffboardError> {
         let mut pending = PendingSteps::default();
         let mut token: Option<String> = None;
-        for _ in 0..HISTORY_PAGES {
+        for page_number in 0..HISTORY_PAGES {
             let page = self
                 .sfn
                 .get_execution_history()
                 .execution_arn(execution_arn)
                 .reverse_order(true)
                 .include_execution_data(true)
-                .max_results(HISTORY_PAGE)
+                .max_results(if page_number == 0 { FIRST_PAGE } else { LATER_PAGE })
                 .set_next_token(token.take())
                 .send()
                 .await

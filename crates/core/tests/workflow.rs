@@ -248,3 +248,39 @@ async fn a_child_is_admitted_only_while_its_parent_of_this_deployment_runs() {
     );
     assert_eq!(guard(&[&foreign_parent, &history]).admit(FUNCTION, &sent).await.unwrap_err().name(), "NotFromWorkflow");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_newest_events_are_read_first_and_older_pages_only_when_needed() {
+    let sent = payload(&["engineers"]);
+    let describe = describe(EXECUTION, MACHINE, "RUNNING", alice_input());
+    let newest = mock!(aws_sdk_sfn::Client::get_execution_history)
+        .match_requests(|r| r.max_results() == Some(25) && r.next_token().is_none() && r.reverse_order() == Some(true))
+        .then_http_response(|| {
+            json_response(200, json!({"events": [event(30, 29, "MapIterationStarted")], "nextToken": "older"}))
+        });
+    let sent_again = sent.clone();
+    let older = mock!(aws_sdk_sfn::Client::get_execution_history)
+        .match_requests(|r| r.max_results() == Some(200) && r.next_token() == Some("older"))
+        .then_http_response(move || {
+            json_response(
+                200,
+                json!({"events": [event(12, 11, "LambdaFunctionStarted"), scheduled(11, FUNCTION, &sent_again)]}),
+            )
+        });
+    assert!(guard(&[&describe, &newest, &older]).admit(FUNCTION, &sent).await.is_ok());
+    assert_eq!((newest.num_calls(), older.num_calls()), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_parent_is_asked_once_for_all_its_childrens_steps() {
+    let sent = payload(&["engineers"]);
+    let child_input = json!({"UserName": "alice", "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": PARENT});
+    let child = describe(EXECUTION, MACHINE, "RUNNING", child_input);
+    let history = history(vec![event(12, 11, "LambdaFunctionStarted"), scheduled(11, FUNCTION, &sent)]);
+    let parent = describe(PARENT, BATCH_MACHINE, "RUNNING", json!({"UserNames": ["alice"]}));
+    let guard = guard(&[&child, &history, &parent]);
+    for _ in 0..3 {
+        assert!(guard.admit(FUNCTION, &sent).await.is_ok());
+    }
+    assert_eq!((child.num_calls(), parent.num_calls()), (3, 1));
+}
