@@ -512,7 +512,8 @@ def test_a_user_recreated_after_the_inventory_is_refused_by_the_first_removal(st
 
     execution = stack.run({"UserName": name}, name=name)
 
-    cause = assert_refused_by_the_first_removal(stack, execution, armed, "UserNotFound")
+    # Someone holds the name, and is not the target: UserReplaced, not UserNotFound.
+    cause = assert_refused_by_the_first_removal(stack, execution, armed, "UserReplaced")
     assert new["id"] != old_id and old_id in cause and new["id"] in cause, cause
 
 

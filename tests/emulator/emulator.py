@@ -522,6 +522,10 @@ DENY_RESOURCE = {
         "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies", "DeactivateMFADevice",
         "DeleteAccessKey", "DeleteLoginProfile", "DeleteSSHPublicKey", "DeleteServiceSpecificCredential",
         "DeleteSigningCertificate", "DeleteUserPolicy", "DetachUserPolicy", "DeleteUser",
+        # The quarantine's calls act on the user too (Service Authorization
+        # Reference, IAM: resource type "user" for each).
+        "UpdateAccessKey", "UpdateSSHPublicKey", "UpdateSigningCertificate", "UpdateServiceSpecificCredential",
+        "AttachUserPolicy", "TagUser", "UntagUser",
     )},
     "DeleteVirtualMFADevice": "mfa",
     "TagMFADevice": "mfa",

@@ -59,6 +59,13 @@ offboard_errors! {
     /// execution of this deployment's state machines (a direct invoke):
     /// refused before any IAM call (see [`crate::workflow`]).
     NotFromWorkflow,
+    /// The user's name is now held by another user (another id): the user
+    /// this offboarding resolved was deleted or renamed since. Unlike
+    /// `UserNotFound`, someone is there, and is not the target.
+    UserReplaced,
+    /// After the grace period the quarantine tag holds another time than
+    /// this quarantine set: someone changed it.
+    QuarantineTampered,
 }
 
 impl OffboardError {
@@ -240,7 +247,7 @@ mod tests {
 
     #[test]
     fn names_are_the_variants_names_and_notes_keep_the_variant() {
-        assert_eq!(crate::ERROR_NAMES.len(), 13);
+        assert_eq!(crate::ERROR_NAMES.len(), 15);
         assert_eq!(OffboardError::Throttled(String::new()).name(), "Throttled");
         assert_eq!(OffboardError::AlreadyQuarantined(String::new()).name(), "AlreadyQuarantined");
         let noted = OffboardError::DeleteConflict("refused.".into()).with_note("Re-run.");
