@@ -133,7 +133,7 @@ pub fn is_no_such_entity<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> 
 }
 
 /// IAM's own answer (AccessDenied) when an MFA action needs the caller to be
-/// MFA-authenticated, verbatim from a real response (DESIGN.md, "Real AWS is
+/// MFA-authenticated, verbatim from a real response (docs/DESIGN.md, "Real AWS is
 /// the reference"). A policy deny that tests `aws:MultiFactorAuthPresent`
 /// comes back in IAM's generic format instead, which never says why.
 pub const IAM_MFA_REQUIRED_MESSAGE: &str =

@@ -349,7 +349,7 @@ async fn error_xml_case(
 
 #[tokio::test]
 async fn mfa_required_access_denied_is_its_own_error_and_names_the_sts_path() {
-    // IAM's real answer, verbatim (DESIGN.md, "Real AWS is the reference").
+    // IAM's real answer, verbatim (docs/DESIGN.md, "Real AWS is the reference").
     let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
         error_xml(
             403,
@@ -380,7 +380,7 @@ async fn deactivate_passkey_against(deactivate: &aws_smithy_mocks::Rule) -> iam_
 
 #[tokio::test]
 async fn a_policy_deny_of_an_mfa_action_is_access_denied_pointing_to_the_mfa_session() {
-    // IAM's generic deny format never says why (DESIGN.md quotes a real one).
+    // IAM's generic deny format never says why (docs/DESIGN.md quotes a real one).
     let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
         error_xml(
             403,
