@@ -7,9 +7,9 @@ BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-po
 	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
 	quarantine-user offboard-batch offboard bench-floor
 
-.PHONY: test demo build build-release unit e2e bench deploy-artifacts deploy-check asl
+.PHONY: test demo build build-release unit lint e2e bench deploy-artifacts deploy-check asl
 
-test: build unit deploy-check e2e
+test: build lint unit deploy-check e2e
 
 # The local stack's binaries (target/local) and the unit tests, all in the
 # fast `local` profile: the SDK crates compile once for both.
@@ -24,6 +24,12 @@ build-release:
 
 unit: build
 	$(CARGO) test --profile local --workspace --locked
+
+# Formatting (rustfmt.toml) and every clippy warning, in the local profile so
+# clippy reuses the build's dependencies.
+lint: build
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --profile local --workspace --all-targets --locked -- -D warnings
 
 # Two workers, one test file each at a time (each file's fixtures start their
 # own emulator and Lambda host on free ports): 274 s -> 153 s here, as most of

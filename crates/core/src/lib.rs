@@ -1,4 +1,4 @@
-//! iam-offboard's core: every rule the six Lambda functions and the
+//! iam-offboard's core: every rule the eight Lambda functions and the
 //! `offboard` CLI share. See docs/DESIGN.md for the contract.
 
 pub mod accounts;
