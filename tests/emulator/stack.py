@@ -154,12 +154,20 @@ class Stack:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def create_state_machine(self, name: str = "offboard", **overrides: str) -> str:
+        """statemachine/offboard.asl.json with the template's DefinitionSubstitutions:
+        the functions, the buckets, the bus, and its own ARN (an org-wide
+        offboarding's children are executions of this machine; the template builds
+        it from the machine's name too)."""
         text = DEFINITION.read_text()
-        substitutions = {**self.lambdas.arns(), "AuditBucketName": AUDIT_BUCKET, "EventBusName": EVENT_BUS, **overrides}
+        own = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        substitutions = {**self.lambdas.arns(), "AuditBucketName": AUDIT_BUCKET, "EventBusName": EVENT_BUS,
+                         "BatchReportBucketName": REPORT_BUCKET, "OffboardStateMachineArn": own, **overrides}
         for placeholder, value in substitutions.items():
             text = text.replace("${%s}" % placeholder, value)
         role = self.iam.create_role(RoleName=f"{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        return self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
+        arn = self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
+        assert arn == own, (arn, own)
+        return arn
 
     def create_batch_state_machine(self, name: str = "offboard-batch", **overrides: str) -> str:
         """statemachine/offboard-batch.asl.json, its children on this stack's
