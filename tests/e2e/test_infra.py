@@ -1195,6 +1195,20 @@ def test_every_account_is_a_child_of_a_distributed_map_whose_report_is_summarise
         "ScopeOfInput", "ResolveAccounts", "OffboardEachAccount", "SummarizeAccounts", "AnyAccountFailed", "AccountsDone"]
 
 
+def test_account_concurrency_has_the_range_the_functions_accept():
+    """AccountConcurrency reaches GetUsername's function as OFFBOARD_ACCOUNT_CONCURRENCY, which
+    refuses to start outside 1..MAX_ACCOUNT_CONCURRENCY (crates/core/src/accounts.rs): the
+    template must not allow a value the function refuses, nor refuse one it takes."""
+    source = (ROOT / "crates/core/src/accounts.rs").read_text()
+    most = int(re.search(r"pub const MAX_ACCOUNT_CONCURRENCY: u32 = ([\d_]+);", source)[1].replace("_", ""))
+    default = int(re.search(r"pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = ([\d_]+);", source)[1].replace("_", ""))
+    doc = template()
+    parameter = doc["Parameters"]["AccountConcurrency"]
+    assert (parameter["MinValue"], parameter["MaxValue"], parameter["Default"]) == (1, most, default) == (1, 1000, 10)
+    variables = doc["Resources"]["GetUsernameFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["OFFBOARD_ACCOUNT_CONCURRENCY"] == {"Ref": "AccountConcurrency"}
+
+
 def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quarantine_along():
     states = definition()["States"]
     assert states["QuarantineUser"]["Parameters"] == {

@@ -194,8 +194,9 @@ fn distinct_ids(
 pub const ENV_ACCOUNT_CONCURRENCY: &str = "OFFBOARD_ACCOUNT_CONCURRENCY";
 pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 10;
 /// A Distributed Map runs up to 10,000 child workflows at once (Step
-/// Functions developer guide, "Using Map state in Distributed mode"), so the
-/// Map is not what bounds this. Lambda is: an AWS account has 1,000
+/// Functions developer guide, "Map workflow state", processing modes:
+/// "high concurrency of up to 10,000 parallel child workflow executions"),
+/// so the Map is not what bounds this. Lambda is: an AWS account has 1,000
 /// concurrent executions per Region by default (Lambda developer guide,
 /// "Lambda quotas"), and every child runs its stages on the same functions,
 /// so more children at once than that only queue for a free instance (the

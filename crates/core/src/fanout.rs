@@ -143,8 +143,9 @@ pub async fn resolve_accounts(
     })
 }
 
-/// One account's outcome in an org-wide offboarding, as the state machine's
-/// Map and `offboard plan|delete --accounts` report it.
+/// One account's outcome in an org-wide offboarding, as `offboard
+/// plan|delete --accounts` reports it (the state machine counts the same
+/// outcomes from its Map's report: [`crate::account_summary`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AccountOutcome {
