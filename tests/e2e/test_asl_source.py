@@ -89,8 +89,9 @@ def test_each_shared_retrier_list_and_catcher_is_written_once(name):
     if name != "offboard":
         return
     sdk_tasks = [s for s in states.values() if s.get("Resource") in
-                 ("arn:aws:states:::aws-sdk:s3:putObject", "arn:aws:states:::events:putEvents")]
-    assert len(sdk_tasks) == 8 and all(s["Retry"] is document["x-sdk-retry"] for s in sdk_tasks)
+                 ("arn:aws:states:::aws-sdk:s3:putObject", "arn:aws:states:::aws-sdk:s3:listObjectsV2",
+                  "arn:aws:states:::events:putEvents")]
+    assert len(sdk_tasks) == 11 and all(s["Retry"] is document["x-sdk-retry"] for s in sdk_tasks)
     shared = list(document["x-catch"].values())
     catchers = [c for s in states.values() for c in s.get("Catch", [])]
     for catcher in catchers:

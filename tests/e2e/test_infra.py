@@ -632,11 +632,15 @@ def test_state_machine_invokes_the_seven_functions_and_the_batch_function_for_an
                 "events:PutTargets", "events:PutRule", "events:DescribeRule"}
     report = {"s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"}
     assert {a for a in actions if not a.startswith("logs:")} == {
-        "s3:PutObject", "events:PutEvents", "kms:GenerateDataKey", "kms:Decrypt"} | children | report
+        "s3:PutObject", "s3:ListBucket", "events:PutEvents", "kms:GenerateDataKey", "kms:Decrypt"} | children | report
     started = next(s for s in other if "states:StartExecution" in as_list(s["Action"]))
     assert started["Resource"] == "arn:aws:states:us-east-1:123456789012:stateMachine:iam-offboard-offboard", "only itself"
     assert machine["Name"] == {"Fn::Sub": "${AWS::StackName}-offboard"}
     assert statements["WriteRecords"]["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "only the records prefix"
+    # Whether offboard restore filed restore.json: a listing under records/ only.
+    lists = next(s for s in other if "s3:ListBucket" in as_list(s["Action"]))
+    assert lists["Resource"] == "arn:aws:s3:::offboard-audit"
+    assert lists["Condition"] == {"StringLike": {"s3:prefix": "records/*"}}
     # The Distributed Map: its own labelled map run's executions, its report's prefix.
     each = definition()["States"]["OffboardEachAccount"]
     assert statements["FollowAccountMapRunExecutions"]["Resource"] == \
@@ -757,8 +761,9 @@ def lambda_tasks(states: dict):
 
 def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_others():
     tasks = lambda_tasks(definition()["States"])
-    assert len(tasks) == 12, ("six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine and "
-                              "check, GetUsername's listing of an org-wide input's accounts, and its summary")
+    assert len(tasks) == 13, ("six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine, its "
+                              "record of a partial one and its check, GetUsername's listing of an org-wide input's "
+                              "accounts, and its summary")
     assert {s["Resource"] for _, s in tasks} == {"${%sFunctionArn}" % stage for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]}
     for name, state in tasks:
         admission, *others = state["Retry"]
@@ -807,13 +812,17 @@ def test_stage_concurrency_reserves_each_functions_concurrency_only_when_set():
 def test_record_and_event_tasks_are_bounded_and_fail_loudly():
     states = definition()["States"]
     sdk = {n: s for n, s in states.items() if s["Type"] == "Task" and not s["Resource"].startswith("${")}
-    assert set(sdk) == {"WritePlan", "WriteRecord", "WriteFailureRecord", "WriteQuarantineRecord",
-                        "PublishPlanned", "PublishOffboarded", "PublishFailed", "PublishQuarantined"}
+    assert set(sdk) == {"WritePlan", "WriteRecord", "WriteFailureRecord", "WriteQuarantineRecord", "WriteRestoredRecord",
+                        "FindRestoreRecord", "PublishPlanned", "PublishOffboarded", "PublishFailed", "PublishQuarantined",
+                        "PublishRestored"}
     for name, state in sdk.items():
         assert [r["MaxAttempts"] for r in state["Retry"]] == [3], name
         assert state["Catch"][0]["Next"] in ("RecordNotWritten", "EventNotPublished"), name
         if state["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject":
             assert state["Parameters"]["Bucket"] == "${AuditBucketName}" and state["ResultPath"] is None
+        elif state["Resource"] == "arn:aws:states:::aws-sdk:s3:listObjectsV2":
+            assert state["Parameters"]["Bucket"] == "${AuditBucketName}"
+            assert state["Parameters"]["Prefix.$"] == "States.Format('{}restore.json', $.RecordPrefix)"
         else:
             assert state["Resource"] == "arn:aws:states:::events:putEvents"
             entry = state["Parameters"]["Entries"][0]
@@ -846,13 +855,31 @@ def test_delete_conflict_loops_back_at_most_three_rounds_and_other_failures_fail
     assert states["NextRound"]["Next"] == "GetKeysCertificatesMfaAndCredentials"
     assert states["NextRound"]["Parameters"]["Round.$"] == "States.MathAdd($.Round, 1)"
     for name, state in lambda_tasks(states) + [("RemoveMFADevices", states["RemoveMFADevices"])]:
-        # Before a user is resolved, inside the MFA Map, or an org-wide execution's summary
-        # (no user of its own: its children hold the records).
+        # Before a user is resolved, inside the MFA Map, QuarantineUser (its own catchers), or an
+        # org-wide execution's summary (no user of its own: its children hold the records).
         if name in ("GetUsername", "ResolveAccounts", "DeactivateAndDeleteVirtualDevice", "DeactivateOnly",
-                    "SummarizeAccounts"):
+                    "QuarantineUser", "SummarizeAccounts"):
             continue
         last = state["Catch"][-1]
         assert last["ErrorEquals"] == ["States.ALL"] and last["Next"] == "RecordFailure", name
+    # A quarantine that fails part-way is recorded (what it changed) before the failure record.
+    assert states["QuarantineUser"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.Failure", "Next": "RecordPartialQuarantine"}]
+    assert states["RecordPartialQuarantine"]["Next"] == "QuarantineRecord"
+    assert states["QuarantineComplete"]["Choices"] == [
+        {"Variable": "$.Quarantine.Error", "IsPresent": True, "Next": "RecordFailure"}]
+    # A failed MFA device is an entry of its own; the first one's error fails the offboarding.
+    device_states = states["RemoveMFADevices"]["ItemProcessor"]["States"]
+    for route in ("DeactivateAndDeleteVirtualDevice", "DeactivateOnly"):
+        assert device_states[route]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.DeviceFailure", "Next": "DeviceFailed"}], route
+    assert states["RemoveMFADevices"]["Next"] == "FindFailedDevices"
+    assert states["AnyDeviceFailed"]["Default"] == "DeleteGroupsAndPolicies"
+    assert states["DeviceFailure"]["Next"] == "RecordFailure"
+    # Credentials left when the groups and policies were to go: another round.
+    assert states["DeleteGroupsAndPolicies"]["Catch"][0] == {
+        "ErrorEquals": ["DeleteConflict"], "ResultPath": "$.Conflict", "Next": "CollectRemovalsBeforeConflict"}
+    assert states["CollectRemovalsBeforeConflict"]["Next"] == catches[0]["Next"]
     # GetUsername's input may not be an object: its failure replaces the state.
     assert states["GetUsername"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$", "Next": "RecordRefusal"}]
     assert states["ResolveAccounts"]["Catch"] == states["GetUsername"]["Catch"]
@@ -1053,7 +1080,7 @@ def rule_matches(rule: dict, document: dict) -> bool:
         try:
             path_value(document, rule["Variable"])
             present = True
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: a path through null
             present = False
         return present is rule["IsPresent"]
     value = path_value(document, rule["Variable"])
@@ -1100,8 +1127,8 @@ def test_a_grace_period_quarantines_waits_until_delete_after_checks_and_only_the
     before = walk(states, d["StartAt"], SAMPLE_STATE, stop="StillQuarantined")
     assert before[before.index("IsDryRun"):] == [
         "IsDryRun", "QuarantineRequested", "QuarantineUser", "QuarantineRecord", "WriteQuarantineRecord",
-        "QuarantinedDetail", "PublishQuarantined", "QuarantinedEventAccepted", "WaitForDeleteAfter",
-        "CheckQuarantine"]
+        "QuarantineComplete", "QuarantinedDetail", "PublishQuarantined", "QuarantinedEventAccepted",
+        "WaitForDeleteAfter", "CheckQuarantine"]
     assert states["CheckQuarantine"]["Next"] == "StillQuarantined"
     assert before[:before.index("IsDryRun")] == [
         "ScopeOfInput", "GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGroupsAndPolicies", "BuildPlan", "FirstRound", "WritePlan"]
@@ -1116,12 +1143,17 @@ def test_a_grace_period_quarantines_waits_until_delete_after_checks_and_only_the
     deletion = walk(states, "DeletionPhase", after)
     assert deletion[-1] == "Offboarded" and "WritePlan" in deletion and DELETIONS <= set(deletion)
     assert "QuarantineUser" not in deletion, "a second pass through QuarantineRequested goes to the deletion"
-    # Restored meanwhile: nothing deleted.
+    # Restored meanwhile: nothing deleted, and that is recorded and announced.
     for check in ({"StillQuarantined": False, "Reason": "tag removed"}, {"StillQuarantined": None, "Reason": "?"}):
         ended = walk(states, "StillQuarantined", {**SAMPLE_STATE, "QuarantineCheck": check})
-        assert ended == ["StillQuarantined", "Restored"], check
-    assert states["Restored"] == {**states["Restored"], "Type": "Pass", "End": True, "Parameters": {
-        "Outcome": "Restored", "User.$": "$.Target.User", "Quarantine.$": "$.Quarantine", "Reason.$": "$.QuarantineCheck.Reason"}}
+        assert ended == ["StillQuarantined", "FindRestoreRecord", "RestoredRecord", "WriteRestoredRecord",
+                         "RestoredDetail", "PublishRestored", "RestoredEventAccepted", "Restored"], check
+    assert states["RestoredRecord"]["Parameters"] == {
+        "Outcome": "Restored", "User.$": "$.Target.User", "Context.$": "$.Target.Context", "Quarantine.$": "$.Quarantine",
+        "Reason.$": "$.QuarantineCheck.Reason", "FoundAt.$": "$$.State.EnteredTime",
+        "TagExpected.$": "$.QuarantineCheck.TagExpected", "TagFound.$": "$.QuarantineCheck.TagFound",
+        "RestoreRecords.$": "$.RestoreRecords.Count"}
+    assert states["Restored"] == {**states["Restored"], "Type": "Pass", "End": True, "InputPath": "$.Record"}
     assert not DELETIONS & set(before)
     # Without a grace period, or on a dry run: no quarantine at all.
     plain = walk(states, d["StartAt"], {**SAMPLE_STATE, "Target": {"DryRun": False, "DeleteAfter": None}})
@@ -1211,6 +1243,10 @@ def test_account_concurrency_has_the_range_the_functions_accept():
 
 def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quarantine_along():
     states = definition()["States"]
+    assert states["RecordPartialQuarantine"]["Parameters"] == {
+        "Action": "Record", "UserName.$": "$.Target.User.UserName", "UserId.$": "$.Target.User.UserId",
+        "DeleteAfter.$": "$.Target.DeleteAfter", "ExecutionArn.$": "$$.Execution.Id",
+        "Credentials.$": "$.Credentials", "Permissions.$": "$.Permissions", "Failure.$": "$.Failure", **PLACEMENT}
     assert states["QuarantineUser"]["Parameters"] == {
         "Action": "Quarantine", "UserName.$": "$.Target.User.UserName", "UserId.$": "$.Target.User.UserId",
         "DeleteAfter.$": "$.Target.DeleteAfter", "ExecutionArn.$": "$$.Execution.Id",
@@ -1220,8 +1256,8 @@ def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quaranti
         "DeleteAfter.$": "$.Target.DeleteAfter", **PLACEMENT}
     assert states["QuarantineUser"]["Resource"] == states["CheckQuarantine"]["Resource"] == "${QuarantineUserFunctionArn}"
     assert (states["QuarantineUser"]["ResultPath"], states["CheckQuarantine"]["ResultPath"]) == ("$.Quarantine", "$.QuarantineCheck")
-    for name in ("QuarantineUser", "CheckQuarantine"):
-        assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.Failure", "Next": "RecordFailure"}], name
+    assert states["CheckQuarantine"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.Failure", "Next": "RecordFailure"}]
     # The same retriers on every function task, the new ones included.
     reference = states["GetUsername"]["Retry"]
     for name, state in lambda_tasks(states):
@@ -1295,7 +1331,8 @@ def answer(event):
         if event["UserName"].startswith("gone"):
             raise LookupError("UserNotFound")
         still = event["UserName"].startswith("still")
-        return {"StillQuarantined": still, "Reason": "tagged by this quarantine" if still else "tag removed", "DurationMs": 1}
+        return {"StillQuarantined": still, "Reason": "tagged by this quarantine" if still else "tag removed",
+                "TagExpected": event["DeleteAfter"], "TagFound": event["DeleteAfter"] if still else None, "DurationMs": 1}
     if STAGE == "DeleteIAMUserAndVerify":
         items = {**EMPTY_CREDENTIALS, "Groups": [], "InlinePolicies": [], "AttachedPolicies": []}
         return {"User": event["Target"]["User"], "DryRun": False, "Context": None, "Items": items,
@@ -1397,7 +1434,9 @@ def test_the_definition_quarantines_waits_and_then_deletes_or_ends_restored(stan
     output = json.loads(restored["output"])
     assert (output["Outcome"], output["Reason"], output["User"]["UserName"]) == ("Restored", "tag removed", "restored-q")
     assert output["Quarantine"]["QuarantinedUntil"] == delete_after
-    assert keys("restored-q") == ["plan.json", "quarantine.json"]
+    assert keys("restored-q") == ["plan.json", "quarantine.json", "record.json"]
+    assert stack.record("records/123456789012/restored-q/restored-q/record.json") == output
+    assert (output["TagExpected"], output["TagFound"], output["RestoreRecords"]) == (delete_after, None, 0)
 
     gone = results["gone-q"]
     assert (gone["status"], gone["error"]) == ("FAILED", "UserNotFound")
@@ -1413,7 +1452,7 @@ def test_the_definition_quarantines_waits_and_then_deletes_or_ends_restored(stan
         jsonschema.validate(event["detail"], schema)
         events.setdefault(event["detail"]["UserName"], []).append((event["detail-type"], event["detail"]))
     assert [kind for kind, _ in events["still-q"]] == ["IAM User Quarantined", "IAM User Offboarded"]
-    assert [kind for kind, _ in events["restored-q"]] == ["IAM User Quarantined"]
+    assert [kind for kind, _ in events["restored-q"]] == ["IAM User Quarantined", "IAM User Offboarding Restored"]
     assert [kind for kind, _ in events["gone-q"]] == ["IAM User Quarantined", "IAM User Offboarding Failed"]
     quarantined = events["still-q"][0][1]
     assert quarantined["DeleteAfter"] == delete_after and quarantined["Outcome"] == "Quarantined"

@@ -496,9 +496,13 @@ def test_every_call_of_a_full_offboarding_is_allowed_on_its_resource_and_mutatio
     for name in paths:
         assert leftovers(stack.iam, name) == {}
     retry_of_a_stopped_device_task(stack)
+    a_quarantine_failing_part_way(stack)
+    a_user_renamed_before_its_deletion(stack)
 
     calls = [c for c in stack.calls() if c["AccessKeyId"] in STAGE_BY_KEY and not c.get("Injected")]
     lowered = {name.lower(): path for name, path in paths.items()}
+    lowered.update({"lp-partial": "/contractors/", "lp-renamed": "/engineering/", "lp-renamed-2": "/engineering/",
+                    "lp-retried": "/engineering/"})
     problems = [p for c in calls for p in check_call(policies, STAGE_BY_KEY[c["AccessKeyId"]], c, lowered)]
     assert problems == [], "\n".join(problems)
 
@@ -535,6 +539,31 @@ def retry_of_a_stopped_device_task(stack) -> None:
     assert stopped, "the first attempt really stopped part-way"
     assert "ListMFADeviceTags" in [c["Action"] for c in stack.calls()]
     assert leftovers(stack.iam, "lp-retried") == {}
+
+
+def a_quarantine_failing_part_way(stack) -> None:
+    """The partial quarantine's record: QuarantineUser reads the credentials and
+    the attached policies as they are now (a policy denies switching SSH keys off)."""
+    seed_user(stack.iam, "lp-partial", path="/contractors/", access_keys=1, ssh_keys=1, certificates=0, services=(),
+              virtual_devices=0, passkeys=0, hardware_tokens=0, groups=0, inline_policies=0, attached_policies=0)
+    delete_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stack.faults(PolicyDenyActions=["UpdateSSHPublicKey"])
+    try:
+        execution = stack.run({"UserName": "lp-partial", "DeleteAfter": delete_after}, name="lp-partial")
+    finally:
+        stack.faults()
+    assert (execution["status"], execution["error"]) == ("FAILED", "AccessDenied"), execution.get("cause")
+
+
+def a_user_renamed_before_its_deletion(stack) -> None:
+    """Gone by name is verified by id: DeleteIAMUserAndVerify lists the users."""
+    seed_user(stack.iam, "lp-renamed", path="/engineering/", access_keys=0, ssh_keys=0, certificates=0, services=(),
+              virtual_devices=0, passkeys=0, hardware_tokens=0, groups=0, inline_policies=0, attached_policies=1,
+              login_profile=False)
+    stack.emulator.app.on_next("DetachUserPolicy",
+                               lambda: stack.iam.update_user(UserName="lp-renamed", NewUserName="lp-renamed-2"))
+    execution = stack.run({"UserName": "lp-renamed"}, name="lp-renamed")
+    assert (execution["status"], execution["error"]) == ("FAILED", "VerificationFailed"), execution.get("cause")
 
 
 # --- the batch state machine's function: no IAM at all ---------------------------

@@ -255,14 +255,15 @@ def prefix(user: str, execution: str) -> str:
 
 
 def assert_quarantine_calls(calls: list[dict], active: dict[str, list[str]]) -> None:
-    """QuarantineUser's calls of one quarantine: AWSDenyAll attached first,
-    exactly the active credentials set Inactive, the tag last."""
+    """QuarantineUser's calls of one quarantine: the tag first (a quarantine
+    failing part-way still holds the user), AWSDenyAll attached next, then
+    exactly the active credentials set Inactive."""
     changes = [c for c in calls if c["Action"].startswith(MUTATING_PREFIXES)]
-    assert changes[0]["Action"] == "AttachUserPolicy" and changes[0]["Params"]["PolicyArn"] == DENY_ALL, changes[0]
-    assert changes[-1]["Action"] == "TagUser", changes[-1]
-    assert changes[-1]["Params"]["Tags.member.1.Key"] == TAG, changes[-1]["Params"]
+    assert changes[0]["Action"] == "TagUser", changes[0]
+    assert changes[0]["Params"]["Tags.member.1.Key"] == TAG, changes[0]["Params"]
+    assert changes[1]["Action"] == "AttachUserPolicy" and changes[1]["Params"]["PolicyArn"] == DENY_ALL, changes[1]
     updated: dict[str, list[str]] = {kind: [] for kind in SWITCHABLE}
-    for call in changes[1:-1]:
+    for call in changes[2:]:
         assert call["Action"] in UPDATED_ID, call["Action"]
         kind, parameter = UPDATED_ID[call["Action"]]
         assert call["Params"]["Status"] == "Inactive", call
@@ -283,9 +284,12 @@ def test_quarantine_then_deletion_after_the_wait(stack):
     execution_arn = stack.start({"UserName": "quinn", "DeleteAfter": delete_after, "Context": {"Ticket": "HR-7"}},
                                 name="quinn-grace")
 
-    # While the execution waits: the tag is set last, so once it shows the quarantine is complete.
-    observed = poll("the quarantine tag on quinn",
-                    lambda: "deletion began" if at_deletion.began else quarantine_tag(stack.iam, "quinn"),
+    # While the execution waits: once it has entered WaitForDeleteAfter the quarantine is complete
+    # (the tag is set first, so the tag alone does not say so).
+    observed = poll("the quarantine's wait",
+                    lambda: "deletion began" if at_deletion.began else (
+                        quarantine_tag(stack.iam, "quinn")
+                        if "WaitForDeleteAfter" in entered_states(stack, execution_arn) else None),
                     stack=stack, execution_arn=execution_arn)
     during = None
     if observed != "deletion began":
@@ -361,9 +365,9 @@ def test_quarantine_then_deletion_after_the_wait(stack):
     declared = set(json.loads((ROOT / "infra" / "stage-actions.json").read_text())["QuarantineUser"])
     calls = function_calls(stack, "QuarantineUser")
     assert {f"iam:{c['Action']}" for c in calls} <= declared
-    last_tag = max(i for i, c in enumerate(calls) if c["Action"] == "TagUser")
-    assert_quarantine_calls(calls[: last_tag + 1], active)
-    check = calls[last_tag + 1:]
+    last_change = max(i for i, c in enumerate(calls) if c["Action"].startswith(MUTATING_PREFIXES))
+    assert_quarantine_calls(calls[: last_change + 1], active)
+    check = calls[last_change + 1:]
     assert check and {c["Action"] for c in check} == {"GetUser"}, [c["Action"] for c in check]
     # Nobody deleted anything before the deletion phase, which began after the check.
     first_deleting = next(i for i, c in enumerate(stack.calls()) if c["Action"] in DELETING_ACTIONS)
@@ -443,7 +447,16 @@ def test_a_user_restored_by_hand_during_the_wait_is_not_deleted(stack):
     assert not [a for a in mutating(function_calls(stack)) if a.startswith(("Delete", "Deactivate", "Remove", "Detach"))]
     assert {c["Action"] for c in function_calls(stack, "QuarantineUser")} <= {
         a.removeprefix("iam:") for a in json.loads((ROOT / "infra" / "stage-actions.json").read_text())["QuarantineUser"]}
-    assert prefix("hana", "hana-grace") + "record.json" not in stack.record_keys(prefix("hana", "hana-grace"))
+    # Nothing deleted, and that is on record: when, the tag expected and found, and
+    # whether offboard restore filed restore.json (no: lifted by hand).
+    record = stack.record(prefix("hana", "hana-grace") + "record.json")
+    assert (record["Outcome"], record["TagExpected"], record["TagFound"], record["RestoreRecords"]) == (
+        "Restored", delete_after, None, 0)
+    assert record["FoundAt"] and record == output, "the execution's output is its record"
+    restored = [e["detail"] for e in stack.events() if e["detail-type"] == "IAM User Offboarding Restored"]
+    assert [d["UserName"] for d in restored] == ["hana"]
+    jsonschema.validate(restored[0], SCHEMA)
+    assert restored[0]["RecordUri"] == f"s3://{AUDIT_BUCKET}/" + prefix("hana", "hana-grace") + "record.json"
 
 
 # --- 4. a second quarantine ------------------------------------------------------------
@@ -609,6 +622,71 @@ def test_restore_by_name_of_a_user_no_longer_quarantined_is_refused_and_changes_
 
 
 # --- the role ----------------------------------------------------------------------------------
+
+
+# --- 6. partial failures and tampering (issue 25) -------------------------------------------
+
+
+def test_a_quarantine_failing_part_way_records_what_it_changed_and_restore_undoes_exactly_that(stack):
+    _, inactive = seed_with_one_inactive_key(stack, "pia")
+    before = state(stack.iam, "pia")
+    # A policy (an SCP, a permissions boundary) denies switching SSH keys off: the
+    # quarantine has tagged the user, attached the deny and switched the access keys
+    # off when it fails.
+    stack.faults(PolicyDenyActions=["UpdateSSHPublicKey"])
+    execution = stack.run({"UserName": "pia", "DeleteAfter": utc(600)}, name="pia-grace")
+    stack.faults()
+    assert (execution["status"], execution["error"]) == ("FAILED", "AccessDenied"), execution.get("cause")
+    at = prefix("pia", "pia-grace")
+    partial = stack.record(at + "quarantine.json")["Quarantine"]
+    assert partial["Error"] == "AccessDenied" and "UpdateSSHPublicKey" in partial["Cause"]
+    active_keys = ids_with(before, "Active")["AccessKeys"]
+    assert sorted(partial["Deactivated"]["AccessKeys"]) == sorted(active_keys)
+    assert partial["Deactivated"]["SSHPublicKeys"] == [], "the SSH key was never switched off"
+    assert partial["AlreadyInactive"]["AccessKeys"] == [inactive]
+    assert partial["DenyAllAttachedByQuarantine"] is True
+    failure = stack.record(at + "record.json")
+    assert failure["Error"] == "AccessDenied" and failure["Quarantine"] == partial
+    # A new offboarding of the user is refused: the tag went first and holds it.
+    assert quarantine_tag(stack.iam, "pia") == partial["QuarantinedUntil"]
+    again = stack.run({"UserName": "pia", "GraceDays": 7}, name="pia-again")
+    assert (again["status"], again["error"]) == ("FAILED", "AlreadyQuarantined")
+    # Restore undoes exactly what the quarantine did: every key as it was, the
+    # inactive one still inactive, no deny, no tag.
+    restored = offboard(stack, "restore", "--user-name", "pia", "--record-bucket", AUDIT_BUCKET, "--yes",
+                        "--state-machine-arn", stack.state_machine_arn)
+    assert restored.returncode == 0, restored.stderr
+    assert state(stack.iam, "pia") == before
+
+
+def test_a_user_at_the_tag_quota_is_refused_before_the_quarantine_changes_anything(stack):
+    # IAM's quota: 50 tags per user ("IAM and AWS STS quotas"; the emulator answers
+    # TagUser beyond it with LimitExceeded, tests/emulator/emulator.py).
+    seed_user(stack.iam, "quota-q", tags={f"team{i}": "x" for i in range(50)})
+    before = state(stack.iam, "quota-q")
+    execution = stack.run({"UserName": "quota-q", "GraceDays": 3}, name="quota-q-grace")
+    assert (execution["status"], execution["error"]) == ("FAILED", "LimitExceeded")
+    assert "Nothing was changed" in execution["cause"]
+    assert state(stack.iam, "quota-q") == before
+    assert not [c for c in function_calls(stack, "QuarantineUser") if c["Action"].startswith(MUTATING_PREFIXES)]
+
+
+def test_a_tag_changed_during_the_wait_fails_loudly_and_deletes_nothing(stack):
+    seed_user(stack.iam, "tara")
+    before = state(stack.iam, "tara")
+    delete_after = utc(10)
+    execution_arn = stack.start({"UserName": "tara", "DeleteAfter": delete_after}, name="tara-grace")
+    assert wait_until_waiting(stack, execution_arn, "tara") == delete_after
+    # Anyone with iam:TagUser could push the deletion out of reach this way.
+    stack.iam.tag_user(UserName="tara", Tags=[{"Key": TAG, "Value": "2099-01-01T00:00:00Z"}])
+    execution = stack.wait(execution_arn)
+    assert (execution["status"], execution["error"]) == ("FAILED", "QuarantineTampered"), execution.get("cause")
+    assert "2099-01-01T00:00:00Z" in execution["cause"]
+    assert state(stack.iam, "tara") == quarantined_view(before, "2099-01-01T00:00:00Z"), "nothing deleted"
+    record = stack.record(prefix("tara", "tara-grace") + "record.json")
+    assert record["Error"] == "QuarantineTampered"
+    failed = [e["detail"] for e in stack.events() if e["detail-type"] == "IAM User Offboarding Failed"]
+    assert [d["Error"] for d in failed if d["UserName"] == "tara"] == ["QuarantineTampered"]
 
 
 def test_zz_quarantine_user_called_only_what_its_role_allows(stack):

@@ -26,7 +26,7 @@ and a_retry_deletes_the_virtual_device_its_earlier_attempt_left_unassigned
 (tests/e2e/test_state_machine.py runs the workflow's own retry of a device).
 
 Every emulator behaviour a test relies on names its source in a comment: an
-AWS documentation page, or a real response quoted in DESIGN.md ("Real AWS is
+AWS documentation page, or a real response quoted in docs/DESIGN.md ("Real AWS is
 the reference, not the emulator")."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put"
 PROTECTION_TAG = {"Key": "Offboard:Protected", "Value": "true"}  # mixed-case key, as an operator may type it
 MFA_SESSION_HINT = "--mfa-serial"
 # IAM's own answer when an MFA action needs an MFA-authenticated caller, verbatim
-# from a real response (DESIGN.md, "Real AWS is the reference, not the emulator").
+# from a real response (docs/DESIGN.md, "Real AWS is the reference, not the emulator").
 IAM_MFA_REQUIRED = ("To complete this action, please ensure that you are authenticated with an MFA device that "
                     "is enabled for this user.")
 # The guardrail a quarantine attaches (AWS Managed Policy Reference, AWSDenyAll,
@@ -512,7 +512,8 @@ def test_a_user_recreated_after_the_inventory_is_refused_by_the_first_removal(st
 
     execution = stack.run({"UserName": name}, name=name)
 
-    cause = assert_refused_by_the_first_removal(stack, execution, armed, "UserNotFound")
+    # Someone holds the name, and is not the target: UserReplaced, not UserNotFound.
+    cause = assert_refused_by_the_first_removal(stack, execution, armed, "UserReplaced")
     assert new["id"] != old_id and old_id in cause and new["id"] in cause, cause
 
 
@@ -732,7 +733,7 @@ def passkey_only_user(iam, name: str) -> str:
 def test_iams_mfa_required_message_is_named_and_not_retried(stack, bystander):
     # The emulator's MfaRequiredForDeactivate fault answers DeactivateMFADevice
     # with AccessDenied and IAM's own message, verbatim from a real response
-    # (DESIGN.md, "Real AWS is the reference, not the emulator"):
+    # (docs/DESIGN.md, "Real AWS is the reference, not the emulator"):
     # "To complete this action, please ensure that you are authenticated with
     # an MFA device that is enabled for this user."
     name = "passkey-needs-mfa"
@@ -752,7 +753,7 @@ def test_iams_mfa_required_message_is_named_and_not_retried(stack, bystander):
 
 def test_a_policy_deny_of_deactivation_is_access_denied_pointing_to_an_mfa_session(stack, bystander):
     # A policy deny comes back in IAM's generic form, which never says why
-    # (real response quoted in DESIGN.md, "Real AWS is the reference":
+    # (real response quoted in docs/DESIGN.md, "Real AWS is the reference":
     # "User: arn:aws:iam::123456789012:user/ops is not authorized to perform:
     # iam:DeactivateMFADevice on resource: arn:aws:iam::123456789012:user/alice
     # with an explicit deny in an identity-based policy"; IAM User Guide,

@@ -397,10 +397,11 @@ def test_a_grace_period_disables_the_user_at_once_and_deletes_it_after_the_wait(
     assert {t["Key"]: t["Value"] for t in iam.get_user(UserName="quinn")["User"]["Tags"]}[QUARANTINE_TAG] == delete_after
     assert _login(iam, "quinn") is not None
     assert sorted(d["SerialNumber"] for d in iam.list_mfa_devices(UserName="quinn")["MFADevices"]) == sorted(made["MFADevices"])
-    # The contract's order: the deny first, then the deactivations, the tag last.
+    # The order: the tag first (a quarantine failing part-way still holds the user),
+    # the deny next, then the deactivations.
     changes = mutating(function_calls(stack, "QuarantineUser"))
-    assert changes[0] == "AttachUserPolicy" and changes[-1] == "TagUser", changes
-    assert sorted(changes[1:-1]) == sorted(["UpdateAccessKey", "UpdateSSHPublicKey", "UpdateSigningCertificate",
+    assert changes[:2] == ["TagUser", "AttachUserPolicy"], changes
+    assert sorted(changes[2:]) == sorted(["UpdateAccessKey", "UpdateSSHPublicKey", "UpdateSigningCertificate",
                                             "UpdateServiceSpecificCredential", "UpdateServiceSpecificCredential"])
     assert mutating(function_calls(stack)) == changes, "no other function changed anything before the wait"
     assert "CheckQuarantine" not in entered_states(stack, arn), "the checks above ran during the wait"
@@ -434,3 +435,41 @@ def test_zz_each_function_called_only_what_its_role_allows(stack):
     # Every declared action was exercised somewhere in the suite.
     assert {a for actions in observed.values() for a in actions} == {a for v in STAGE_ACTIONS.values() for a in v}
 
+
+
+# --- partial failures keep the record whole (issue 25) ---------------------------------------
+
+
+def test_a_failed_mfa_device_keeps_the_other_devices_outcomes_in_the_record(stack):
+    """One device fails (a policy denies deleting the virtual device after its
+    deactivation); the passkey was removed: the failure record names both
+    outcomes, where a failed Map iteration used to drop every result."""
+    made = seed_user(stack.iam, "mona", virtual_devices=1, passkeys=1, hardware_tokens=0)
+    stack.faults(PolicyDenyActions=["DeleteVirtualMFADevice"])
+    execution = stack.run({"UserName": "mona"}, name="mona")
+    stack.faults()
+    assert (execution["status"], execution["error"]) == ("FAILED", "AccessDenied"), execution.get("cause")
+    record = stack.record(f"records/{ACCOUNT}/mona/mona/record.json")
+    devices = {d["SerialNumber"]: d for d in record["Removed"]["MFADevices"]}
+    [virtual] = [s for s in made["MFADevices"] if ":mfa/" in s]
+    [passkey] = [s for s in made["MFADevices"] if ":u2f/" in s]
+    assert devices[passkey]["Deactivation"] == "Removed" and "Error" not in devices[passkey]
+    assert devices[virtual]["Error"] == "AccessDenied" and "DeleteVirtualMFADevice" in devices[virtual]["Cause"]
+    assert stack.iam.list_mfa_devices(UserName="mona")["MFADevices"] == [], "both deactivated"
+    assert "DeleteGroupsAndPolicies" not in entered_states(stack, execution["executionArn"])
+
+
+def test_a_user_renamed_before_its_deletion_is_not_recorded_as_gone(stack):
+    """Gone by name is not gone: a user renamed between the inventory and the
+    deletion (UpdateUser NewUserName keeps the user's id: IAM API reference,
+    UpdateUser, https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateUser.html)
+    fails the offboarding as VerificationFailed naming the new name, never Offboarded."""
+    seed_user(stack.iam, "otto", access_keys=0, ssh_keys=0, certificates=0, services=(), virtual_devices=0,
+              passkeys=0, hardware_tokens=0, groups=0, inline_policies=0, attached_policies=1, login_profile=False)
+    user_id = stack.iam.get_user(UserName="otto")["User"]["UserId"]
+    stack.emulator.app.on_next("DetachUserPolicy", lambda: stack.iam.update_user(UserName="otto", NewUserName="otto-2"))
+    execution = stack.run({"UserName": "otto"}, name="otto")
+    assert (execution["status"], execution["error"]) == ("FAILED", "VerificationFailed"), execution.get("cause")
+    assert "renamed to otto-2" in execution["cause"]
+    assert stack.iam.get_user(UserName="otto-2")["User"]["UserId"] == user_id, "the user still exists"
+    assert "DeleteUser" not in function_calls(stack, "DeleteIAMUserAndVerify")

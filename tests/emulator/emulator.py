@@ -1,7 +1,7 @@
 """The local IAM/STS/Step Functions emulator: moto, made strict where stock
 moto is lenient, with fault injection and a per-action call log.
 
-Real AWS is the reference (DESIGN.md). Every behaviour below carries, beside
+Real AWS is the reference (docs/DESIGN.md). Every behaviour below carries, beside
 its code, the source it follows: an AWS API reference / user guide page, the
 botocore IAM model, or a real AWS response. Short names used in the comments:
 
@@ -18,7 +18,7 @@ botocore IAM model, or a real AWS response. Short names used in the comments:
              LS-IAM   tests/aws/services/iam/test_iam.snapshot.json,
              LS-MFA   tests/aws/services/iam/test_iam_mfa.snapshot.json,
              LS-ROLES tests/aws/services/iam/test_iam_roles.snapshot.json
-- [DESIGN]   a real response quoted in /work/shared/DESIGN.md ("Real AWS is the reference")
+- [DESIGN]   a real response quoted in docs/DESIGN.md ("Real AWS is the reference")
 
 Extensions over moto 5.2.5:
 - user ids of IAM's form: ``AIDA`` + 17 upper-case letters/digits;
@@ -522,6 +522,10 @@ DENY_RESOURCE = {
         "ListAttachedUserPolicies", "ListGroupsForUser", "ListUserPolicies", "DeactivateMFADevice",
         "DeleteAccessKey", "DeleteLoginProfile", "DeleteSSHPublicKey", "DeleteServiceSpecificCredential",
         "DeleteSigningCertificate", "DeleteUserPolicy", "DetachUserPolicy", "DeleteUser",
+        # The quarantine's calls act on the user too (Service Authorization
+        # Reference, IAM: resource type "user" for each).
+        "UpdateAccessKey", "UpdateSSHPublicKey", "UpdateSigningCertificate", "UpdateServiceSpecificCredential",
+        "AttachUserPolicy", "TagUser", "UntagUser",
     )},
     "DeleteVirtualMFADevice": "mfa",
     "TagMFADevice": "mfa",

@@ -57,7 +57,7 @@ def passkey_serial(user_name: str, n: int = 1, account: str = ACCOUNT) -> str:
 
 def hardware_serial(n: int = 1) -> str:
     # A hardware TOTP token is listed by its plain serial number: same IAM User Guide example,
-    # "SerialNumber": "GAKT12345678" (also DESIGN.md's example serial).
+    # "SerialNumber": "GAKT12345678" (also docs/DESIGN.md's example serial).
     return f"GAKT{n:08d}"
 
 

@@ -133,7 +133,16 @@ async fn in_account(
         }
         Err(failed) => {
             let user = failed.record.user.as_ref().map(|user| user.user_name.as_str());
-            let not_filed = reporter.store(user, "record.json", &failed.record).await.err();
+            // A quarantine that failed part-way: what it changed, for restore.
+            let partial = failed.record.plan.clone().zip(failed.record.quarantine.clone());
+            let partial_not_filed = match partial {
+                Some((plan, quarantine)) => {
+                    let record = AuditRecord { quarantine: Some(quarantine), ..plan };
+                    reporter.store(user, "quarantine.json", &record).await.err()
+                }
+                None => None,
+            };
+            let not_filed = reporter.store(user, "record.json", &failed.record).await.err().or(partial_not_filed);
             Err(AccountFailure { error: failed.error, not_filed })
         }
     }

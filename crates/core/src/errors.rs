@@ -59,6 +59,13 @@ offboard_errors! {
     /// execution of this deployment's state machines (a direct invoke):
     /// refused before any IAM call (see [`crate::workflow`]).
     NotFromWorkflow,
+    /// The user's name is now held by another user (another id): the user
+    /// this offboarding resolved was deleted or renamed since. Unlike
+    /// `UserNotFound`, someone is there, and is not the target.
+    UserReplaced,
+    /// After the grace period the quarantine tag holds another time than
+    /// this quarantine set: someone changed it.
+    QuarantineTampered,
 }
 
 impl OffboardError {
@@ -126,7 +133,7 @@ pub fn is_no_such_entity<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> 
 }
 
 /// IAM's own answer (AccessDenied) when an MFA action needs the caller to be
-/// MFA-authenticated, verbatim from a real response (DESIGN.md, "Real AWS is
+/// MFA-authenticated, verbatim from a real response (docs/DESIGN.md, "Real AWS is
 /// the reference"). A policy deny that tests `aws:MultiFactorAuthPresent`
 /// comes back in IAM's generic format instead, which never says why.
 pub const IAM_MFA_REQUIRED_MESSAGE: &str =
@@ -240,7 +247,7 @@ mod tests {
 
     #[test]
     fn names_are_the_variants_names_and_notes_keep_the_variant() {
-        assert_eq!(crate::ERROR_NAMES.len(), 13);
+        assert_eq!(crate::ERROR_NAMES.len(), 15);
         assert_eq!(OffboardError::Throttled(String::new()).name(), "Throttled");
         assert_eq!(OffboardError::AlreadyQuarantined(String::new()).name(), "AlreadyQuarantined");
         let noted = OffboardError::DeleteConflict("refused.".into()).with_note("Re-run.");

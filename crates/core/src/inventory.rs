@@ -242,3 +242,8 @@ pub async fn permission_names(iam: &Client, user_name: &str) -> Result<Vec<Strin
     names.extend(attached.iter().filter_map(|policy| policy.policy_arn()).map(|arn| format!("attached policy {arn}")));
     Ok(names)
 }
+
+/// The ARNs of the managed policies attached to the user now.
+pub async fn attached_policy_arns(iam: &Client, user_name: &str) -> Result<Vec<String>, OffboardError> {
+    Ok(list_attached_policies(iam, user_name).await?.into_iter().map(|policy| policy.policy_arn).collect())
+}

@@ -11,13 +11,14 @@ use serde_json::Value;
 use crate::errors::OffboardError;
 use crate::items::{CredentialInventory, PermissionInventory};
 use crate::mfa::classify;
+use crate::quarantine::QuarantineRecord;
 use crate::record::Items;
 use crate::record::{step_functions_cause, AuditRecord, FailureRecord, PartialRemoval};
 use crate::stages::{
     invoke, CredentialRemoval, CredentialRemovalRequest, DeleteGroupsAndPolicies, DeleteIamUserAndVerify,
     DeleteKeysCertificatesMfaAndCredentials, GetGroupsAndPolicies, GetKeysCertificatesMfaAndCredentials, GetUsername,
     PermissionRemovalRequest, QuarantineAction, QuarantineOutcome, QuarantineRequest, QuarantineUser, Resolution,
-    RoundRemoval, Stage, StageContext, UserDeletionRequest, UserRequest,
+    RoundRemoval, Stage, StageContext, TaskFailure, UserDeletionRequest, UserRequest,
 };
 use crate::target::TargetUser;
 
@@ -99,7 +100,14 @@ pub async fn offboard(ctx: &StageContext, input: Value, progress: &mut impl Prog
         Ok(target) => target,
         Err(error) => return Err(Failed { record: FailureRecord::refusal(&error, input), error }),
     };
-    let mut run = Run { target, plan: None, removed: PartialRemoval::default(), round: 0, earlier_rounds: Value::Null };
+    let mut run = Run {
+        target,
+        plan: None,
+        removed: PartialRemoval::default(),
+        round: 0,
+        earlier_rounds: Value::Null,
+        partial_quarantine: None,
+    };
     match run.run_to_the_end(ctx, progress).await {
         Ok(record) => Ok(record),
         Err(error) => Err(run.failed(error)),
@@ -113,6 +121,8 @@ struct Run {
     removed: PartialRemoval,
     round: u32,
     earlier_rounds: Value,
+    /// What a quarantine that failed part-way did change.
+    partial_quarantine: Option<QuarantineRecord>,
 }
 
 impl Run {
@@ -141,10 +151,17 @@ impl Run {
                         execution_arn: None,
                         credentials: Some(inventory.credentials),
                         permissions: Some(inventory.permissions),
+                        failure: None,
                     };
                     self.plan = Some(plan.clone());
-                    let QuarantineOutcome::Quarantined(quarantine) = invoke::<QuarantineUser>(ctx, request).await?
-                    else {
+                    let outcome = match invoke::<QuarantineUser>(ctx, request.clone()).await {
+                        Ok(outcome) => outcome,
+                        Err(error) => {
+                            self.partial_quarantine = partial_quarantine(ctx, request, &error).await;
+                            return Err(error);
+                        }
+                    };
+                    let QuarantineOutcome::Quarantined(quarantine) = outcome else {
                         unreachable!("a Quarantine request answers with the quarantine's record")
                     };
                     progress.stage_done(
@@ -209,7 +226,7 @@ impl Run {
             removed: Some(self.removed),
             earlier_rounds: Some(self.earlier_rounds),
             rounds: Some(self.round),
-            quarantine: None,
+            quarantine: self.partial_quarantine,
         };
         Failed { error, record }
     }
@@ -326,5 +343,20 @@ pub fn build_plan(
         rounds: 0,
         timings,
         quarantine: None,
+    }
+}
+
+/// The record of a quarantine that failed with `error` part-way, as the state
+/// machine's catch asks QuarantineUser for it; `None` if even that fails.
+async fn partial_quarantine(
+    ctx: &StageContext,
+    request: QuarantineRequest,
+    error: &OffboardError,
+) -> Option<QuarantineRecord> {
+    let failure = TaskFailure { error: error.name().to_string(), cause: step_functions_cause(error) };
+    let request = QuarantineRequest { action: QuarantineAction::Record, failure: Some(failure), ..request };
+    match invoke::<QuarantineUser>(ctx, request).await {
+        Ok(QuarantineOutcome::Quarantined(record)) => Some(*record),
+        _ => None,
     }
 }

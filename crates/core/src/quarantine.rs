@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::{classify_sdk_error, OffboardError};
 use crate::iam_calls::{idempotent, CONCURRENCY};
+use crate::inventory::{attached_policy_arns, gather_credentials};
 use crate::items::{CredentialInventory, Outcome, PermissionInventory};
 use crate::target::TargetUser;
 
@@ -84,6 +85,12 @@ pub struct QuarantineRecord {
     /// Inactive before the quarantine: a restore leaves them inactive.
     pub already_inactive: CredentialIds,
     pub kept: KeptItems,
+    /// A quarantine that failed part-way: its error name and message. The
+    /// record then says what it did change, for a restore to undo exactly that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<u64>,
 }
@@ -211,10 +218,16 @@ fn by_status(credentials: &CredentialInventory) -> (CredentialIds, CredentialIds
     (active, inactive)
 }
 
+/// IAM's quota of tags per user ("IAM and AWS STS quotas": 50 tags per
+/// IAM user); TagUser beyond it answers LimitExceeded.
+pub const MAX_USER_TAGS: usize = 50;
+
 /// Quarantines `user` until `until`, from its inventory (the statuses before
-/// the quarantine, so a retry records the same items). Order: the deny
-/// first (it stops every session at once), then the credentials, then the
-/// tag, which marks a finished quarantine.
+/// the quarantine, so a retry records the same items). Order: the tag
+/// first, so that a quarantine that fails part-way still holds the user
+/// (a new offboarding of it is refused, and restore finds it); then the deny
+/// (it stops every session at once); then the credentials. The tag quota is
+/// checked before the first change.
 pub async fn quarantine_user(
     iam: &Client,
     user: &TargetUser,
@@ -226,15 +239,41 @@ pub async fn quarantine_user(
     let user_name = user.user_name.as_str();
     let deny_all = deny_all_policy_arn(&user.arn);
     let had_deny_all = permissions.attached_policies.iter().any(|policy| policy.policy_arn == deny_all);
+    let (active, already_inactive) = by_status(credentials);
+    if quarantined_until(user).is_none() && user.tags.len() >= MAX_USER_TAGS {
+        return Err(OffboardError::LimitExceeded(format!(
+            "user {user_name} already has {} tags, IAM's quota per user ({MAX_USER_TAGS}): the quarantine tag {QUARANTINE_TAG_KEY} cannot be added. Nothing was changed; remove a tag, then re-run.",
+            user.tags.len()
+        )));
+    }
+    let tag = IamTag::builder()
+        .key(QUARANTINE_TAG_KEY)
+        .value(until)
+        .build()
+        .map_err(|e| OffboardError::InvalidInput(format!("the quarantine tag is malformed: {e}")))?;
+    iam.tag_user().user_name(user_name).tags(tag).send().await.map_err(|error| {
+        classify_sdk_error(error, "iam:TagUser", &format!("user {user_name}"))
+            .with_note("Nothing was changed by the quarantine.")
+    })?;
+    let done = |deactivated: &CredentialIds, deny: bool| {
+        let mut done = vec![format!("tag {QUARANTINE_TAG_KEY}={until} set")];
+        if deny {
+            done.push(format!("{DENY_ALL_POLICY_NAME} attached"));
+        }
+        done.extend(deactivated.items().map(|(kind, id)| format!("{} {id} deactivated", kind.label())));
+        format!(
+            "Done before the failure: {}. The record of what it changed is written; restore undoes it.",
+            done.join(", ")
+        )
+    };
     if !had_deny_all {
         // A user holds at most 10 managed policies by default ("IAM and AWS
-        // STS quotas"): IAM then answers LimitExceeded, before any change.
+        // STS quotas"): IAM then answers LimitExceeded.
         iam.attach_user_policy().user_name(user_name).policy_arn(&deny_all).send().await.map_err(|error| {
             classify_sdk_error(error, "iam:AttachUserPolicy", &format!("user {user_name} ({deny_all})"))
-                .with_note("Nothing was changed by the quarantine.")
+                .with_note(&done(&CredentialIds::default(), false))
         })?;
     }
-    let (active, already_inactive) = by_status(credentials);
     let results: Vec<(CredentialKind, String, Result<Outcome, OffboardError>)> =
         futures_util::stream::iter(active.items())
             .map(|(kind, id)| async move {
@@ -256,25 +295,9 @@ pub async fn quarantine_user(
             }
         }
     }
-    let done = || {
-        let mut done = vec![format!("{DENY_ALL_POLICY_NAME} attached")];
-        done.extend(deactivated.items().map(|(kind, id)| format!("{} {id} deactivated", kind.label())));
-        format!("Done before the failure: {}. Re-run to finish.", done.join(", "))
-    };
     if let Some(error) = first_error {
-        return Err(error.with_note(&done()));
+        return Err(error.with_note(&done(&deactivated, true)));
     }
-    let tag = IamTag::builder()
-        .key(QUARANTINE_TAG_KEY)
-        .value(until)
-        .build()
-        .map_err(|e| OffboardError::InvalidInput(format!("the quarantine tag is malformed: {e}")))?;
-    iam.tag_user()
-        .user_name(user_name)
-        .tags(tag)
-        .send()
-        .await
-        .map_err(|error| classify_sdk_error(error, "iam:TagUser", &format!("user {user_name}")).with_note(&done()))?;
     Ok(QuarantineRecord {
         quarantined_until: until.to_string(),
         execution_arn,
@@ -287,8 +310,69 @@ pub async fn quarantine_user(
             login_profile: credentials.login_profile.is_some(),
             mfa_devices: credentials.mfa_devices.iter().map(|device| device.serial_number.clone()).collect(),
         },
+        error: None,
+        cause: None,
         duration_ms: None,
     })
+}
+
+/// The record of a quarantine that failed part-way (`error`, with its Step
+/// Functions cause), from the inventory taken before it and the user as IAM
+/// has it now: a credential active before and inactive now was deactivated
+/// by it, AWSDenyAll attached now and not before was attached by it. What a
+/// restore then undoes is exactly that. (Someone else switching a key off
+/// in the same seconds would be counted too; the record names every item.)
+pub async fn partial_quarantine(
+    iam: &Client,
+    user: &TargetUser,
+    credentials: &CredentialInventory,
+    permissions: &PermissionInventory,
+    until: &str,
+    execution_arn: Option<String>,
+    (error, cause): (String, String),
+) -> Result<QuarantineRecord, OffboardError> {
+    let deny_all = deny_all_policy_arn(&user.arn);
+    let had_deny_all = permissions.attached_policies.iter().any(|policy| policy.policy_arn == deny_all);
+    let (active_before, already_inactive) = by_status(credentials);
+    let now = gather_credentials(iam, &user.user_name).await?;
+    let (active_now, _) = by_status(&now);
+    let still_active: Vec<&String> = active_now.items().map(|(_, id)| id).collect();
+    let mut deactivated = CredentialIds::default();
+    for (kind, id) in active_before.items() {
+        let exists_now = now_holds(&now, kind, id);
+        if exists_now && !still_active.contains(&id) {
+            deactivated.push(kind, id.clone());
+        }
+    }
+    let attached_now = attached_policy_arns(iam, &user.user_name).await?;
+    let tagged = quarantined_until(user) == Some(until);
+    Ok(QuarantineRecord {
+        quarantined_until: until.to_string(),
+        execution_arn,
+        tag_key: QUARANTINE_TAG_KEY.to_string(),
+        deny_all_policy_arn: deny_all.clone(),
+        deny_all_attached_by_quarantine: !had_deny_all && attached_now.contains(&deny_all),
+        deactivated,
+        already_inactive,
+        kept: KeptItems {
+            login_profile: credentials.login_profile.is_some(),
+            mfa_devices: credentials.mfa_devices.iter().map(|device| device.serial_number.clone()).collect(),
+        },
+        error: Some(error),
+        cause: Some(if tagged { cause } else { format!("{cause} (the quarantine tag was not set)") }),
+        duration_ms: None,
+    })
+}
+
+fn now_holds(now: &CredentialInventory, kind: CredentialKind, id: &str) -> bool {
+    match kind {
+        CredentialKind::AccessKey => now.access_keys.iter().any(|k| k.access_key_id == id),
+        CredentialKind::SshPublicKey => now.ssh_public_keys.iter().any(|k| k.ssh_public_key_id == id),
+        CredentialKind::SigningCertificate => now.signing_certificates.iter().any(|c| c.certificate_id == id),
+        CredentialKind::ServiceSpecificCredential => {
+            now.service_specific_credentials.iter().any(|c| c.service_specific_credential_id == id)
+        }
+    }
 }
 
 /// Reactivates what a quarantine deactivated, at most [`CONCURRENCY`] at a

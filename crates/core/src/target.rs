@@ -154,9 +154,23 @@ pub fn refuse_if_protected(
 pub async fn resolve_user(iam: &Client, user: &UserRef) -> Result<TargetUser, OffboardError> {
     let user_name = match user {
         UserRef::Name(name) => name.clone(),
-        UserRef::Id(id) => find_user_name_by_id(iam, id).await?,
+        UserRef::Id(id) => find_user_name_by_id(iam, id).await?.ok_or_else(|| not_found(user))?,
     };
-    get_user(iam, &user_name).await?.ok_or_else(|| not_found(user))
+    let found = get_user(iam, &user_name).await?.ok_or_else(|| not_found(user))?;
+    // Between the listing and GetUser the name may have passed to another user.
+    if let UserRef::Id(id) = user {
+        if found.user_id != *id {
+            return Err(replaced(&found, id));
+        }
+    }
+    Ok(found)
+}
+
+fn replaced(found: &TargetUser, expected_id: &str) -> OffboardError {
+    OffboardError::UserReplaced(format!(
+        "user {} now has id {}, not {expected_id} as resolved for this offboarding: it is a different user (the one resolved was deleted or renamed and the name reused). Nothing was changed; offboard the new user with a new execution if that is intended.",
+        found.user_name, found.user_id
+    ))
 }
 
 /// GetUser; `None` when IAM has no such user.
@@ -211,24 +225,23 @@ pub async fn recheck_user(
         return Ok(None);
     };
     if user.user_id != expected.user_id {
-        return Err(OffboardError::UserNotFound(format!(
-            "user {} now has id {}, not {} as resolved for this offboarding: it is a different user (deleted and recreated under the same name?). Nothing was changed; offboard the new user with a new execution if that is intended.",
-            user.user_name, user.user_id, expected.user_id
-        )));
+        return Err(replaced(&user, expected.user_id));
     }
     refuse_if_protected(&user, policy, caller)?;
     Ok(Some(user))
 }
 
-async fn find_user_name_by_id(iam: &Client, user_id: &str) -> Result<String, OffboardError> {
+/// The name of the user with `user_id`, if IAM has one (ListUsers, 1000 a
+/// page, stopping at the first match).
+pub async fn find_user_name_by_id(iam: &Client, user_id: &str) -> Result<Option<String>, OffboardError> {
     let mut users = iam.list_users().max_items(PAGE_SIZE).into_paginator().items().send();
     while let Some(user) = users.next().await {
         let user = user.map_err(|e| classify_sdk_error(e, "iam:ListUsers", &format!("user id {user_id}")))?;
         if user.user_id() == user_id {
-            return Ok(user.user_name().to_string());
+            return Ok(Some(user.user_name().to_string()));
         }
     }
-    Err(not_found(&UserRef::Id(user_id.to_string())))
+    Ok(None)
 }
 
 fn not_found(user: &UserRef) -> OffboardError {

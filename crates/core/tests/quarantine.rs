@@ -118,16 +118,17 @@ async fn quarantine(iam: Client, request: Value) -> Result<QuarantineOutcome, ia
 }
 
 #[tokio::test]
-async fn quarantine_denies_first_deactivates_only_active_credentials_and_tags_last() {
+async fn quarantine_tags_first_then_denies_then_deactivates_only_active_credentials() {
     let calls = Calls::default();
     let rules = mutation_rules(&calls);
     let get_user = alice_exists!();
     let outcome = quarantine(client_with(&rules, &get_user), quarantine_request(&[])).await.unwrap();
     let QuarantineOutcome::Quarantined(record) = outcome else { panic!("a quarantine record") };
     let calls = calls.lock().unwrap().clone();
-    assert_eq!(calls.first().map(String::as_str), Some(format!("AttachUserPolicy {DENY_ALL}").as_str()), "{calls:?}");
-    assert_eq!(calls.last().map(String::as_str), Some(format!("TagUser offboard:quarantined-until={UNTIL}").as_str()));
-    let mut middle = calls[1..calls.len() - 1].to_vec();
+    // The tag first: a quarantine that fails part-way still holds the user.
+    assert_eq!(calls[0], format!("TagUser offboard:quarantined-until={UNTIL}"), "{calls:?}");
+    assert_eq!(calls[1], format!("AttachUserPolicy {DENY_ALL}"), "{calls:?}");
+    let mut middle = calls[2..].to_vec();
     middle.sort();
     assert_eq!(
         middle,
@@ -168,6 +169,7 @@ async fn a_user_who_already_has_deny_all_keeps_it_on_restore() {
     };
     assert!(!record.deny_all_attached_by_quarantine);
     assert_eq!(rules[0].num_calls(), 0, "no AttachUserPolicy");
+    assert!(record.error.is_none() && record.cause.is_none());
 }
 
 #[tokio::test]
@@ -201,19 +203,37 @@ async fn a_user_held_by_another_quarantine_is_refused_with_no_change_and_a_retry
 }
 
 #[tokio::test]
-async fn a_full_managed_policy_quota_fails_the_quarantine_before_any_change() {
+async fn a_full_managed_policy_quota_fails_the_quarantine_after_the_tag_only() {
     let quota = mock!(Client::attach_user_policy)
         .then_http_response(|| error_xml(409, "LimitExceeded", "Cannot exceed quota for PoliciesPerUser: 10"));
+    let tag = mock!(Client::tag_user).then_output(|| TagUserOutput::builder().build());
     let get_user = alice_exists!();
-    let iam = iam_client!(&get_user, &quota);
+    let iam = iam_client!(&get_user, &tag, &quota);
     let error = quarantine(iam, quarantine_request(&[])).await.unwrap_err();
     assert_eq!(error.name(), "LimitExceeded", "{error}");
+    assert!(error.to_string().contains("Done before the failure: tag offboard:quarantined-until"), "{error}");
+    assert_eq!(tag.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_user_at_the_tag_quota_is_refused_before_any_change() {
+    let calls = Calls::default();
+    let rules = mutation_rules(&calls);
+    let fifty: Vec<(String, String)> = (0..50).map(|i| (format!("tag{i}"), "v".to_string())).collect();
+    let full = mock!(Client::get_user).then_http_response(move || {
+        let tags: Vec<(&str, &str)> = fifty.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        get_user_tagged_xml("alice", ALICE_ID, &tags)
+    });
+    let error = quarantine(client_with(&rules, &full), quarantine_request(&[])).await.unwrap_err();
+    assert_eq!(error.name(), "LimitExceeded", "{error}");
     assert!(error.to_string().contains("Nothing was changed"), "{error}");
+    assert!(calls.lock().unwrap().is_empty(), "{:?}", calls.lock().unwrap());
 }
 
 #[tokio::test]
 async fn a_failure_part_way_names_what_the_quarantine_had_done() {
     let get_user = alice_exists!();
+    let tag = mock!(Client::tag_user).then_output(|| TagUserOutput::builder().build());
     let attach = mock!(Client::attach_user_policy).then_output(|| AttachUserPolicyOutput::builder().build());
     let keys = mock!(Client::update_access_key).then_output(|| UpdateAccessKeyOutput::builder().build());
     let ssh = mock!(Client::update_ssh_public_key).then_http_response(|| error_xml(400, "Throttling", "Rate exceeded"));
@@ -221,7 +241,7 @@ async fn a_failure_part_way_names_what_the_quarantine_had_done() {
         mock!(Client::update_signing_certificate).then_output(|| UpdateSigningCertificateOutput::builder().build());
     let bedrock = mock!(Client::update_service_specific_credential)
         .then_output(|| UpdateServiceSpecificCredentialOutput::builder().build());
-    let iam = iam_client!(&get_user, &attach, &keys, &ssh, &certs, &bedrock);
+    let iam = iam_client!(&get_user, &tag, &attach, &keys, &ssh, &certs, &bedrock);
     let error = quarantine(iam, quarantine_request(&[])).await.unwrap_err();
     assert_eq!(error.name(), "Throttled", "{error}");
     let message = error.to_string();
@@ -251,10 +271,13 @@ async fn the_check_after_the_wait_tells_this_quarantine_from_a_restore_or_anothe
     assert!(still_quarantined);
     let restored = check(untagged).await.unwrap();
     assert!(!restored.still_quarantined && restored.reason.contains("restored"), "{}", restored.reason);
-    assert!(!check(another).await.unwrap().still_quarantined);
+    assert_eq!((restored.tag_expected.as_str(), restored.tag_found.as_deref()), (UNTIL, None));
+    let tampered = check(another).await.unwrap_err();
+    assert_eq!(tampered.name(), "QuarantineTampered", "a changed tag is a failure, never a quiet end");
+    assert!(tampered.to_string().contains("2027-01-01T00:00:00Z"), "{tampered}");
     assert_eq!(check(|| no_such_entity("user")).await.unwrap_err().name(), "UserNotFound");
     let recreated = || get_user_xml("alice", "AIDARECREATED0000001", "/", None);
-    assert_eq!(check(recreated).await.unwrap_err().name(), "UserNotFound");
+    assert_eq!(check(recreated).await.unwrap_err().name(), "UserReplaced");
 }
 
 #[tokio::test]
@@ -496,6 +519,45 @@ async fn the_in_process_flow_stops_after_the_quarantine_and_returns_its_record()
     assert_eq!(quarantine.deactivated.access_keys, ["AKIAACTIVE0000000001"]);
     assert_eq!(record.items.access_keys.len(), 1, "the plan's items");
     let calls = calls.lock().unwrap().clone();
-    assert_eq!(calls.len(), 3, "attach, one key, tag: {calls:?}");
-    assert!(calls[2].starts_with("TagUser offboard:quarantined-until="), "{calls:?}");
+    assert_eq!(calls.len(), 3, "tag, attach, one key: {calls:?}");
+    assert!(calls[0].starts_with("TagUser offboard:quarantined-until="), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_quarantine_that_failed_part_way_is_recorded_from_iam_for_restore_to_undo() {
+    // The inventory before: one active and one inactive key, an active SSH key,
+    // certificate and Bedrock key. Now: the active key and the certificate are
+    // inactive (the quarantine switched them off before failing), the rest as
+    // before; AWSDenyAll is attached; the tag is set.
+    let get_user = mock!(Client::get_user)
+        .then_http_response(|| get_user_tagged_xml("alice", ALICE_ID, &[("offboard:quarantined-until", UNTIL)]));
+    let keys = mock!(Client::list_access_keys).then_http_response(|| {
+        ok_xml("ListAccessKeys", "<AccessKeyMetadata><member><UserName>alice</UserName><AccessKeyId>AKIAACTIVE0000000001</AccessKeyId><Status>Inactive</Status><CreateDate>2025-02-01T00:00:00Z</CreateDate></member><member><UserName>alice</UserName><AccessKeyId>AKIAINACTIVE00000001</AccessKeyId><Status>Inactive</Status><CreateDate>2025-02-01T00:00:00Z</CreateDate></member></AccessKeyMetadata><IsTruncated>false</IsTruncated>")
+    });
+    let ssh = mock!(Client::list_ssh_public_keys).then_http_response(|| {
+        ok_xml("ListSSHPublicKeys", "<SSHPublicKeys><member><UserName>alice</UserName><SSHPublicKeyId>APKAACTIVE0000000001</SSHPublicKeyId><Status>Active</Status><UploadDate>2025-04-01T00:00:00Z</UploadDate></member></SSHPublicKeys><IsTruncated>false</IsTruncated>")
+    });
+    let certs = mock!(Client::list_signing_certificates).then_http_response(|| {
+        ok_xml("ListSigningCertificates", "<Certificates><member><UserName>alice</UserName><CertificateId>CERTACTIVE0000000001</CertificateId><CertificateBody>x</CertificateBody><Status>Inactive</Status><UploadDate>2025-04-02T00:00:00Z</UploadDate></member></Certificates><IsTruncated>false</IsTruncated>")
+    });
+    let services = mock!(Client::list_service_specific_credentials).then_http_response(|| {
+        ok_xml("ListServiceSpecificCredentials", "<ServiceSpecificCredentials><member><UserName>alice</UserName><Status>Active</Status><ServiceUserName>k</ServiceUserName><CreateDate>2025-07-01T00:00:00Z</CreateDate><ServiceSpecificCredentialId>ACCABEDROCK000000001</ServiceSpecificCredentialId><ServiceName>bedrock.amazonaws.com</ServiceName></member></ServiceSpecificCredentials><IsTruncated>false</IsTruncated>")
+    });
+    let login = mock!(Client::get_login_profile).then_http_response(|| no_such_entity("login profile"));
+    let mfa = mock!(Client::list_mfa_devices).then_http_response(|| mfa_devices_xml(&[PASSKEY_SERIAL]));
+    let attached = mock!(Client::list_attached_user_policies).then_http_response(|| {
+        ok_xml("ListAttachedUserPolicies", &format!("<AttachedPolicies><member><PolicyName>AWSDenyAll</PolicyName><PolicyArn>{DENY_ALL}</PolicyArn></member></AttachedPolicies><IsTruncated>false</IsTruncated>"))
+    });
+    let iam = iam_client!(&get_user, &keys, &ssh, &certs, &services, &login, &mfa, &attached);
+    let mut request = quarantine_request(&[]);
+    request["Action"] = json!("Record");
+    request["Failure"] = json!({"Error": "AccessDenied", "Cause": "{\"errorType\":\"AccessDenied\"}"});
+    let QuarantineOutcome::Quarantined(record) = quarantine(iam, request).await.unwrap() else { panic!("a record") };
+    assert_eq!(record.deactivated.access_keys, ["AKIAACTIVE0000000001"]);
+    assert_eq!(record.deactivated.signing_certificates, ["CERTACTIVE0000000001"]);
+    assert_eq!(record.deactivated.count(), 2, "the SSH and Bedrock keys were not reached: {:?}", record.deactivated);
+    assert_eq!(record.already_inactive.access_keys, ["AKIAINACTIVE00000001"], "never reactivated by a restore");
+    assert!(record.deny_all_attached_by_quarantine);
+    assert_eq!(record.error.as_deref(), Some("AccessDenied"));
+    assert_eq!(record.quarantined_until, UNTIL);
 }

@@ -349,7 +349,7 @@ async fn error_xml_case(
 
 #[tokio::test]
 async fn mfa_required_access_denied_is_its_own_error_and_names_the_sts_path() {
-    // IAM's real answer, verbatim (DESIGN.md, "Real AWS is the reference").
+    // IAM's real answer, verbatim (docs/DESIGN.md, "Real AWS is the reference").
     let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
         error_xml(
             403,
@@ -380,7 +380,7 @@ async fn deactivate_passkey_against(deactivate: &aws_smithy_mocks::Rule) -> iam_
 
 #[tokio::test]
 async fn a_policy_deny_of_an_mfa_action_is_access_denied_pointing_to_the_mfa_session() {
-    // IAM's generic deny format never says why (DESIGN.md quotes a real one).
+    // IAM's generic deny format never says why (docs/DESIGN.md quotes a real one).
     let deactivate = mock!(Client::deactivate_mfa_device).then_http_response(|| {
         error_xml(
             403,
@@ -496,9 +496,10 @@ async fn id_lookup_among_5000_users_takes_at_most_5_list_calls_and_stops_at_the_
     assert_eq!(found.user.user_name, "user040999");
     assert_eq!(pages.iter().map(|p| p.num_calls()).sum::<usize>(), 5);
 
-    // A match on page 2 stops paging there.
+    // A match on page 2 stops paging there. (GetUser answers with another
+    // user's id: the name passed to someone else between the two calls.)
     let found = invoke::<GetUsername>(&ctx, json!({"IAMUserId": "AIDA01000000000000005"})).await;
-    assert!(found.is_ok());
+    assert_eq!(found.unwrap_err().name(), "UserReplaced", "the id GetUser returns is the one asked for, or nothing");
     assert_eq!(pages.iter().map(|p| p.num_calls()).sum::<usize>(), 7);
 
     // An id nobody has reads every page, then says UserNotFound.
@@ -942,7 +943,7 @@ async fn a_direct_invoke_of_any_mutating_stage_with_a_protected_or_recreated_use
             ProtectionPolicy { user_names: vec!["ALICE".into()], ..ProtectionPolicy::default() },
             "ProtectedUser",
         ),
-        (recreated_alice, ProtectionPolicy::default(), "UserNotFound"),
+        (recreated_alice, ProtectionPolicy::default(), "UserReplaced"),
     ];
     for (answer, policy, expected) in cases {
         for (which, payload) in mutating_requests() {
@@ -1099,13 +1100,32 @@ async fn a_device_that_cannot_be_marked_is_still_removed_unless_iam_is_throttlin
 
 #[tokio::test]
 async fn a_user_already_deleted_is_verified_not_deleted_again() {
-    // No DeleteUser rule: calling it would panic.
+    // No DeleteUser rule: calling it would panic. Gone by name is verified by
+    // id: no user in the account holds it any more.
     let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
-    let ctx = context(iam_client!(&gone));
+    let nobody = mock!(Client::list_users).then_http_response(|| list_users_page(0, 1));
+    let ctx = context(iam_client!(&gone, &nobody));
     let (_, payload) = mutating_requests().pop().unwrap();
     let record = run_mutating_stage(&ctx, "user deletion", payload).await.unwrap();
     assert_eq!(record["UserDeletion"], json!({"Outcome": "AlreadyAbsent", "VerificationAttempts": 1}));
-    assert_eq!(gone.num_calls(), 1);
+    assert_eq!((gone.num_calls(), nobody.num_calls()), (1, 1));
+
+    // Renamed since the inventory: the id is still there, under another name.
+    let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));
+    let renamed = mock!(Client::list_users).then_http_response(|| {
+        ok_xml(
+            "ListUsers",
+            &format!(
+                "<Users><member>{}</member></Users><IsTruncated>false</IsTruncated>",
+                user_xml("alice-2", ALICE_ID, "/")
+            ),
+        )
+    });
+    let ctx = context(iam_client!(&gone, &renamed));
+    let (_, payload) = mutating_requests().pop().unwrap();
+    let error = run_mutating_stage(&ctx, "user deletion", payload).await.unwrap_err();
+    assert_eq!(error.name(), "VerificationFailed", "{error}");
+    assert!(error.to_string().contains("renamed to alice-2"), "{error}");
 
     for (which, payload) in mutating_requests().into_iter().take(4) {
         let gone = mock!(Client::get_user).then_http_response(|| no_such_entity("user"));

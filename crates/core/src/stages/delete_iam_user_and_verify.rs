@@ -14,6 +14,7 @@ use crate::record::{AuditRecord, Items};
 use crate::removal::{delete_user_and_verify, UserDeletion};
 use crate::stage::{Stage, Timed};
 use crate::stages::{DeleteGroupsAndPolicies, DeleteKeysCertificatesMfaAndCredentials, GetUsername, Resolution};
+use crate::target::find_user_name_by_id;
 use crate::workflow::Subject;
 
 /// What one round of removal stages produced.
@@ -137,6 +138,16 @@ impl Stage for DeleteIamUserAndVerify {
             Some(_) => delete_user_and_verify(&ctx.iam, &user.user_name, ctx.verify).await?,
             None => UserDeletion { outcome: Outcome::AlreadyAbsent, verification_attempts: 1 },
         };
+        // Gone by name is not gone: the user may have been renamed since the
+        // inventory. Verified by its id, which a rename keeps.
+        if deletion.outcome == Outcome::AlreadyAbsent {
+            if let Some(renamed) = find_user_name_by_id(&ctx.iam, &user.user_id).await? {
+                return Err(OffboardError::VerificationFailed(format!(
+                    "user {} ({}) was not deleted: it still exists, renamed to {renamed}. Nothing was deleted by this stage; offboard {renamed} with a new execution.",
+                    user.user_name, user.user_id
+                )));
+            }
+        }
         tracing::info!(attempts = deletion.verification_attempts, outcome = ?deletion.outcome, "user deleted and verified");
         build_record(request, deletion)
     }

@@ -27,7 +27,9 @@ pub use get_groups_and_policies::GetGroupsAndPolicies;
 pub use get_keys_certificates_mfa_and_credentials::GetKeysCertificatesMfaAndCredentials;
 pub use get_username::{Entry, GetUsername, GetUsernameOrAccounts, Resolution};
 pub use offboard_batch::{BatchAnswer, BatchCall, OffboardBatch};
-pub use quarantine_user::{QuarantineAction, QuarantineCheck, QuarantineOutcome, QuarantineRequest, QuarantineUser};
+pub use quarantine_user::{
+    QuarantineAction, QuarantineCheck, QuarantineOutcome, QuarantineRequest, QuarantineUser, TaskFailure,
+};
 
 /// The inventory stages' request: the user to list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
