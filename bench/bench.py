@@ -18,7 +18,13 @@ default 3), BENCH_BATCHES (batch executions of 2 users, the only ones to run
 OffboardBatch, default 2), BENCH_SCALE (scale runs "<offboardings>@<IAM
 bucket rate>", default "200@10,1000@50", each started independently and as a
 batch, the deployment's IAM budget set to the bucket rate), BENCH_BUDGET_HELD
-("<offboardings>@<bucket rate>/<budget>", default "50@10/5")."""
+("<offboardings>@<bucket rate>/<budget>", default "50@10/5"), BENCH_ORG_ACCOUNTS (an
+org-wide dry run over that many accounts, run only when set; BENCH_ORG_USER_EVERY,
+default 10: one account in that many holds the user; BENCH_ORG_CONCURRENCY, default
+10: the deployment's AccountConcurrency).
+
+`bench/bench.py org` runs the org-wide row alone (BENCH_ORG_ACCOUNTS, default 100),
+with the binaries of OFFBOARD_BIN_DIR if set, and writes bench/results/org.json."""
 
 from __future__ import annotations
 
@@ -67,6 +73,12 @@ SCALE = [tuple(float(x) for x in run.split("@")) for run in os.environ.get("BENC
 SCALE_MODES = os.environ.get("BENCH_SCALE_MODES", "independent,batch").split(",")
 #: The budget-held run: "<offboardings>@<bucket rate>/<budget>".
 BUDGET_HELD = os.environ.get("BENCH_BUDGET_HELD", "50@10/5")
+#: An org-wide dry run over this many accounts (0: not run).
+ORG_ACCOUNTS = int(os.environ.get("BENCH_ORG_ACCOUNTS", "0"))
+#: One account in this many holds the user (Planned there, NotPresent elsewhere).
+ORG_USER_EVERY = int(os.environ.get("BENCH_ORG_USER_EVERY", "10"))
+#: The deployment's AccountConcurrency for that run (the template's default).
+ORG_CONCURRENCY = int(os.environ.get("BENCH_ORG_CONCURRENCY", "10"))
 SCALE_USER = dict(access_keys=1, ssh_keys=0, certificates=0, services=("bedrock.amazonaws.com",), virtual_devices=1,
                   passkeys=1, hardware_tokens=0, groups=1, inline_policies=1, attached_policies=1, boundary=False)
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -639,6 +651,97 @@ def bench_scale() -> dict:
     return {"runs": rows, "budget_held": held}
 
 
+def state_entered(history: list[dict]) -> int:
+    """The state transitions of one execution: its *StateEntered events."""
+    return sum(1 for event in history if event["type"].endswith("StateEntered"))
+
+
+def largest_state(history: list[dict]) -> int:
+    """The largest state input or output in a history, in bytes (UTF-8)."""
+    sizes = [len(details[field].encode()) for event in history for key, details in event.items()
+             if key in ("stateEnteredEventDetails", "stateExitedEventDetails") for field in ("input", "output")
+             if field in details]
+    return max(sizes, default=0)
+
+
+def bench_org(accounts: int) -> dict:
+    """One org-wide dry run over ``accounts`` member accounts on the local stack
+    (moto keeps IAM per account; each account gets the target roles,
+    infra/target-account.yaml's, through Stack.deploy_target_roles), the user in
+    one account of every ORG_USER_EVERY (Planned there, NotPresent elsewhere),
+    at the deployment's AccountConcurrency (a dry run has no grace period).
+    Reports the wall time from StartExecution to the summary, the state
+    transitions per account (state-entered events of the parent, of the Map
+    Run's child workflow executions and of the children), the largest state
+    input or output in the parent's history, and the summary's counts.
+
+    moto keeps no history of a Map Run's child workflow executions (their
+    events go to a fresh EventManager:
+    moto/stepfunctions/parser/asl/component/state/exec/state_map/iteration/distributed_iteration_component.py,
+    ``_eval_body``); on Step Functions each has its own (developer guide, "Map
+    workflow state": "Each child workflow execution has its own, separate
+    execution history"). Each enters the item processor's states once, as no
+    state there retries or loops unless throttled: they are counted from the
+    definition, one run per report entry."""
+    import stack as stack_module
+
+    ids = [f"{700000000000 + n:012d}" for n in range(accounts)]
+    holders = set(ids[::ORG_USER_EVERY])
+    env = {"OFFBOARD_TARGET_ROLE_NAME": stack_module.TARGET_ROLE_NAME,
+           "OFFBOARD_ACCOUNT_CONCURRENCY": str(ORG_CONCURRENCY)}
+    # A dry run quarantines nobody: no account needs AWSDenyAll, and moto would
+    # load every AWS managed policy into each of the thousand accounts.
+    with bench_stack(env=env, timeout_seconds=300, idle_seconds=10, aws_managed_policies=False) as stack:
+        prepared = time.perf_counter()
+        for account in ids:
+            stack.deploy_target_roles(account)
+        for account in holders:
+            seed_user(stack.iam_in(account), "orgbench", **SCALE_USER)
+        print(f"  org: {accounts} accounts prepared in {time.perf_counter() - prepared:.0f} s", flush=True)
+        name = f"org{accounts}"
+        stack.clear_calls()
+        started = time.perf_counter()
+        parent = stack.start({"UserName": "orgbench", "Accounts": ids, "DryRun": True}, name=name)
+        execution = stack.wait(parent, timeout=7200)
+        wall = time.perf_counter() - started
+        assert execution["status"] == "SUCCEEDED", (execution.get("error"), execution.get("cause"))
+        summary = json.loads(execution["output"])
+        parent_history = stack.history(parent)
+        children = [e["executionArn"] for page in stack.sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=stack.state_machine_arn) for e in page["executions"] if e["name"].endswith(f"-{name}")]
+        child_transitions = sum(state_entered(stack.history(arn)) for arn in children)
+        bucket, key = summary["ReportUri"].removeprefix("s3://").split("/", 1)
+        manifest = json.loads(stack.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        items = sum(len(json.loads(stack.s3.get_object(Bucket=bucket, Key=f["Key"])["Body"].read()))
+                    for files in manifest["ResultFiles"].values() for f in files)
+        item_states = len(json.loads(stack_module.DEFINITION.read_text())["States"]["OffboardEachAccount"]
+                          ["ItemProcessor"]["States"])
+        transitions = {"parent": state_entered(parent_history), "map_run_children": items * item_states,
+                       "children": child_transitions}
+        sfn_calls = [c for c in stack.calls() if c["Service"] == SFN_SERVICE]
+        return {"accounts": accounts, "holding_the_user": len(holders), "account_concurrency": ORG_CONCURRENCY,
+                "wall_seconds": round(wall, 1), "accounts_per_second": round(accounts / wall, 2),
+                "children": len(children), "report_entries": items,
+                "summary": {k: summary[k] for k in ("Total", "Offboarded", "Planned", "Restored", "NotPresent", "Failed")},
+                "transitions": transitions,
+                "transitions_per_account": round(sum(transitions.values()) / accounts, 2),
+                "parent_transitions": transitions["parent"],
+                "peak_state_bytes": largest_state(parent_history),
+                "peak_state_kib_of_256": round(largest_state(parent_history) / 1024, 1),
+                "guard_step_functions_calls_per_account": round(len(sfn_calls) / accounts, 2)}
+
+
+def org_markdown(row: dict) -> str:
+    return ("| accounts (holding the user) | AccountConcurrency | wall | accounts/s | transitions per account "
+            "(parent + map run + children) | peak state in the parent | Step Functions calls per account (checks) |\n"
+            "|---|---|---|---|---|---|---|\n"
+            f"| {row['accounts']} ({row['holding_the_user']}) | {row['account_concurrency']} | {row['wall_seconds']} s | "
+            f"{row['accounts_per_second']} | {row['transitions_per_account']} ({row['transitions']['parent']} + "
+            f"{row['transitions']['map_run_children']} + {row['transitions']['children']}) | "
+            f"{row['peak_state_bytes']} bytes ({row['peak_state_kib_of_256']} KiB of 256) | "
+            f"{row['guard_step_functions_calls_per_account']} |\n")
+
+
 def bench_cli_wall(iam_url: str) -> dict:
     iam = boto3.client("iam", endpoint_url=iam_url, region_name="us-east-1",
                        aws_access_key_id="AKIASEEDSEEDSEEDSEED", aws_secret_access_key="seed")
@@ -717,7 +820,24 @@ def markdown(results: dict) -> str:
                      f"{held['budget_per_s']:g} calls/s on a bucket of {held['bucket_rate_per_s']:g}/s: at most "
                      f"{held['busiest_10s_calls_per_s']} IAM calls/s in any 10 s, {held['succeeded']} SUCCEEDED, "
                      f"{held['throttled']} throttled, {held['seconds']} s (ideal {held['ideal_seconds']} s).")
+    if "org" in results:
+        lines.append("\nOrg-wide dry run (one execution, a Distributed Map of child executions):\n")
+        lines.append(org_markdown(results["org"]))
     return "\n".join(lines) + "\n"
+
+
+def main_org() -> int:
+    """The org-wide row alone."""
+    os.environ.setdefault("OFFBOARD_BIN_DIR", str(RELEASE))
+    row = bench_org(ORG_ACCOUNTS or 100)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    binaries = Path(os.environ["OFFBOARD_BIN_DIR"]).resolve()
+    binaries = binaries.relative_to(ROOT) if binaries.is_relative_to(ROOT) else binaries
+    (out / "org.json").write_text(json.dumps({**row, "binaries": str(binaries),
+                                              "machine": {"cores": os.cpu_count()}}, indent=2) + "\n")
+    print("\n" + org_markdown(row))
+    return 0
 
 
 def main() -> int:
@@ -746,6 +866,8 @@ def main() -> int:
               f"{check['p50']:.0f}/{check['p90']:.0f}/{check['max']:.0f} ms  RSS {row['peak_rss_mib']} MiB", flush=True)
     results["state_machine"] = bench_through_state_machine()
     results["scale"] = bench_scale()
+    if ORG_ACCOUNTS:
+        results["org"] = bench_org(ORG_ACCOUNTS)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -755,4 +877,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_org() if sys.argv[1:] == ["org"] else main())

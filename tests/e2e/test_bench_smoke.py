@@ -126,3 +126,19 @@ def test_the_workflow_measurement_has_a_step_latency_and_a_check_for_every_stage
     # A batch child's functions also describe the batch.
     child = results["calls_per_offboarding"]["batch child"]
     assert child["step_functions_by_action"]["DescribeExecution"] > child["step_functions_by_action"]["GetExecutionHistory"]
+
+
+def test_an_org_wide_run_is_measured_over_its_parent_map_run_and_children(monkeypatch):
+    """bench_org on four accounts, the user in every second one: its counts come
+    from the summary, its transitions from the three kinds of execution."""
+    monkeypatch.setattr(bench, "ORG_USER_EVERY", 2)
+    row = bench.bench_org(4)
+    assert row["summary"] == {"Total": 4, "Offboarded": 0, "Planned": 2, "Restored": 0, "NotPresent": 2, "Failed": 0}
+    assert row["children"] == row["report_entries"] == 4
+    # ScopeOfInput, ResolveAccounts, the Map, SummarizeAccounts, AnyAccountFailed, AccountsDone.
+    assert row["transitions"]["parent"] == 6
+    assert row["transitions"]["map_run_children"] == 4, "one Task per account"
+    assert row["transitions"]["children"] > 4 * 6, row
+    assert row["transitions_per_account"] == round(sum(row["transitions"].values()) / 4, 2)
+    assert 0 < row["peak_state_bytes"] < 256 * 1024
+    assert row["guard_step_functions_calls_per_account"] >= 2, "each child's GetUsername step is checked"

@@ -51,7 +51,12 @@ ADMISSION_RETRIER = {"ErrorEquals": ["Lambda.TooManyRequestsException"], "Interv
                      "MaxAttempts": 120, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"}
 NEVER_RETRIED = {"InvalidInput", "UserNotFound", "ProtectedUser", "AccessDenied", "MfaAuthenticationRequired",
                  "DeleteConflict", "VerificationFailed", "LimitExceeded", "RecordNotWritten"}
-OTHER_SUBSTITUTIONS = {"AuditBucketName": "offboard-audit", "EventBusName": "default"}
+OTHER_SUBSTITUTIONS = {"AuditBucketName": "offboard-audit", "EventBusName": "default",
+                       # An org-wide offboarding: its children (this same machine), its
+                       # Distributed Map's report, and the function that summarises it.
+                       "OffboardStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:iam-offboard-offboard",
+                       "BatchReportBucketName": "offboard-batch-reports",
+                       "OffboardBatchFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:OffboardBatch"}
 ALLOWLIST = json.loads((ROOT / "infra" / "policy-lint-allowlist.json").read_text())
 MUTATING = ("Delete", "Deactivate", "Detach", "Remove", "Attach", "Tag", "Update")
 
@@ -285,8 +290,11 @@ def test_every_function_may_confirm_the_workflow_invoked_it_and_nothing_more():
         assert guard_grants(resources, stage) == {("states:DescribeExecution", offboard),
                                                   ("states:GetExecutionHistory", offboard),
                                                   ("states:DescribeExecution", batch)}, stage
+    # The batch function also summarises an org-wide offboarding, for the offboarding machine.
     assert guard_grants(resources, "OffboardBatch") == {("states:DescribeExecution", batch),
-                                                        ("states:GetExecutionHistory", batch)}
+                                                        ("states:GetExecutionHistory", batch),
+                                                        ("states:DescribeExecution", offboard),
+                                                        ("states:GetExecutionHistory", offboard)}
     _, formats = sar_privilege("states:DescribeExecution")
     execution = re.escape(formats["execution"]).replace(re.escape("${Partition}"), "aws").replace(
         re.escape("${Region}"), "us-east-1").replace(re.escape("${Account}"), "123456789012").replace(
@@ -602,31 +610,48 @@ def test_mutating_functions_deny_protected_users():
     assert environment["OFFBOARD_PROTECTED_TAG_KEY"] == "offboard:protected"
 
 
-def test_state_machine_invokes_only_the_seven_functions():
+def test_state_machine_invokes_the_seven_functions_and_the_batch_function_for_an_org_wide_summary():
     machine = template()["Resources"]["OffboardStateMachine"]["Properties"]
     substitutions = machine["DefinitionSubstitutions"]
     assert set(substitutions) == {f"{stage}FunctionArn" for stage in STAGE_ACTIONS} | set(OTHER_SUBSTITUTIONS)
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
     assert placeholders == set(substitutions)
+    # Its own ARN is built from its name (a reference to itself would be circular).
+    assert render(substitutions["OffboardStateMachineArn"]) == OTHER_SUBSTITUTIONS["OffboardStateMachineArn"]
+    assert substitutions["BatchReportBucketName"] == {"Ref": "BatchReportBucket"}
+    assert substitutions["OffboardBatchFunctionArn"] == {"Fn::GetAtt": ["OffboardBatchFunction", "Arn"]}
     invoked = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in machine["Policies"] if "LambdaInvokePolicy" in p}
-    assert invoked == {f"{stage}Function" for stage in STAGE_ACTIONS}
+    assert invoked == {f"{stage}Function" for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]}
     other = [render(s) for p in machine["Policies"] if "Statement" in p for s in p["Statement"]]
+    statements = {s["Sid"]: s for s in other}
     actions = {a for s in other for a in as_list(s["Action"])}
     # An org-wide offboarding starts one child execution of this same machine
-    # per account (startExecution.sync:2).
+    # per account (startExecution.sync:2) from its Distributed Map, whose
+    # ResultWriter writes the report.
     children = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution",
                 "events:PutTargets", "events:PutRule", "events:DescribeRule"}
-    assert {a for a in actions if not a.startswith("logs:")} == {"s3:PutObject", "s3:ListBucket", "events:PutEvents",
-                                                                 "kms:GenerateDataKey"} | children
+    report = {"s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"}
+    assert {a for a in actions if not a.startswith("logs:")} == {
+        "s3:PutObject", "s3:ListBucket", "events:PutEvents", "kms:GenerateDataKey", "kms:Decrypt"} | children | report
     started = next(s for s in other if "states:StartExecution" in as_list(s["Action"]))
     assert started["Resource"] == "arn:aws:states:us-east-1:123456789012:stateMachine:iam-offboard-offboard", "only itself"
     assert machine["Name"] == {"Fn::Sub": "${AWS::StackName}-offboard"}
-    writes = next(s for s in other if "s3:PutObject" in as_list(s["Action"]))
-    assert writes["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "only the records prefix"
+    assert statements["WriteRecords"]["Resource"] == "arn:aws:s3:::offboard-audit/records/*", "only the records prefix"
     # Whether offboard restore filed restore.json: a listing under records/ only.
     lists = next(s for s in other if "s3:ListBucket" in as_list(s["Action"]))
     assert lists["Resource"] == "arn:aws:s3:::offboard-audit"
     assert lists["Condition"] == {"StringLike": {"s3:prefix": "records/*"}}
+    # The Distributed Map: its own labelled map run's executions, its report's prefix.
+    each = definition()["States"]["OffboardEachAccount"]
+    assert statements["FollowAccountMapRunExecutions"]["Resource"] == \
+        f"arn:aws:states:us-east-1:123456789012:execution:iam-offboard-offboard/{each['Label']}:*"
+    assert set(statements["FollowAccountMapRunExecutions"]["Action"]) == {"states:DescribeExecution", "states:StopExecution"}
+    prefix = re.search(r"'([\w-]+)/\{\}'", each["ResultWriter"]["Parameters"]["Prefix.$"])[1]
+    assert prefix == "org-runs"
+    assert statements["WriteAccountReports"]["Resource"] == f"arn:aws:s3:::offboard-batch-reports/{prefix}/*"
+    assert set(statements["WriteAccountReports"]["Action"]) == {"s3:PutObject"} | report
+    assert [s["Resource"] for s in other if "s3:PutObject" in as_list(s["Action"])] == [
+        "arn:aws:s3:::offboard-audit/records/*", "arn:aws:s3:::offboard-batch-reports/org-runs/*"]
     assert machine["Logging"]["Level"] == "ERROR" and machine["Logging"]["IncludeExecutionData"] is True
 
 
@@ -736,9 +761,10 @@ def lambda_tasks(states: dict):
 
 def test_every_function_task_retries_transient_errors_with_jitter_and_never_the_others():
     tasks = lambda_tasks(definition()["States"])
-    assert len(tasks) == 12, ("six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine, its "
-                              "record of a partial one and its check, GetUsername's listing of an org-wide input's accounts")
-    assert {s["Resource"] for _, s in tasks} == {"${%sFunctionArn}" % stage for stage in STAGE_ACTIONS}
+    assert len(tasks) == 13, ("six stages, the MFA Map's two routes counted apart, QuarantineUser's quarantine, its "
+                              "record of a partial one and its check, GetUsername's listing of an org-wide input's "
+                              "accounts, and its summary")
+    assert {s["Resource"] for _, s in tasks} == {"${%sFunctionArn}" % stage for stage in [*STAGE_ACTIONS, *NON_IAM_FUNCTIONS]}
     for name, state in tasks:
         admission, *others = state["Retry"]
         assert admission == ADMISSION_RETRIER, name
@@ -829,8 +855,10 @@ def test_delete_conflict_loops_back_at_most_three_rounds_and_other_failures_fail
     assert states["NextRound"]["Next"] == "GetKeysCertificatesMfaAndCredentials"
     assert states["NextRound"]["Parameters"]["Round.$"] == "States.MathAdd($.Round, 1)"
     for name, state in lambda_tasks(states) + [("RemoveMFADevices", states["RemoveMFADevices"])]:
+        # Before a user is resolved, inside the MFA Map, QuarantineUser (its own catchers), or an
+        # org-wide execution's summary (no user of its own: its children hold the records).
         if name in ("GetUsername", "ResolveAccounts", "DeactivateAndDeleteVirtualDevice", "DeactivateOnly",
-                    "QuarantineUser"):
+                    "QuarantineUser", "SummarizeAccounts"):
             continue
         last = state["Catch"][-1]
         assert last["ErrorEquals"] == ["States.ALL"] and last["Next"] == "RecordFailure", name
@@ -1134,36 +1162,83 @@ def test_a_grace_period_quarantines_waits_until_delete_after_checks_and_only_the
     assert dry[-1] == "Planned" and "QuarantineUser" not in dry
 
 
-def test_each_childs_end_becomes_its_accounts_entry_and_only_failures_fail_the_execution():
-    """The org-wide Map's iteration, decided on each kind of child outcome: what the child's
-    output is (its record, its plan, or a restoration) and how a failed child reads (its
-    DescribeExecution as the Cause, parsed into $.Child.Execution by ReadChildFailure)."""
+FANOUT_RS = (ROOT / "crates" / "core" / "src" / "fanout.rs").read_text()
+ACCOUNT_SUMMARY_RS = (ROOT / "crates" / "core" / "src" / "account_summary.rs").read_text()
+
+
+def test_every_account_is_a_child_of_a_distributed_map_whose_report_is_summarised():
+    """OffboardEachAccount: a Distributed Map over the account ids alone, each item a child
+    execution of this machine named <account>-<suffix>, its input the shared child input with
+    the item's placement; every item's end in the report (ResultWriter), none in the state;
+    one account failing never fails the Map; the summary decides the execution's end."""
     states = definition()["States"]
-    iteration = states["OffboardEachAccount"]["ItemProcessor"]["States"]
-    succeeded = {"Offboarded": {"User": {}, "DryRun": False}, "Planned": {"User": {}, "DryRun": True},
-                 "Restored": {"Outcome": "Restored", "User": {}}}
-    for outcome, output in succeeded.items():
-        ended = walk(iteration, iteration["OffboardInAccount"]["Next"], {"Child": {"Output": output}})
-        assert ended[-1] == f"Account{outcome}" and iteration[ended[-1]]["Parameters"]["Outcome"] == outcome
-    ran = {"Error": "States.TaskFailed", "Cause": '{"Status": "FAILED"}'}
-    failed = [
-        ({"Failure": ran, "Child": {"Execution": {"Error": "UserNotFound"}}}, "AccountWithoutUser", "NotPresent"),
-        ({"Failure": ran, "Child": {"Execution": {"Error": "AccessDenied"}}}, "AccountFailed", "Failed"),
-        ({"Failure": ran, "Child": {"Execution": {"Status": "ABORTED"}}}, "AccountStopped", "Failed"),
-        ({"Failure": {"Error": "StepFunctions.ExecutionAlreadyExistsException", "Cause": "exists"}}, "AccountNotStarted", "Failed"),
-    ]
-    [catch] = iteration["OffboardInAccount"]["Catch"]
-    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.Failure", "Next": "ChildFailed"}
-    for document, entry, outcome in failed:
-        ended = walk(iteration, "ChildFailed", document)
-        assert ended[-1] == entry and iteration[entry]["Parameters"]["Outcome"] == outcome, document
-    assert all(state.get("End") for name, state in iteration.items() if name.startswith("Account")), "no iteration fails"
-    # After the Map: fail only when some entry is Failed, naming the failed accounts.
-    summary = states["SummarizeAccounts"]["Parameters"]
-    assert summary["AnyFailed.$"] == "States.ArrayContains($.Accounts[*].Outcome, 'Failed')"
-    assert walk(states, "AnyAccountFailed", {"AnyFailed": True})[-1] == "SomeAccountsFailed"
-    assert walk(states, "AnyAccountFailed", {"AnyFailed": False})[-1] == "AccountsDone"
-    assert states["NameFailedAccounts"]["Parameters"]["FailedAccounts.$"] == "$.Accounts[?(@.Outcome == 'Failed')].Account"
+    each = states["OffboardEachAccount"]
+    assert each["Type"] == "Map" and each["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED",
+                                                                                   "ExecutionType": "STANDARD"}
+    assert each["ItemsPath"] == "$.FanOut.Accounts" and each["MaxConcurrencyPath"] == "$.FanOut.MaxConcurrency"
+    assert each["ToleratedFailurePercentage"] == 100, "one account's failure never stops the others"
+    assert each["ItemSelector"] == {
+        "Placement": {"Account.$": "$$.Map.Item.Value",
+                      "ExecutionName.$": "States.Format('{}-{}', $$.Map.Item.Value, $.FanOut.ChildNameSuffix)"},
+        "ChildInput.$": "$.FanOut.ChildInput"}
+    # Every path into the fan-out names a field of the function's answer (AccountFanOut).
+    fan_out = rust_struct_fields(FANOUT_RS, "AccountFanOut")
+    used = set(re.findall(r"\$\.FanOut\.(\w+)", ASL.read_text()))
+    assert used and used <= fan_out, used - fan_out
+    [(name, task)] = each["ItemProcessor"]["States"].items()
+    assert each["ItemProcessor"]["StartAt"] == name == "OffboardInAccount" and task["End"] is True
+    assert task["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert task["Parameters"] == {"StateMachineArn": "${OffboardStateMachineArn}", "Name.$": "$.Placement.ExecutionName",
+                                  "Input.$": "States.JsonMerge($.ChildInput, $.Placement, false)"}
+    # The placement is what a stage payload names its account with (crates/core/src/sessions.rs).
+    sessions = (ROOT / "crates/core/src/sessions.rs").read_text()
+    assert {re.search(rf'pub const {c}: &str = "(\w+)";', sessions)[1] for c in ("ACCOUNT_FIELD", "EXECUTION_FIELD")} \
+        == {k.removesuffix(".$") for k in each["ItemSelector"]["Placement"]}
+    assert task["ResultSelector"] == {"ExecutionArn.$": "$.ExecutionArn", "Output.$": "$.Output"}
+    [retrier] = task["Retry"]
+    assert all(error.startswith("StepFunctions.") for error in retrier["ErrorEquals"]), "never the child's own failure"
+    assert "Catch" not in task, "a failed child fails its item, and only its item"
+    assert each["ResultWriter"] == {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {
+        "Bucket": "${BatchReportBucketName}", "Prefix.$": "States.Format('org-runs/{}', $$.Execution.Name)"}}
+    assert (each["ResultPath"], each["Next"]) == ("$.Report", "SummarizeAccounts")
+    assert each["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.MapFailure", "Next": "AccountsNotRun"}]
+    assert states["AccountsNotRun"] == {**states["AccountsNotRun"], "Type": "Fail", "Error": "MapRunFailed",
+                                        "CausePath": "States.JsonToString($.MapFailure)"}
+    # The summary: the batch function's SummarizeAccounts call, every field of its request.
+    summarize = states["SummarizeAccounts"]
+    assert summarize["Resource"] == "${OffboardBatchFunctionArn}"
+    assert set(summarize["Parameters"]) == {"SummarizeAccounts", "ExecutionId.$"}
+    request = rust_struct_fields(ACCOUNT_SUMMARY_RS, "AccountsSummaryRequest")
+    assert {k.removesuffix(".$") for k in summarize["Parameters"]["SummarizeAccounts"]} == request
+    assert summarize["Parameters"]["SummarizeAccounts"]["ResultWriterDetails.$"] == "$.Report.ResultWriterDetails"
+    assert summarize["ResultPath"] == "$", "the summary replaces the state: the account list goes no further"
+    assert summarize["Catch"][0]["Next"] == "AccountsNotSummarized"
+    # Fail only when some account failed, the summary (bounded) as the cause.
+    summary = rust_struct_fields(ACCOUNT_SUMMARY_RS, "AccountsSummary")
+    assert states["AnyAccountFailed"]["Choices"] == [{"Variable": "$.Failed", "NumericGreaterThan": 0,
+                                                      "Next": "SomeAccountsFailed"}] and "Failed" in summary
+    assert walk(states, "AnyAccountFailed", {"Failed": 1})[-1] == "SomeAccountsFailed"
+    assert walk(states, "AnyAccountFailed", {"Failed": 0})[-1] == "AccountsDone"
+    assert states["SomeAccountsFailed"] == {**states["SomeAccountsFailed"], "Type": "Fail", "Error": "SomeAccountsFailed",
+                                            "CausePath": "States.JsonToString($)"}
+    assert states["AccountsDone"] == {"Type": "Succeed"}
+    d = definition()
+    assert walk(states, d["StartAt"], {"Accounts": ["111122223333"], "Failed": 0}) == [
+        "ScopeOfInput", "ResolveAccounts", "OffboardEachAccount", "SummarizeAccounts", "AnyAccountFailed", "AccountsDone"]
+
+
+def test_account_concurrency_has_the_range_the_functions_accept():
+    """AccountConcurrency reaches GetUsername's function as OFFBOARD_ACCOUNT_CONCURRENCY, which
+    refuses to start outside 1..MAX_ACCOUNT_CONCURRENCY (crates/core/src/accounts.rs): the
+    template must not allow a value the function refuses, nor refuse one it takes."""
+    source = (ROOT / "crates/core/src/accounts.rs").read_text()
+    most = int(re.search(r"pub const MAX_ACCOUNT_CONCURRENCY: u32 = ([\d_]+);", source)[1].replace("_", ""))
+    default = int(re.search(r"pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = ([\d_]+);", source)[1].replace("_", ""))
+    doc = template()
+    parameter = doc["Parameters"]["AccountConcurrency"]
+    assert (parameter["MinValue"], parameter["MaxValue"], parameter["Default"]) == (1, most, default) == (1, 1000, 10)
+    variables = doc["Resources"]["GetUsernameFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["OFFBOARD_ACCOUNT_CONCURRENCY"] == {"Ref": "AccountConcurrency"}
 
 
 def test_the_quarantine_tasks_send_the_contracts_requests_and_carry_the_quarantine_along():
@@ -1591,7 +1666,9 @@ def test_the_batch_machine_in_the_template():
 def test_the_batch_function_reads_reports_and_user_lists_only():
     resources = template()["Resources"]
     statements = {s["Sid"]: render(s) for s in function_statements(resources, "OffboardBatchFunction")}
-    assert statements["ReadBatchReports"]["Resource"] == "arn:aws:s3:::offboard-batch-reports/batches/*"
+    # Both Distributed Maps' reports: the batch machine's and an org-wide offboarding's.
+    assert statements["ReadBatchReports"]["Resource"] == ["arn:aws:s3:::offboard-batch-reports/batches/*",
+                                                          "arn:aws:s3:::offboard-batch-reports/org-runs/*"]
     assert statements["ReadUserLists"]["Resource"] == ["arn:aws:s3:::offboard-batch-reports/lists/*",
                                                        "arn:aws:s3:::offboard-user-lists/*"]
     assert statements["TellMissingListsApart"]["Resource"] == ["arn:aws:s3:::offboard-batch-reports",

@@ -15,13 +15,28 @@ What the local stack does here, and where it comes from:
   pass through PENDING_CLOSURE first (Organizations API reference, Account: State).
 - startExecution.sync:2 and a failed child's Cause (its DescribeExecution, the child's own
   Error in it): tests/emulator/sfn_integration.py, cited there.
-The evidence is each account's IAM state, each child's own outcome and the call log, not
-only the parent's status."""
+- The Distributed Map (OffboardEachAccount). Its MaxConcurrency bounds how many child
+  workflow executions run at once (Step Functions developer guide, "Orchestrating large-scale
+  parallel workloads": "You can specify the number of child workflow executions that can run
+  in parallel"): moto starts that many workers, each taking the next item when it is done
+  (moto/stepfunctions/parser/asl/component/state/exec/state_map/iteration/
+  distributed_iteration_component.py ``_map_run``). Its ItemSelector builds each item from
+  "values selected from the state input using a path, or values accessed from the Context
+  object" (developer guide, "ItemSelector (Map)"): ``$`` is the Map's input, as in moto.
+  ToleratedFailurePercentage and the ResultWriter's report files: tests/emulator/
+  sfn_integration.py, cited there. "Each child workflow execution has its own, separate
+  execution history" (developer guide, "Map workflow state"), but moto keeps none of it (the
+  same moto file, ``_eval_body``: their events go to a fresh ``EventManager``); each holds
+  one Task here, so the evidence is the children it starts, real executions with histories.
+The evidence is each account's IAM state, each child's own outcome, the Map's report and the
+call log, not only the parent's status."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -33,29 +48,115 @@ sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 from cli import run_offboard  # noqa: E402
 from lambda_host import FUNCTIONS, REGION, access_key_for  # noqa: E402
 from seed import leftovers, seed_user  # noqa: E402
-from stack import ACCOUNT, TARGET_ROLE_NAME, Stack  # noqa: E402
+from stack import ACCOUNT, AUDIT_BUCKET, REPORT_BUCKET, TARGET_ROLE_NAME, Stack  # noqa: E402
 
 STAGE_BY_KEY = {access_key_for(stage): stage for stage in FUNCTIONS}
 A, B, C, D, E = "111111111111", "222222222222", "333333333333", "444444444444", "555555555555"
 ONE_OF_EACH = dict(access_keys=1, ssh_keys=1, certificates=1, services=("bedrock.amazonaws.com",), virtual_devices=1,
                    passkeys=1, hardware_tokens=1, groups=1, inline_policies=1, attached_policies=1, boundary=False)
 MUTATING_PREFIXES = ("Delete", "Deactivate", "Remove", "Detach", "Update", "Put", "Create", "Attach", "Tag")
+#: Five accounts with target roles for the grace-period scenarios: more than the stack's
+#: AccountConcurrency (2), so the old inline Map (two children at a time, each waiting out
+#: its grace period) could not quarantine them all at once.
+GRACE_ACCOUNTS = ("610000000001", "610000000002", "610000000003", "610000000004", "610000000005")
+#: The stack's OFFBOARD_ACCOUNT_CONCURRENCY (template parameter AccountConcurrency).
+ACCOUNT_CONCURRENCY = 2
+TAG = "offboard:quarantined-until"
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
 
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(instances=2, env={"OFFBOARD_TARGET_ROLE_NAME": TARGET_ROLE_NAME}) as running:
-        for account in (A, B, C, D):
+    with Stack(instances=2, env={"OFFBOARD_TARGET_ROLE_NAME": TARGET_ROLE_NAME,
+                                 "OFFBOARD_ACCOUNT_CONCURRENCY": str(ACCOUNT_CONCURRENCY)}) as running:
+        for account in (A, B, C, D, *GRACE_ACCOUNTS):
             running.deploy_target_roles(account)
         yield running
 
 
-def outcomes(output: dict) -> dict[str, str]:
-    return {entry["Account"]: entry["Outcome"] for entry in output["Accounts"]}
+def child(stack, account: str, parent: str) -> dict:
+    """The child execution of org-wide execution ``parent`` in ``account``: named
+    ``<account>-<parent>`` cut to 80 characters."""
+    name = f"{account}-{parent}"[:80]
+    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    return stack.sfn.describe_execution(executionArn=arn)
 
 
-def child(stack, entry: dict) -> dict:
-    return stack.sfn.describe_execution(executionArn=entry["ExecutionArn"])
+def outcome_of(execution: dict) -> str:
+    """An account's outcome read from its child execution itself."""
+    if execution["status"] == "SUCCEEDED":
+        output = json.loads(execution["output"])
+        if output.get("Outcome") == "Restored":
+            return "Restored"
+        return "Planned" if output.get("DryRun") is True else "Offboarded"
+    return "NotPresent" if execution.get("error") == "UserNotFound" else "Failed"
+
+
+def outcomes(stack, parent: str, accounts) -> dict[str, str]:
+    return {account: outcome_of(child(stack, account, parent)) for account in accounts}
+
+
+def report(stack, summary: dict) -> list[dict]:
+    """Every entry of the Map's report (the ResultWriter's manifest and result files)."""
+    bucket, key = summary["ReportUri"].removeprefix("s3://").split("/", 1)
+    assert bucket == REPORT_BUCKET
+    manifest = json.loads(stack.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    entries = []
+    for files in manifest["ResultFiles"].values():
+        for file in files:
+            entries += json.loads(stack.s3.get_object(Bucket=manifest["DestinationBucket"], Key=file["Key"])["Body"].read())
+    return entries
+
+
+def accounts_in(entries: list[dict]) -> list[str]:
+    return sorted(json.loads(entry["Input"])["Placement"]["Account"] for entry in entries)
+
+
+def counts(summary: dict) -> dict[str, int]:
+    return {key: summary[key] for key in ("Total", "Offboarded", "Planned", "Restored", "NotPresent", "Failed")}
+
+
+def utc(seconds_ahead: float) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return (now + datetime.timedelta(seconds=seconds_ahead)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(timestamp: str) -> float:
+    return datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def quarantined(iam, name: str) -> str | None:
+    """The quarantine tag's value once the user is wholly quarantined (AWSDenyAll attached,
+    every access key Inactive, the tag set last); None before."""
+    try:
+        tags = iam.get_user(UserName=name)["User"].get("Tags", [])
+    except iam.exceptions.NoSuchEntityException:
+        return None
+    until = next((t["Value"] for t in tags if t["Key"].lower() == TAG), None)
+    attached = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]}
+    keys = {k["Status"] for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]}
+    return until if until and DENY_ALL in attached and keys <= {"Inactive"} else None
+
+
+def left_wait(stack, execution_arn: str) -> bool:
+    return any(e.get("stateExitedEventDetails", {}).get("name") == "WaitForDeleteAfter"
+               for e in stack.history(execution_arn))
+
+
+def poll(what: str, probe, *, stack, execution_arn: str, timeout: float = 120.0):
+    """``probe()``'s first value that is not None; fails at once if the execution ends first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        execution = stack.sfn.describe_execution(executionArn=execution_arn)
+        if execution["status"] != "RUNNING":
+            raise AssertionError(f"waiting for {what}: the execution ended first, {execution['status']} "
+                                 f"{execution.get('error')}: {execution.get('cause')}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(0.2)
 
 
 def iam_calls(stack) -> list[dict]:
@@ -70,21 +171,20 @@ def test_one_execution_offboards_the_user_from_each_listed_account_and_an_accoun
                           name="alice-everywhere")
 
     assert execution["status"] == "SUCCEEDED", execution
-    output = json.loads(execution["output"])
-    assert outcomes(output) == {A: "Offboarded", B: "Offboarded", C: "NotPresent"}
+    summary = json.loads(execution["output"])
+    assert counts(summary) == {"Total": 3, "Offboarded": 2, "Planned": 0, "Restored": 0, "NotPresent": 1, "Failed": 0}
+    assert summary["FailedAccounts"] == {} and summary["DeleteAfter"] is None
+    assert accounts_in(report(stack, summary)) == [A, B, C]
+    assert outcomes(stack, "alice-everywhere", (A, B, C)) == {A: "Offboarded", B: "Offboarded", C: "NotPresent"}
     for account in (A, B):
         assert leftovers(stack.iam_in(account), "alice") == {}, account
-        [entry] = [e for e in output["Accounts"] if e["Account"] == account]
-        assert child(stack, entry)["status"] == "SUCCEEDED"
-        assert child(stack, entry)["name"] == f"{account}-alice-everywhere"
-        key = entry["RecordUri"].removeprefix("s3://offboard-audit-records/")
-        assert key == f"records/{account}/alice/{account}-alice-everywhere/record.json"
-        record = stack.record(key)
+        assert child(stack, account, "alice-everywhere")["name"] == f"{account}-alice-everywhere"
+        record = stack.record(f"records/{account}/alice/{account}-alice-everywhere/record.json")
         assert record["User"]["Arn"] == f"arn:aws:iam::{account}:user/alice"
         assert record["Context"] == {"Ticket": "HR-12"}
         assert {k["AccessKeyId"] for k in record["Items"]["AccessKeys"]} == set(made[account]["AccessKeys"])
-    [absent] = [e for e in output["Accounts"] if e["Account"] == C]
-    assert child(stack, absent)["status"] == "FAILED" and child(stack, absent)["error"] == "UserNotFound"
+    absent = child(stack, C, "alice-everywhere")
+    assert absent["status"] == "FAILED" and absent["error"] == "UserNotFound"
     # The account not listed keeps its own alice, whole.
     assert stack.iam_in(D).get_user(UserName="alice")["User"]["Arn"] == f"arn:aws:iam::{D}:user/alice"
     assert stack.iam_in(D).list_access_keys(UserName="alice")["AccessKeyMetadata"][0]["AccessKeyId"] == bystander["AccessKeys"][0]
@@ -116,11 +216,11 @@ def test_an_account_without_the_target_role_fails_alone_and_the_execution_fails_
     assert execution["status"] == "FAILED"
     assert execution["error"] == "SomeAccountsFailed"
     cause = json.loads(execution["cause"])
-    assert cause["FailedAccounts"] == [E]
-    assert outcomes(cause) == {E: "Failed", A: "Offboarded"}
-    [failed] = [e for e in cause["Accounts"] if e["Account"] == E]
-    assert failed["Error"] == "AccessDenied"
-    assert "sts:AssumeRole" in child(stack, failed)["cause"] and f"{E}:role/{TARGET_ROLE_NAME}-GetUsername" in child(stack, failed)["cause"]
+    assert cause["FailedAccounts"] == {"AccessDenied": [E]}
+    assert (cause["Offboarded"], cause["Failed"]) == (1, 1)
+    assert outcomes(stack, "bob-everywhere", (E, A)) == {E: "Failed", A: "Offboarded"}
+    failed = child(stack, E, "bob-everywhere")
+    assert "sts:AssumeRole" in failed["cause"] and f"{E}:role/{TARGET_ROLE_NAME}-GetUsername" in failed["cause"]
     assert leftovers(stack.iam_in(A), "bob") == {}
     assert stack.iam_in(E).get_user(UserName="bob")["User"]["UserName"] == "bob"
     assert not [c for c in stack.calls() if c["Account"] == E and c["Service"] == "iam"]
@@ -134,8 +234,8 @@ def test_a_user_protected_in_one_account_is_refused_there_and_offboarded_elsewhe
 
     assert execution["status"] == "FAILED" and execution["error"] == "SomeAccountsFailed"
     cause = json.loads(execution["cause"])
-    assert cause["FailedAccounts"] == [B]
-    assert {e["Account"]: e.get("Error") for e in cause["Accounts"]} == {A: None, B: "ProtectedUser"}
+    assert cause["FailedAccounts"] == {"ProtectedUser": [B]}
+    assert outcomes(stack, "carol-everywhere", (A, B)) == {A: "Offboarded", B: "Failed"}
     assert leftovers(stack.iam_in(A), "carol") == {}
     assert stack.iam_in(B).list_access_keys(UserName="carol")["AccessKeyMetadata"], "nothing removed where protected"
     assert not [c for c in iam_calls(stack) if c["Account"] == B and c["Action"].startswith(MUTATING_PREFIXES)]
@@ -147,9 +247,11 @@ def test_a_dry_run_plans_in_each_account_and_changes_nothing(stack):
     execution = stack.run({"UserName": "dave", "Accounts": [C], "DryRun": True}, name="dave-plan")
 
     assert execution["status"] == "SUCCEEDED", execution
-    [entry] = json.loads(execution["output"])["Accounts"]
-    assert entry["Outcome"] == "Planned"
-    plan = stack.record(entry["RecordUri"].removeprefix("s3://offboard-audit-records/"))
+    summary = json.loads(execution["output"])
+    assert counts(summary) == {"Total": 1, "Offboarded": 0, "Planned": 1, "Restored": 0, "NotPresent": 0, "Failed": 0}
+    assert summary["DryRun"] is True
+    assert outcomes(stack, "dave-plan", [C]) == {C: "Planned"}
+    plan = stack.record(f"records/{C}/dave/{C}-dave-plan/plan.json")
     assert plan["DryRun"] is True and plan["User"]["Arn"] == f"arn:aws:iam::{C}:user/dave"
     assert not [c for c in iam_calls(stack) if c["Action"].startswith(MUTATING_PREFIXES)]
     assert stack.iam_in(C).get_user(UserName="dave")
@@ -172,8 +274,7 @@ def test_a_malformed_org_wide_input_is_invalid_input_before_any_account_is_touch
     assert execution["status"] == "FAILED" and execution["error"] == "InvalidInput", execution
     assert says in execution["cause"]
     assert not [c for c in stack.calls() if c["Service"] in ("iam", "sts") and c["Action"] != "GetCallerIdentity"]
-    assert not [e for e in stack.history(execution["executionArn"]) if e["type"] == "TaskStateEntered"
-                and e["stateEnteredEventDetails"]["name"] == "OffboardInAccount"]
+    assert not [e for e in stack.history(execution["executionArn"]) if e["type"] in ("MapStateEntered", "MapRunStarted")]
     assert stack.iam_in(A).get_user(UserName="erin")
 
 
@@ -205,10 +306,13 @@ def test_every_active_account_of_the_organization_and_a_suspended_one_skipped(st
     execution = stack.run({"UserName": "frank", "Accounts": "ORGANIZATION"}, name="frank-org")
 
     assert execution["status"] == "SUCCEEDED", execution
-    found = outcomes(json.loads(execution["output"]))
+    summary = json.loads(execution["output"])
+    covered = accounts_in(report(stack, summary))
+    found = outcomes(stack, "frank-org", covered)
     # The management account (the hub, 123456789012) is a member too: frank is not there.
     assert found == {ACCOUNT: "NotPresent", org["member"]: "Offboarded", org["in-unit"]: "Offboarded",
                      org["in-nested-unit"]: "NotPresent"}
+    assert (summary["Total"], summary["Offboarded"], summary["NotPresent"]) == (4, 2, 2)
     assert leftovers(stack.iam_in(org["member"]), "frank") == {}
     assert stack.iam_in(org["suspended"]).get_user(UserName="frank"), "a SUSPENDED account is not worked in"
     assert not [c for c in stack.calls() if c["Account"] == org["suspended"]]
@@ -221,9 +325,119 @@ def test_organizational_units_cover_the_units_below_them(stack, org):
     execution = stack.run({"UserName": "grace", "OrganizationalUnits": [org["unit"]]}, name="grace-unit")
 
     assert execution["status"] == "SUCCEEDED", execution
-    assert outcomes(json.loads(execution["output"])) == {org["in-unit"]: "Offboarded", org["in-nested-unit"]: "Offboarded"}
+    covered = accounts_in(report(stack, json.loads(execution["output"])))
+    assert outcomes(stack, "grace-unit", covered) == {org["in-unit"]: "Offboarded", org["in-nested-unit"]: "Offboarded"}
     assert stack.iam_in(org["member"]).get_user(UserName="grace"), "an account outside the unit is untouched"
     assert leftovers(stack.iam_in(org["in-nested-unit"]), "grace") == {}
+
+
+# --- a grace period holds in every account at once (issue 25.1) -----------------------------
+
+
+def test_a_grace_period_quarantines_every_account_at_once_and_deletes_in_all_at_one_shared_time(stack):
+    """Five accounts, AccountConcurrency 2: with a grace period the Map runs every account at
+    once, so each account's user is quarantined before any child leaves its Wait state, all
+    on the one DeleteAfter, and the deletion happens in every account after it."""
+    for account in GRACE_ACCOUNTS:
+        seed_user(stack.iam_in(account), "gina", **ONE_OF_EACH)
+    delete_after = utc(45)
+
+    parent = stack.start({"UserName": "gina", "Accounts": list(GRACE_ACCOUNTS), "DeleteAfter": delete_after},
+                         name="gina-grace")
+
+    tags = poll("every account's gina quarantined",
+                lambda: (lambda found: found if None not in found.values() else None)(
+                    {account: quarantined(stack.iam_in(account), "gina") for account in GRACE_ACCOUNTS}),
+                stack=stack, execution_arn=parent)
+    assert time.time() < epoch(delete_after), "quarantined everywhere before the deletion time"
+    assert not [a for a in GRACE_ACCOUNTS if left_wait(stack, child(stack, a, "gina-grace")["executionArn"])]
+    assert set(tags.values()) == {delete_after}, "one deletion time, the parent's, in every account"
+
+    execution = stack.wait(parent, timeout=300)
+
+    assert execution["status"] == "SUCCEEDED", (execution.get("error"), execution.get("cause"))
+    summary = json.loads(execution["output"])
+    assert counts(summary) == {"Total": 5, "Offboarded": 5, "Planned": 0, "Restored": 0, "NotPresent": 0, "Failed": 0}
+    assert summary["DeleteAfter"] == delete_after
+    deletions = {c["Account"]: c["Time"] for c in stack.calls() if c["Action"] == "DeleteUser"}
+    for account in GRACE_ACCOUNTS:
+        name = f"{account}-gina-grace"
+        assert json.loads(child(stack, account, "gina-grace")["input"])["DeleteAfter"] == delete_after
+        record = stack.record(f"records/{account}/gina/{name}/quarantine.json")
+        assert record["Quarantine"]["QuarantinedUntil"] == delete_after
+        assert stack.record(f"records/{account}/gina/{name}/record.json")["Quarantine"]["QuarantinedUntil"] == delete_after
+        assert leftovers(stack.iam_in(account), "gina") == {}, account
+        assert deletions[account] >= epoch(delete_after), f"{account} deleted before {delete_after}"
+
+
+def test_grace_days_become_one_delete_after_computed_by_the_parent_for_every_child(stack):
+    """GraceDays is turned into one DeleteAfter when the accounts are resolved: every child's
+    input carries that same DeleteAfter and no GraceDays, so every account's user is tagged
+    with the same deletion time, however late its child starts."""
+    accounts = GRACE_ACCOUNTS[:3]
+    for account in accounts:
+        seed_user(stack.iam_in(account), "hugo", **ONE_OF_EACH)
+    started = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    parent = stack.start({"UserName": "hugo", "Accounts": list(accounts), "GraceDays": 7}, name="hugo-grace")
+    try:
+        tags = poll("every child of hugo-grace waiting",
+                    lambda: (lambda found: found if None not in found.values() else None)(
+                        {account: quarantined(stack.iam_in(account), "hugo") for account in accounts}),
+                    stack=stack, execution_arn=parent)
+        inputs = {account: json.loads(child(stack, account, "hugo-grace")["input"]) for account in accounts}
+        finished = datetime.datetime.now(datetime.timezone.utc)
+        [delete_after] = {i["DeleteAfter"] for i in inputs.values()}
+        assert not [a for a, i in inputs.items() if "GraceDays" in i]
+        assert started + datetime.timedelta(days=7) <= datetime.datetime.fromtimestamp(
+            epoch(delete_after), datetime.timezone.utc) <= finished + datetime.timedelta(days=7)
+        assert set(tags.values()) == {delete_after}
+        resolved = [json.loads(e["stateExitedEventDetails"]["output"]) for e in stack.history(parent)
+                    if e.get("stateExitedEventDetails", {}).get("name") == "ResolveAccounts"]
+        assert resolved[0]["FanOut"]["DeleteAfter"] == delete_after
+        assert resolved[0]["FanOut"]["MaxConcurrency"] == len(accounts), "every account at once"
+        assert "GraceDays" not in resolved[0]["FanOut"]["ChildInput"]
+    finally:
+        stack.sfn.stop_execution(executionArn=parent, error="TestOver")
+        for account in accounts:
+            arn = child(stack, account, "hugo-grace")["executionArn"]
+            if stack.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                stack.sfn.stop_execution(executionArn=arn, error="TestOver")
+
+
+def test_the_summary_counts_each_outcome_from_the_report_and_fails_naming_the_failed_accounts(stack):
+    """Offboarded (A), Restored (B: its quarantine tag removed during the wait), NotPresent (C)
+    and Failed (E, no target roles): the summary is read from the Map's report; the execution
+    fails with SomeAccountsFailed naming E, with the counts and the report's S3 URI."""
+    for account in (A, B, E):
+        seed_user(stack.iam_in(account), "iris", **ONE_OF_EACH)
+    delete_after = utc(40)
+
+    parent = stack.start({"UserName": "iris", "Accounts": [A, B, C, E], "DeleteAfter": delete_after},
+                         name="iris-grace")
+    poll("iris quarantined in A and B",
+         lambda: True if quarantined(stack.iam_in(A), "iris") and quarantined(stack.iam_in(B), "iris") else None,
+         stack=stack, execution_arn=parent)
+    stack.iam_in(B).untag_user(UserName="iris", TagKeys=[TAG])  # restored by hand, during the grace period
+    execution = stack.wait(parent, timeout=300)
+
+    assert execution["status"] == "FAILED" and execution["error"] == "SomeAccountsFailed", execution
+    cause = json.loads(execution["cause"])
+    assert counts(cause) == {"Total": 4, "Offboarded": 1, "Planned": 0, "Restored": 1, "NotPresent": 1, "Failed": 1}
+    assert cause["FailedAccounts"] == {"AccessDenied": [E]} and cause["FailedAccountsNotNamed"] == 0
+    assert cause["ReportUri"].startswith(f"s3://{REPORT_BUCKET}/org-runs/iris-grace/")
+    assert cause["ReportUri"].endswith("/manifest.json")
+    entries = report(stack, cause)
+    assert accounts_in(entries) == sorted([A, B, C, E])
+    by_account = {json.loads(e["Input"])["Placement"]["Account"]: e for e in entries}
+    assert {a: e["Status"] for a, e in by_account.items()} == {A: "SUCCEEDED", B: "SUCCEEDED", C: "FAILED",
+                                                               E: "FAILED"}
+    assert json.loads(by_account[E]["Cause"])["Error"] == "AccessDenied"
+    assert json.loads(by_account[C]["Cause"])["Error"] == "UserNotFound"
+    assert json.loads(by_account[B]["Output"])["Output"]["Outcome"] == "Restored"
+    assert outcomes(stack, "iris-grace", (A, B, C, E)) == {A: "Offboarded", B: "Restored", C: "NotPresent",
+                                                            E: "Failed"}
+    assert leftovers(stack.iam_in(A), "iris") == {}
+    assert stack.iam_in(B).get_user(UserName="iris"), "restored: nothing deleted"
 
 
 # --- the CLI: offboard plan|delete --accounts / --organization ------------------------------

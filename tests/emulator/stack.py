@@ -49,8 +49,14 @@ TARGET_STAGES = ("GetUsername", "GetKeysCertificatesMfaAndCredentials", "GetGrou
 class Stack:
     def __init__(self, *, instances: int = 1, env: dict[str, str] | None = None,
                  credentials: dict[str, tuple[str, str]] | None = None, max_concurrency: int = 1000,
-                 timeout_seconds: float = 60.0, idle_seconds: float | None = None, iam_budget: float | None = None):
+                 timeout_seconds: float = 60.0, idle_seconds: float | None = None, iam_budget: float | None = None,
+                 aws_managed_policies: bool = True):
         self.instances, self.env, self.credentials = instances, env or {}, credentials
+        #: Whether each account's IAM holds the AWS managed policies (below). moto
+        #: loads them all into every account it first sees, about a second each
+        #: here: a run over a thousand accounts that quarantines nobody (a dry
+        #: run) goes without.
+        self.aws_managed_policies = aws_managed_policies
         self.max_concurrency, self.timeout_seconds, self.idle_seconds = max_concurrency, timeout_seconds, idle_seconds
         #: The deployment's IAM budget in calls/s (template parameter
         #: IamCallsPerSecond), kept in the table BUDGET_TABLE; None: no budget.
@@ -71,8 +77,12 @@ class Stack:
             # "Resource" : "*". Stock moto loads AWS managed policies only when
             # asked (moto/settings.py load_iam_aws_managed_policies); its copy
             # (moto/iam/aws_managed_policies.py) holds AWSDenyAll with that document.
-            "iam": {"load_aws_managed_policies": True},
+            "iam": {"load_aws_managed_policies": self.aws_managed_policies},
         })
+        if not self.aws_managed_policies:
+            # The emulator server asks for them too (server.py), unless told otherwise.
+            self.saved_env.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES"))
+            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "false"
         self.mock.start()
         extend_moto()
         extend_step_functions()
@@ -154,12 +164,20 @@ class Stack:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def create_state_machine(self, name: str = "offboard", **overrides: str) -> str:
+        """statemachine/offboard.asl.json with the template's DefinitionSubstitutions:
+        the functions, the buckets, the bus, and its own ARN (an org-wide
+        offboarding's children are executions of this machine; the template builds
+        it from the machine's name too)."""
         text = DEFINITION.read_text()
-        substitutions = {**self.lambdas.arns(), "AuditBucketName": AUDIT_BUCKET, "EventBusName": EVENT_BUS, **overrides}
+        own = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        substitutions = {**self.lambdas.arns(), "AuditBucketName": AUDIT_BUCKET, "EventBusName": EVENT_BUS,
+                         "BatchReportBucketName": REPORT_BUCKET, "OffboardStateMachineArn": own, **overrides}
         for placeholder, value in substitutions.items():
             text = text.replace("${%s}" % placeholder, value)
         role = self.iam.create_role(RoleName=f"{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        return self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
+        arn = self.sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"]
+        assert arn == own, (arn, own)
+        return arn
 
     def create_batch_state_machine(self, name: str = "offboard-batch", **overrides: str) -> str:
         """statemachine/offboard-batch.asl.json, its children on this stack's

@@ -12,12 +12,14 @@ use serde_json::{Map, Value};
 use crate::errors::{invalid_input as invalid, OffboardError};
 use crate::iam_calls::collect_all;
 
-/// The most accounts one execution offboards from. The state machine's
-/// inline Map keeps one entry per account (about 300 bytes: account,
-/// outcome, error, child execution ARN, record URI) in a state that Step
-/// Functions caps at 256 KiB; a larger organization is offboarded by
-/// organizational unit, one execution per unit.
-pub const MAX_ACCOUNTS: usize = 500;
+/// The most accounts one execution offboards from. The state machine keeps
+/// only the account ids in its state (15 bytes each in JSON: 75 KB for
+/// 5,000, under Step Functions' 256 KiB state quota with the rest of the
+/// fan-out; `crates/core/tests/accounts.rs` measures the largest), its
+/// Distributed Map keeps each account's outcome in its report in S3, not in
+/// the state. A larger organization is offboarded by organizational unit,
+/// one execution per unit.
+pub const MAX_ACCOUNTS: usize = 5_000;
 /// The most organizational units one execution names.
 pub const MAX_ORGANIZATIONAL_UNITS: usize = 100;
 /// `Accounts` takes this string for every ACTIVE account of the organization.
@@ -174,10 +176,11 @@ fn distinct_ids(
         return Err(invalid(format!("{field} lists {} ids; give 1 to {max}", items.len())));
     }
     let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    let mut seen = HashSet::with_capacity(items.len());
     for item in items {
         let id = item.as_str().ok_or_else(|| invalid(format!("{field} must hold strings, got {item}")))?;
         validate(id)?;
-        if ids.iter().any(|seen| seen == id) {
+        if !seen.insert(id) {
             return Err(invalid(format!("{field} lists {id} twice")));
         }
         ids.push(id.to_string());
@@ -185,14 +188,21 @@ fn distinct_ids(
     Ok(ids)
 }
 
-/// The deployment's Map concurrency over accounts (template parameter
-/// `AccountConcurrency`).
+/// The deployment's Map concurrency over accounts when there is no grace
+/// period (template parameter `AccountConcurrency`); with one, every account
+/// runs at once ([`crate::fanout`]).
 pub const ENV_ACCOUNT_CONCURRENCY: &str = "OFFBOARD_ACCOUNT_CONCURRENCY";
 pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 10;
-/// Step Functions runs at most 40 iterations of an inline Map at once
-/// ("Map state processing modes": inline mode "supports up to 40 concurrent
-/// iterations"); more would be a setting that does nothing.
-pub const MAX_ACCOUNT_CONCURRENCY: u32 = 40;
+/// A Distributed Map runs up to 10,000 child workflows at once (Step
+/// Functions developer guide, "Map workflow state", processing modes:
+/// "high concurrency of up to 10,000 parallel child workflow executions"),
+/// so the Map is not what bounds this. Lambda is: an AWS account has 1,000
+/// concurrent executions per Region by default (Lambda developer guide,
+/// "Lambda quotas"), and every child runs its stages on the same functions,
+/// so more children at once than that only queue for a free instance (the
+/// state machine's admission retrier). 1,000 is therefore the most that can
+/// make an offboarding without a grace period faster; the default stays 10.
+pub const MAX_ACCOUNT_CONCURRENCY: u32 = 1_000;
 
 /// The Map concurrency from `OFFBOARD_ACCOUNT_CONCURRENCY` (unset: 10).
 pub fn account_concurrency_from_env() -> Result<u32, OffboardError> {
@@ -241,8 +251,8 @@ mod tests {
             (json!({"Accounts": ["11112222333a"]}), "12 digits"),
             (json!({"Accounts": [" 111122223333"]}), "12 digits"),
             (json!({"Accounts": ["111122223333", "111122223333"]}), "twice"),
-            (json!({"Accounts": []}), "give 1 to 500"),
-            (json!({"Accounts": too_many}), "lists 501 ids"),
+            (json!({"Accounts": []}), "give 1 to 5000"),
+            (json!({"Accounts": too_many}), "lists 5001 ids"),
             (json!({"Accounts": [111122223333u64]}), "strings"),
             (json!({"Accounts": "organization"}), "list of ids or \"ORGANIZATION\""),
             (json!({"Accounts": "111122223333"}), "list of ids"),
@@ -271,12 +281,12 @@ mod tests {
     }
 
     #[test]
-    fn the_map_concurrency_is_1_to_40_and_10_when_unset() {
+    fn the_map_concurrency_is_1_to_1000_and_10_when_unset() {
         // The only test that sets this variable.
         std::env::remove_var(ENV_ACCOUNT_CONCURRENCY);
         assert_eq!(account_concurrency_from_env(), Ok(DEFAULT_ACCOUNT_CONCURRENCY));
         for (text, expected) in
-            [("7", Some(7)), (" 40 ", Some(40)), ("1", Some(1)), ("0", None), ("41", None), ("ten", None)]
+            [("7", Some(7)), (" 1000 ", Some(1000)), ("1", Some(1)), ("0", None), ("1001", None), ("ten", None)]
         {
             std::env::set_var(ENV_ACCOUNT_CONCURRENCY, text);
             let read = account_concurrency_from_env();

@@ -389,33 +389,60 @@ impl ChildResult {
     }
 }
 
-async fn read_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Value, OffboardError> {
-    let bytes = read_object(s3, bucket, key, "the batch report", |location| {
-        OffboardError::ServiceUnavailable(format!("the batch report {location} is not there (yet); retried"))
+/// An object of a Distributed Map's report (`ResultWriter`): its manifest or
+/// a result file. One that is not there (yet) is `ServiceUnavailable`, retried.
+pub(crate) async fn read_report_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<u8>, OffboardError> {
+    read_object(s3, bucket, key, "the Map's report", |location| {
+        OffboardError::ServiceUnavailable(format!("the Map's report {location} is not there (yet); retried"))
     })
-    .await?;
+    .await
+}
+
+/// A report object read as `T`; anything else is `ServiceUnavailable`.
+pub(crate) async fn read_report<T: serde::de::DeserializeOwned>(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<T, OffboardError> {
+    let bytes = read_report_object(s3, bucket, key).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} is not the JSON the Map writes: {e}"))
     })
+}
+
+async fn read_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Value, OffboardError> {
+    read_report(s3, bucket, key).await
+}
+
+/// The result files a `ResultWriter` manifest lists, by status (`SUCCEEDED`,
+/// `FAILED`, `PENDING`), and the bucket they are in.
+pub(crate) fn result_files(manifest: &Value, location: &ResultLocation) -> (String, Vec<String>) {
+    let bucket = manifest.get("DestinationBucket").and_then(Value::as_str).unwrap_or(&location.bucket).to_string();
+    let keys = ["SUCCEEDED", "FAILED", "PENDING"]
+        .iter()
+        .flat_map(|status| {
+            manifest.pointer(&format!("/ResultFiles/{status}")).and_then(Value::as_array).cloned().unwrap_or_default()
+        })
+        .filter_map(|file| file.get("Key").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    (bucket, keys)
 }
 
 /// Summarises a batch from the `ResultWriter` manifest and its result files.
 pub async fn summarize_batch(s3: &aws_sdk_s3::Client, request: &SummaryRequest) -> Result<BatchSummary, OffboardError> {
     let location = &request.result_writer_details;
     let manifest = read_json(s3, &location.bucket, &location.key).await?;
-    let bucket = manifest.get("DestinationBucket").and_then(Value::as_str).unwrap_or(&location.bucket).to_string();
+    let (bucket, keys) = result_files(&manifest, location);
     let mut children = Vec::new();
-    for status in ["SUCCEEDED", "FAILED", "PENDING"] {
-        let files =
-            manifest.pointer(&format!("/ResultFiles/{status}")).and_then(Value::as_array).cloned().unwrap_or_default();
-        for file in files {
-            let Some(key) = file.get("Key").and_then(Value::as_str) else { continue };
-            let results: Vec<ChildResult> =
-                serde_json::from_value(read_json(s3, &bucket, key).await?).map_err(|e| {
-                    OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} lists no child results: {e}"))
-                })?;
-            children.extend(results);
-        }
+    for key in keys {
+        let results: Vec<ChildResult> = serde_json::from_value(read_json(s3, &bucket, &key).await?).map_err(|e| {
+            OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} lists no child results: {e}"))
+        })?;
+        children.extend(results);
     }
     Ok(summarize(request, &children, format!("s3://{}/{}", location.bucket, location.key)))
 }

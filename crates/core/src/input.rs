@@ -143,6 +143,10 @@ pub fn parse_timestamp(text: &str, field: &str) -> Result<DateTime, OffboardErro
     })
 }
 
+/// An org-wide offboarding's child (an input naming its parent) may start
+/// after its `DeleteAfter`: the parent checked that time when it started and
+/// every account shares it ([`crate::fanout`]); such a child quarantines and
+/// deletes without waiting, rather than be refused in that one account.
 fn parse_grace(fields: &Map<String, Value>, now: DateTime) -> Result<Option<DateTime>, OffboardError> {
     match (fields.get("GraceDays"), fields.get("DeleteAfter")) {
         (None, None) => Ok(None),
@@ -158,7 +162,7 @@ fn parse_grace(fields: &Map<String, Value>, now: DateTime) -> Result<Option<Date
         (None, Some(at)) => {
             let text = expect_str(at, "DeleteAfter")?;
             let at = parse_timestamp(text, "DeleteAfter")?;
-            if at.secs() < now.secs() {
+            if at.secs() < now.secs() && !fields.contains_key(PARENT_FIELD) {
                 return Err(invalid(format!("DeleteAfter {text} is in the past (now is {})", format_timestamp(now))));
             }
             if at.secs() > now.secs() + MAX_GRACE_DAYS * DAY_SECONDS {
@@ -367,6 +371,15 @@ mod tests {
             at(json!({"UserName": "a", "DeleteAfter": "2027-11-24T08:00:00Z"})).unwrap().as_deref(),
             Some("2027-11-24T08:00:00Z")
         );
+        // A child of an org-wide offboarding keeps its parent's time, even once past.
+        let parent = "arn:aws:states:us-east-1:123456789012:execution:offboard:a-org";
+        assert_eq!(
+            at(json!({"UserName": "a", "DeleteAfter": "2026-11-25T07:59:59Z", PARENT_FIELD: parent}))
+                .unwrap()
+                .as_deref(),
+            Some("2026-11-25T07:59:59Z")
+        );
+        assert!(at(json!({"UserName": "a", "DeleteAfter": "2027-11-24T08:00:01Z", PARENT_FIELD: parent})).is_err());
         for bad in [
             json!({"UserName": "a", "GraceDays": 0}),
             json!({"UserName": "a", "GraceDays": 365}),

@@ -1,6 +1,7 @@
 //! iam-offboard's core: every rule the eight Lambda functions and the
 //! `offboard` CLI share. See docs/DESIGN.md for the contract.
 
+pub mod account_summary;
 pub mod accounts;
 pub mod batch;
 pub mod budget;

@@ -181,18 +181,95 @@ async fn the_fan_out_names_a_child_per_account_and_gives_each_the_input_without_
         panic!("an org-wide input is answered with its accounts");
     };
 
-    let children: Vec<(&str, &str)> =
-        fan_out.accounts.iter().map(|item| (item.account.as_str(), item.execution_name.as_str())).collect();
-    assert_eq!(
-        children,
-        [("111111111111", "111111111111-alice-1a2b3c4d"), ("123456789012", "123456789012-alice-1a2b3c4d")]
-    );
+    assert_eq!(fan_out.accounts, ["111111111111", "123456789012"], "just the ids");
+    assert_eq!(fan_out.child_name_suffix, "alice-1a2b3c4d", "the Map names each child <account>-<suffix>");
     assert_eq!(
         fan_out.child_input,
         json!({"UserName": "alice", "DryRun": true, "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": "arn:aws:states:us-east-1:123456789012:execution:offboard:alice-1a2b3c4d"})
     );
-    assert_eq!(fan_out.max_concurrency, 7);
+    assert_eq!((fan_out.max_concurrency, fan_out.dry_run, fan_out.delete_after.as_deref()), (7, true, None));
     assert!(fan_out.duration_ms.is_some(), "the fan-out is timed as every stage is");
+}
+
+#[tokio::test]
+async fn a_grace_period_runs_every_account_at_once_with_one_delete_after() {
+    let accounts: Vec<String> = (0..25).map(|i| format!("{:012}", 111_111_111_111u64 + i)).collect();
+    let input = json!({"UserName": "alice", "Accounts": accounts, "GraceDays": 7});
+
+    let Entry::Accounts(fan_out) = invoke::<GetUsernameOrAccounts>(&hub(true), fan_out(input)).await.unwrap() else {
+        panic!("an org-wide input is answered with its accounts");
+    };
+
+    assert_eq!(fan_out.max_concurrency, 25, "every account at once, not AccountConcurrency (7)");
+    let delete_after = fan_out.delete_after.clone().expect("GraceDays counted once");
+    assert_eq!(fan_out.child_input["DeleteAfter"], delete_after.as_str());
+    assert!(fan_out.child_input.get("GraceDays").is_none());
+    assert!(!fan_out.dry_run);
+}
+
+/// Step Functions' quota on a state's input or output: 256 KiB ("Step
+/// Functions service quotas": maximum input or output size for a task,
+/// state, or execution, 262,144 bytes of data as a UTF-8 encoded string).
+const STATE_QUOTA: usize = 256 * 1024;
+
+#[tokio::test]
+async fn five_thousand_accounts_keep_every_state_far_below_the_256_kib_quota() {
+    // The largest org-wide execution: 5,000 listed accounts, the longest
+    // user name, a child input at the input parser's 16 KiB limit, the
+    // longest execution name and ARN. Each state the parent passes through
+    // (statemachine/src/offboard.asl.yaml) is built as the state machine
+    // builds it and measured.
+    let accounts: Vec<String> = (0..MAX_ACCOUNTS).map(|i| format!("{:012}", 100_000_000_000u64 + i as u64)).collect();
+    let name = "n".repeat(80);
+    let execution_id = format!("arn:aws-us-gov:states:us-gov-west-1:123456789012:execution:{}:{name}", "m".repeat(80));
+    let user = "u".repeat(64);
+    let mut context = String::new();
+    let mut largest = None;
+    for step in [4096, 256, 16, 1] {
+        loop {
+            let blob = format!("{context}{}", "x".repeat(step));
+            let input = json!({"UserName": user, "Accounts": accounts, "GraceDays": 364, "Context": {"Blob": blob}});
+            let request =
+                json!({"ResolveAccounts": {"Input": input, "ExecutionName": name, "ExecutionId": execution_id}});
+            match invoke::<GetUsernameOrAccounts>(&hub(true), request).await {
+                Ok(Entry::Accounts(fan_out)) => {
+                    context = blob;
+                    largest = Some((input, fan_out));
+                }
+                _ => break,
+            }
+        }
+    }
+    let (input, fan_out) = largest.expect("a valid input");
+    assert_eq!(fan_out.accounts.len(), MAX_ACCOUNTS);
+    assert!(
+        serde_json::to_vec(&fan_out.child_input).unwrap().len() > 16 * 1024 - 64,
+        "the child input is at its limit"
+    );
+    let report = json!({"MapRunArn": format!("arn:aws-us-gov:states:us-gov-west-1:123456789012:mapRun:{}/OffboardEachAccount:{}", "m".repeat(80), "0".repeat(36)),
+                        "ResultWriterDetails": {"Bucket": "b".repeat(63), "Key": format!("org-runs/{name}/{}/manifest.json", "0".repeat(36))}});
+    let summarize = json!({"SummarizeAccounts": {"ResultWriterDetails": report["ResultWriterDetails"], "Accounts": fan_out.accounts,
+                                                 "DryRun": fan_out.dry_run, "DeleteAfter": fan_out.delete_after},
+                           "ExecutionId": execution_id});
+    let states = [
+        ("the execution's input", input.clone()),
+        (
+            "ResolveAccounts' payload",
+            json!({"ResolveAccounts": {"Input": input, "ExecutionName": name, "ExecutionId": execution_id}, "ExecutionId": execution_id}),
+        ),
+        ("after ResolveAccounts: the Map's input", json!({"FanOut": fan_out})),
+        ("after the Map", json!({"FanOut": fan_out, "Report": report})),
+        ("SummarizeAccounts' payload", summarize),
+    ];
+    let sizes: Vec<(&str, usize)> =
+        states.iter().map(|(what, state)| (*what, serde_json::to_vec(state).unwrap().len())).collect();
+    let peak = sizes.iter().map(|(_, size)| *size).max().unwrap();
+    assert!(peak < STATE_QUOTA / 2, "{sizes:?}");
+    // Each Map item (a child workflow's input) holds one account's placement and the child input.
+    let item = json!({"Placement": {"Account": fan_out.accounts[0], "ExecutionName": format!("{}-{}", fan_out.accounts[0], fan_out.child_name_suffix)},
+                      "ChildInput": fan_out.child_input});
+    assert!(serde_json::to_vec(&item).unwrap().len() < 20 * 1024);
+    assert!(format!("{}-{}", fan_out.accounts[0], fan_out.child_name_suffix).len() <= 80);
 }
 
 #[tokio::test]

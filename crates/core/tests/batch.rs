@@ -155,7 +155,7 @@ async fn the_summary_reads_the_manifest_and_every_result_file() {
     .unwrap();
     let error = call(s3, request).await.unwrap_err();
     assert_eq!(error.name(), "ServiceUnavailable");
-    assert!(error.to_string().contains("batch report"), "{error}");
+    assert!(error.to_string().contains("report s3://reports/m.json"), "{error}");
 }
 
 #[tokio::test]
