@@ -23,6 +23,11 @@ org-wide dry run over that many accounts, run only when set; BENCH_ORG_USER_EVER
 default 10: one account in that many holds the user; BENCH_ORG_CONCURRENCY, default
 10: the deployment's AccountConcurrency).
 
+`bench/bench.py tls` measures zip sizes, cold init and the first AWS call over
+HTTPS (TLS handshake included) of target/release, beside the build in
+BENCH_BASELINE_BIN_DIR when set, and writes bench/results/tls.json. `make bench`
+fails when a function's zip is over its budget (lambda_host.ZIP_BUDGET_BYTES).
+
 `bench/bench.py org` runs the org-wide row alone (BENCH_ORG_ACCOUNTS, default 100),
 with the binaries of OFFBOARD_BIN_DIR if set, and writes bench/results/org.json."""
 
@@ -50,7 +55,7 @@ sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 import boto3  # noqa: E402
 
-from lambda_host import FUNCTIONS, STATE_MACHINE_ARNS, access_key_for, function_arn  # noqa: E402
+from lambda_host import FUNCTIONS, STATE_MACHINE_ARNS, ZIP_BUDGET_BYTES, access_key_for, function_arn  # noqa: E402
 from seed import leftovers, seed_user  # noqa: E402
 
 RELEASE = ROOT / "target" / "release"
@@ -204,6 +209,151 @@ def bench_cold_init(iam_url: str) -> dict:
               f"python+boto3 p50 {python['p50']:8.1f} ms", flush=True)
     results["floor (lambda_runtime, no SDK)"] = summary(all_floor)
     return results
+
+
+# --- 1b. the first AWS call, TLS handshake included -----------------------
+
+#: Binaries built before a change (BENCH_BASELINE_BIN_DIR), measured side by
+#: side with target/release by `bench/bench.py tls`.
+BASELINE = Path(os.environ["BENCH_BASELINE_BIN_DIR"]) if os.environ.get("BENCH_BASELINE_BIN_DIR") else None
+
+
+def tls_context(directory: Path):
+    """A server certificate for 127.0.0.1 issued by a CA made here, both RSA
+    2048 as the certificates of AWS endpoints are (Amazon RSA 2048 M0x). A
+    function trusts the CA through OFFBOARD_TRUST_NATIVE_ROOTS and
+    SSL_CERT_FILE, which rustls-native-certs reads instead of the system store."""
+    import ssl
+
+    ca_key, ca, key, csr, cert, ext = (directory / name for name in
+                                       ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "ext.cnf"))
+    openssl = functools.partial(subprocess.run, check=True, capture_output=True)
+    openssl(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=bench root",
+             "-keyout", ca_key, "-out", ca])
+    openssl(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr])
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    openssl(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
+             "-extfile", ext, "-out", cert])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, ca
+
+
+class Invocations:
+    """A Runtime API stub handing out ``payloads`` one after the other; notes
+    when the process first asks for one (cold init), and how long each took
+    from the moment it was handed out to its answer."""
+
+    def __init__(self, stage: str, payloads: list[dict]):
+        self.first_next = threading.Event()
+        self.done = threading.Event()
+        self.started_at = self.first_next_at = 0.0
+        self.latencies_ms: list[float] = []
+        self.answers: list[tuple[str, dict]] = []
+        stub, handed_out, pending = self, [0.0], list(payloads)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                if not stub.first_next.is_set():
+                    stub.first_next_at = time.perf_counter()
+                    stub.first_next.set()
+                if not pending:
+                    stub.done.wait(30)
+                    self.send_response(410)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps(pending.pop(0)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Lambda-Runtime-Aws-Request-Id", str(uuid.uuid4()))
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 60_000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", function_arn(stage))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                handed_out[0] = time.perf_counter()
+
+            def do_POST(self):  # noqa: N802
+                answered = time.perf_counter()
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                stub.latencies_ms.append((answered - handed_out[0]) * 1000)
+                stub.answers.append((self.path.rsplit("/", 1)[-1], json.loads(body or b"{}")))
+                if not pending:
+                    stub.done.set()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.api = f"127.0.0.1:{self.server.server_address[1]}"
+
+
+def first_calls(binary: Path, stage: str, env: dict[str, str]) -> tuple[float, float, float]:
+    """Cold init, the first invocation and the second of a fresh process.
+    Each invocation names an execution that does not exist, so the workflow
+    check's DescribeExecution (with GetExecutionHistory beside it) is the
+    function's first AWS call and the answer is NotFromWorkflow: the first
+    pays the TLS handshake, the second reuses the connection."""
+    machine = STATE_MACHINE_ARNS[0]
+    payloads = [{"ExecutionId": machine.replace(":stateMachine:", ":execution:") + f":bench-{uuid.uuid4()}"}
+                for _ in range(2)]
+    stub = Invocations(stage, payloads)
+    started = time.perf_counter()
+    process = subprocess.Popen([str(binary)], env={**env, "AWS_LAMBDA_RUNTIME_API": stub.api},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if not stub.done.wait(30):
+            process.kill()
+            raise RuntimeError(f"{binary} answered {len(stub.answers)} of 2 invocations: "
+                               f"{process.communicate()[1].decode(errors='replace')[-2000:]}")
+    finally:
+        process.kill()
+        process.wait()
+        stub.server.shutdown()
+    for kind, answer in stub.answers:
+        # What was measured is the refusal after a real DescribeExecution.
+        if kind != "error" or answer.get("errorType") != "NotFromWorkflow":
+            raise RuntimeError(f"{binary}: expected a NotFromWorkflow refusal, got {kind} {answer}")
+    return (stub.first_next_at - started) * 1000, stub.latencies_ms[0], stub.latencies_ms[1]
+
+
+def bench_first_call(runs: int) -> dict:
+    """Per function and per build (target/release, and BENCH_BASELINE_BIN_DIR
+    when set), alternating builds run by run: cold init, the first AWS call
+    over HTTPS (TLS handshake included) and the second on the same connection."""
+    from server import start
+
+    builds = {"release": RELEASE, **({"baseline": BASELINE} if BASELINE else {})}
+    with tempfile.TemporaryDirectory() as directory:
+        context, ca = tls_context(Path(directory))
+        server = start(0, ssl_context=context)
+        env = {**probe_env(server.url), "OFFBOARD_TRUST_NATIVE_ROOTS": "true", "SSL_CERT_FILE": str(ca)}
+        results = {}
+        try:
+            for stage, binary in FUNCTIONS.items():
+                samples = {build: ([], [], []) for build in builds}
+                for _ in range(runs):
+                    for build, directory_of in builds.items():
+                        for into, value in zip(samples[build], first_calls(directory_of / binary, stage, env)):
+                            into.append(value)
+                results[stage] = {build: {"cold_init_ms": summary(init), "first_call_ms": summary(first),
+                                          "second_call_ms": summary(second)}
+                                  for build, (init, first, second) in samples.items()}
+                line = "   ".join(f"{build}: init {row['cold_init_ms']['p50']:.1f} first {row['first_call_ms']['p50']:.1f} "
+                                   f"second {row['second_call_ms']['p50']:.1f} ms" for build, row in results[stage].items())
+                print(f"  first call {stage:<42} {line}", flush=True)
+        finally:
+            server.stop()
+    return {"builds": {build: str(path) for build, path in builds.items()}, "runs": runs, "functions": results}
 
 
 # --- 2/3. step latency, admission check, peak RSS, through the workflow -----
@@ -447,15 +597,29 @@ def python_rss(iam_url: str, stage: str) -> float:
 
 # --- 4. package size -------------------------------------------------------
 
-def bench_package_sizes() -> dict:
+def bench_package_sizes(binaries: Path | None = None) -> dict:
+    """Each function's deploy zip as `make test` builds it (the default deflate
+    level), against its budget (lambda_host.ZIP_BUDGET_BYTES); target/release
+    unless ``binaries`` names another build (the floor only if it has one)."""
+    binaries = binaries or RELEASE
     sizes = {}
     for stage, binary in {**FUNCTIONS, "floor": "bench-floor"}.items():
+        if stage == "floor" and not (binaries / binary).exists():
+            continue
         archive = Path(tempfile.mkdtemp()) / f"{binary}.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zipped:
-            zipped.write(RELEASE / binary, "bootstrap")
-        sizes[stage] = {"binary_mib": round((RELEASE / binary).stat().st_size / 2**20, 2),
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            zipped.write(binaries / binary, "bootstrap")
+        sizes[stage] = {"binary_bytes": (binaries / binary).stat().st_size, "zip_bytes": archive.stat().st_size,
+                        "binary_mib": round((binaries / binary).stat().st_size / 2**20, 2),
                         "zip_mib": round(archive.stat().st_size / 2**20, 2)}
+        if binary in ZIP_BUDGET_BYTES:
+            sizes[stage]["within_budget"] = archive.stat().st_size <= ZIP_BUDGET_BYTES[binary]
     return sizes
+
+
+def over_budget(sizes: dict) -> list[str]:
+    return [f"{stage}: {row['zip_bytes']:,} bytes zipped, budget {ZIP_BUDGET_BYTES[FUNCTIONS[stage]]:,}"
+            for stage, row in sizes.items() if row.get("within_budget") is False]
 
 
 # --- 5/6/7. calls, wall time, scale through the state machine --------------
@@ -854,6 +1018,7 @@ def main() -> int:
     results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
     results["package_sizes"] = bench_package_sizes()
     results["cold_init_ms"] = bench_cold_init(server.url)
+    results["first_call"] = bench_first_call(max(5, RUNS // 2))
     results["python_boto3_peak_rss_mib"] = {stage: python_rss(server.url, stage)
                                             for stage in ("GetUsername", "GetKeysCertificatesMfaAndCredentials")}
     results["cli_wall_ms"] = bench_cli_wall(server.url)
@@ -873,8 +1038,46 @@ def main() -> int:
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "latest.md").write_text(markdown(results))
     print("\n" + markdown(results))
-    return 0
+    return budget_verdict(results["package_sizes"])
+
+
+def budget_verdict(sizes: dict) -> int:
+    """`make bench` fails when a function's zip is over its budget."""
+    for line in over_budget(sizes):
+        print(f"OVER THE ZIP BUDGET: {line}", file=sys.stderr)
+    return 1 if over_budget(sizes) else 0
+
+
+def main_tls() -> int:
+    """Sizes, cold init and the first AWS call over HTTPS of target/release,
+    beside BENCH_BASELINE_BIN_DIR's build when set; writes bench/results/tls.json."""
+    results = {"machine": {"cores": os.cpu_count()},
+               "package_sizes": {"release": bench_package_sizes(),
+                                 **({"baseline": bench_package_sizes(BASELINE)} if BASELINE else {})},
+               "first_call": bench_first_call(RUNS)}
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "tls.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + tls_markdown(results))
+    return budget_verdict(results["package_sizes"]["release"])
+
+
+def tls_markdown(results: dict) -> str:
+    builds = list(results["first_call"]["builds"])
+    header = "| function | " + " | ".join(f"{b} zip | {b} cold init p50 | {b} first call p50 (p95) | {b} second call p50"
+                                        for b in builds) + " |"
+    lines = [header, "|" + "---|" * (1 + 4 * len(builds))]
+    for stage, row in results["first_call"]["functions"].items():
+        cells = []
+        for build in builds:
+            size = results["package_sizes"][build].get(stage, {})
+            cells += [f"{size.get('zip_mib', float('nan')):.2f} MiB", f"{row[build]['cold_init_ms']['p50']:.1f} ms",
+                      f"{row[build]['first_call_ms']['p50']:.1f} ({row[build]['first_call_ms']['p95']:.1f}) ms",
+                      f"{row[build]['second_call_ms']['p50']:.1f} ms"]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    sys.exit(main_org() if sys.argv[1:] == ["org"] else main())
+    modes = {"org": main_org, "tls": main_tls}
+    sys.exit(modes[sys.argv[1]]() if sys.argv[1:2] else main())

@@ -1,5 +1,5 @@
 """`make demo`: the local stack (moto's Step Functions interpreter running
-statemachine/offboard.asl.json, the seven release binaries under the Lambda
+statemachine/offboard.asl.json, the eight function binaries under the Lambda
 Runtime API, the strict IAM emulator), a user holding every credential type
 (passkey, hardware token and virtual MFA device included), the execution shown
 stage by stage as it completes, the audit record, where it was stored (S3),
@@ -171,9 +171,18 @@ def offboard_across_accounts(stack: Stack) -> bool:
     arn = stack.start(execution_input, name="dana-everywhere")
     execution = show_progress(stack, arn)
     output = json.loads(execution.get("output") or "{}")
-    print("\none entry per account:")
-    for entry in output.get("Accounts", []):
-        print(f"  {entry['Account']}  {entry['Outcome']:<11} {entry.get('RecordUri', '')}")
+    summary = {key: output.get(key) for key in ("Total", "Offboarded", "NotPresent", "Failed")}
+    print(f"\nsummary: {summary}; the Distributed Map's report: {output.get('ReportUri')}")
+    print("each account's child execution (named <account>-<execution>):")
+    found = {}
+    for account in MEMBER_ACCOUNTS:
+        child = stack.sfn.describe_execution(executionArn=stack.state_machine_arn.replace(
+            ":stateMachine:", ":execution:") + f":{account}-dana-everywhere")
+        found[account] = ("Offboarded" if child["status"] == "SUCCEEDED"
+                          else "NotPresent" if child.get("error") == "UserNotFound" else "Failed")
+        key = f"records/{account}/dana/{child['name']}/record.json"
+        stored = stack.s3.list_objects_v2(Bucket=AUDIT_BUCKET, Prefix=key).get("KeyCount", 0)
+        print(f"  {account}  {child['status']:<9} {found[account]:<11} {f's3://{AUDIT_BUCKET}/{key}' if stored else ''}")
     assumed = [c for c in stack.calls() if c["Action"] == "AssumeRole"]
     by_account: dict[str, int] = {}
     for call in stack.calls():
@@ -184,15 +193,15 @@ def offboard_across_accounts(stack: Stack) -> bool:
     left = {account: leftovers(stack.iam_in(account), "dana") for account in MEMBER_ACCOUNTS[:2]}
     print(f"execution status: {execution['status']}; left behind in IAM: {({a: l for a, l in left.items() if l}) or 'nothing'}")
     wanted = {MEMBER_ACCOUNTS[0]: "Offboarded", MEMBER_ACCOUNTS[1]: "Offboarded", MEMBER_ACCOUNTS[2]: "NotPresent"}
-    found = {entry["Account"]: entry["Outcome"] for entry in output.get("Accounts", [])}
-    return execution["status"] == "SUCCEEDED" and found == wanted and not any(left.values())
+    return (execution["status"] == "SUCCEEDED" and found == wanted and not any(left.values())
+            and summary == {"Total": 3, "Offboarded": 2, "NotPresent": 1, "Failed": 0})
 
 
 def main() -> int:
     # moto's interpreter logs every absent path a Choice's IsPresent looks at
     # as an ERROR; the execution history is what the demo shows.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
-    print("starting the local stack (IAM emulator, Step Functions interpreter, seven Lambda functions)...")
+    print("starting the local stack (IAM emulator, Step Functions interpreter, eight Lambda functions)...")
     with Stack(env={"OFFBOARD_TARGET_ROLE_NAME": TARGET_ROLE_NAME}) as stack:
         offboarded = offboard_now(stack)
         quarantined = quarantine_then_delete(stack)

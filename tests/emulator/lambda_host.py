@@ -62,6 +62,12 @@ FUNCTIONS = {
     # user list, the Distributed Map's report), served by the same emulator.
     "OffboardBatch": "offboard-batch",
 }
+#: Each function's deploy zip (its release binary as `bootstrap`, deflated at
+#: the default level) at most: 3 MiB for the IAM stage functions; the batch
+#: function alone links the S3 client (user lists, the Map's report) and no IAM
+#: client. Checked by `make test` (tests/e2e/test_deploy_artifacts.py) for the
+#: functions it builds, by `make bench` for all.
+ZIP_BUDGET_BYTES = {**{binary: 3 * 2**20 for binary in FUNCTIONS.values()}, "offboard-batch": int(3.5 * 2**20)}
 
 
 def access_key_for(stage: str) -> str:

@@ -49,7 +49,7 @@ def _look_up_once() -> None:
 
 
 class EmulatorServer:
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, ssl_context=None):
         # Real IAM has every AWS managed policy, AWSDenyAll included
         # (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSDenyAll.html);
         # stock moto loads them only when asked (moto/settings.py).
@@ -57,9 +57,9 @@ class EmulatorServer:
         extend_moto()
         _look_up_once()
         self.app = EmulatorApp(DomainDispatcherApplication(create_backend_app))
-        self.server = Server("127.0.0.1", port, self.app, handler=MotoRequestHandler)
+        self.server = Server("127.0.0.1", port, self.app, handler=MotoRequestHandler, ssl_context=ssl_context)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self.thread = Thread(target=self.server.serve_forever, daemon=True)
 
     def stop(self) -> None:
@@ -67,7 +67,8 @@ class EmulatorServer:
         self.thread.join()
 
 
-def start(port: int = 0) -> EmulatorServer:
-    server = EmulatorServer(port)
+def start(port: int = 0, ssl_context=None) -> EmulatorServer:
+    """``ssl_context``: serve HTTPS (bench/bench.py's first-call latency)."""
+    server = EmulatorServer(port, ssl_context)
     server.thread.start()
     return server

@@ -42,8 +42,11 @@ pub struct MfaArgs {
 
 /// Standard AWS configuration, then an MFA session if asked for.
 pub async fn config(aws: &AwsArgs, mfa: &MfaArgs) -> Result<SdkConfig, Failure> {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).retry_config(iam_offboard_core::clients::retry_policy());
+    // The project's own HTTPS client (rustls with ring: no C crypto library to
+    // build); an operator's machine also trusts its system store (a proxy's CA).
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(iam_offboard_core::clients::retry_policy())
+        .http_client(iam_offboard_core::clients::amazon_trust_http_client(true));
     if let Some(region) = &aws.region {
         loader = loader.region(Region::new(region.clone()));
     }

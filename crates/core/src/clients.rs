@@ -5,15 +5,66 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::budget::{budgeted_http_client, IamBudget};
 
-/// A Lambda function's AWS configuration: the standard sources (environment,
-/// `AWS_ENDPOINT_URL_*`), the patient retry policy, and an HTTPS client that
-/// trusts the Amazon roots only (see [`amazon_trust_http_client`]).
-pub async fn lambda_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+/// A Lambda function's AWS configuration, read from the environment Lambda
+/// gives every function: the execution role's keys (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and `AWS_REGION` ("Defined
+/// runtime environment variables",
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime>),
+/// with the SDK's endpoint settings (`AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`,
+/// `AWS_USE_FIPS_ENDPOINT`, `AWS_USE_DUALSTACK_ENDPOINT`), the patient retry
+/// policy and an HTTPS client that trusts the Amazon roots only (see
+/// [`amazon_trust_http_client`]).
+///
+/// Not `aws_config::defaults(..).load()`: its provider chains (profile files,
+/// IMDS, the container endpoint, web identity) never apply inside Lambda yet
+/// were linked into every function; leaving them out is about a tenth of a
+/// function's zip (docs/DESIGN.md, "Build and size"). The CLI keeps them.
+pub fn lambda_config() -> SdkConfig {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_sdk_iam::config::SharedCredentialsProvider;
+
+    let ignore_configured_endpoints = env_flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").unwrap_or(false);
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(env_value("AWS_REGION").or_else(|| env_value("AWS_DEFAULT_REGION")).map(aws_config::Region::new))
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
         .retry_config(retry_policy())
         .http_client(amazon_trust_http_client(native_roots_wanted()))
-        .load()
-        .await
+        .time_source(aws_smithy_async::time::SystemTimeSource::new())
+        .service_config(EnvironmentEndpoints { ignored: ignore_configured_endpoints });
+    config.set_sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep());
+    config.set_endpoint_url(env_value("AWS_ENDPOINT_URL").filter(|_| !ignore_configured_endpoints));
+    config.set_use_fips(env_flag("AWS_USE_FIPS_ENDPOINT"));
+    config.set_use_dual_stack(env_flag("AWS_USE_DUALSTACK_ENDPOINT"));
+    config.build()
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn env_flag(name: &str) -> Option<bool> {
+    env_value(name).map(|value| value.eq_ignore_ascii_case("true"))
+}
+
+/// A client's settings from the environment as the SDK's own loader reads
+/// them (aws-runtime's `env_config`): the service's variable first
+/// (`AWS_ENDPOINT_URL_` and the service id upper-cased, spaces as `_`:
+/// `AWS_ENDPOINT_URL_SFN`), then the global one.
+#[derive(Debug)]
+struct EnvironmentEndpoints {
+    ignored: bool,
+}
+
+impl aws_types::service_config::LoadServiceConfig for EnvironmentEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        if self.ignored && key.env() == "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        let service = key.service_id().to_uppercase().replace(' ', "_");
+        env_value(&format!("{}_{service}", key.env())).or_else(|| env_value(key.env()))
+    }
 }
 
 /// The IAM client: `config` with the retry partition of [`patient_retry_partition`].
@@ -80,7 +131,7 @@ pub fn amazon_trust_http_client(with_native_roots: bool) -> aws_smithy_runtime_a
         .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
     let context = TlsContext::builder().with_trust_store(trust_store).build().expect("a static TLS context");
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(context)
         .build_https()
 }
@@ -108,4 +159,26 @@ pub fn retry_policy() -> aws_config::retry::RetryConfig {
 pub fn patient_retry_partition() -> aws_smithy_runtime::client::retries::RetryPartition {
     use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
     RetryPartition::custom("iam-offboard").token_bucket(TokenBucket::unlimited()).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
+
+    fn endpoint_of(loader: &EnvironmentEndpoints, service_id: &str) -> Option<String> {
+        let key = ServiceConfigKey::builder().service_id(service_id).env("AWS_ENDPOINT_URL").profile("endpoint_url");
+        loader.load_config(key.build().expect("a complete key"))
+    }
+
+    // The variable names are the SDK's ("Service-specific endpoints",
+    // https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html):
+    // AWS_ENDPOINT_URL_<service id, upper case, spaces as underscores>.
+    #[test]
+    fn a_service_reads_its_own_endpoint_variable_unless_configured_endpoints_are_ignored() {
+        std::env::set_var("AWS_ENDPOINT_URL_OFFBOARD_CLIENTS_TEST", "http://127.0.0.1:1");
+        let loader = EnvironmentEndpoints { ignored: false };
+        assert_eq!(endpoint_of(&loader, "Offboard Clients Test").as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(endpoint_of(&EnvironmentEndpoints { ignored: true }, "Offboard Clients Test"), None);
+    }
 }

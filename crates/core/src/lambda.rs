@@ -29,7 +29,7 @@ type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> +
 /// invocation is taken.
 pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = clients::lambda_config().await;
+    let config = clients::lambda_config();
     let (ctx, guard) = StageContext::from_env::<S>(&config)
         .and_then(|ctx| Ok((ctx, WorkflowGuard::from_env(&config)?)))
         .inspect_err(|error| {
@@ -48,12 +48,18 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
             let request = parse_request::<S>(payload)?;
             check_user(&admission, S::subject(&request))?;
             if placement.is_some() || admission.child_account().is_some() {
+                if !S::CALLS_IAM {
+                    return Err(OffboardError::InvalidInput(format!(
+                        "{} works in its own account only: the payload names another account",
+                        S::NAME
+                    )));
+                }
                 check_account(&admission, placement.as_ref(), &ctx.caller().await?.account)?;
             }
             deadline::scope(stop_at, async {
                 let elsewhere = match &placement {
-                    Some(placement) => ctx.in_account(placement).await?,
-                    None => None,
+                    Some(placement) if S::CALLS_IAM => ctx.in_account(placement).await?,
+                    _ => None,
                 };
                 invoke::<S>(elsewhere.as_ref().unwrap_or(ctx), request).await
             })

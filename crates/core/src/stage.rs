@@ -31,6 +31,11 @@ pub trait Stage {
     const USES_S3: bool = false;
     /// Lists the organization's accounts (GetUsername's function).
     const USES_ORGANIZATIONS: bool = false;
+    /// Calls IAM (every stage but the batch helper): its process takes the
+    /// deployment's IAM budget (a DynamoDB client) and the sessions into
+    /// member accounts (STS). A stage without IAM calls links neither, and
+    /// refuses a payload placed in another account.
+    const CALLS_IAM: bool = true;
     type Request: DeserializeOwned;
     type Response: Serialize + Timed;
     /// Who the request is about: the span's user, and what the workflow
@@ -96,14 +101,21 @@ impl StageContext {
     /// constant): the other binaries then link no S3 code at all.
     pub fn from_env<S: Stage>(config: &SdkConfig) -> Result<Self, OffboardError> {
         let protection = ProtectionPolicy::from_env()?;
-        // The schedule's table is the deployment's: its DynamoDB client has the
-        // function's own credentials, also for calls into other accounts.
-        let budget =
-            BudgetConfig::from_env()?.map(|budget| IamBudget::new(aws_sdk_dynamodb::Client::new(config), budget));
-        let sessions = AccountSessions::from_env(config, budget.clone(), S::NAME)?.map(Arc::new);
-        let iam = clients::budgeted_iam_client(config, budget);
-        let mut ctx = Self::from_clients(iam, aws_sdk_sts::Client::new(config), protection);
-        ctx.sessions = sessions;
+        // Checked in every function, so that a bad budget setting is refused
+        // at deploy time whichever function the template gives it to.
+        let budget_config = BudgetConfig::from_env()?;
+        let mut ctx = if S::CALLS_IAM {
+            // The schedule's table is the deployment's: its DynamoDB client has
+            // the function's own credentials, also for calls into other accounts.
+            let budget = budget_config.map(|budget| IamBudget::new(aws_sdk_dynamodb::Client::new(config), budget));
+            let sessions = AccountSessions::from_env(config, budget.clone(), S::NAME)?.map(Arc::new);
+            let iam = clients::budgeted_iam_client(config, budget);
+            let mut ctx = Self::from_clients(iam, aws_sdk_sts::Client::new(config), protection);
+            ctx.sessions = sessions;
+            ctx
+        } else {
+            Self::new(config, protection)
+        };
         if S::USES_S3 {
             ctx.s3 = Some(clients::s3_client(config));
         }

@@ -50,6 +50,7 @@ pub struct OffboardBatch;
 impl Stage for OffboardBatch {
     const NAME: &'static str = "OffboardBatch";
     const USES_S3: bool = true;
+    const CALLS_IAM: bool = false;
     type Request = BatchCall;
     type Response = BatchAnswer;
 
