@@ -1783,3 +1783,17 @@ def test_the_batch_function_reads_reports_and_user_lists_only():
     assert template()["Parameters"]["BatchListBucketName"]["Default"] == ""
     assert all("*" != r for s in statements.values() for r in as_list(s["Resource"])), "no Resource *"
 
+
+def test_the_batch_function_has_its_measured_peak_memory_with_a_margin():
+    """OffboardBatch's MemorySize is set for it, not inherited: summarising a report of 5,000
+    accounts was measured (docs/DESIGN.md, "What the report holds", peak RSS with
+    crates/core/examples/summarize_report.rs); the function keeps at least four times that,
+    and no more than Lambda's least when that is enough."""
+    design = (ROOT / "docs" / "DESIGN.md").read_text()
+    peak_mib = float(re.search(r"its peak RSS summarising either report is \*\*([\d.]+) MiB\*\*", design)[1])
+    properties = template()["Resources"]["OffboardBatchFunction"]["Properties"]
+    memory = properties["MemorySize"]
+    assert memory >= 4 * peak_mib, (memory, peak_mib)
+    if 4 * peak_mib <= 128:
+        assert memory == 128, "Lambda's least covers it"
+    assert (ROOT / "crates" / "core" / "examples" / "summarize_report.rs").exists()
