@@ -50,7 +50,7 @@ RETRIED = {"Throttled", "ServiceUnavailable", "Lambda.ServiceException", "Lambda
 ADMISSION_RETRIER = {"ErrorEquals": ["Lambda.TooManyRequestsException"], "IntervalSeconds": 1, "BackoffRate": 2.0,
                      "MaxAttempts": 120, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"}
 NEVER_RETRIED = {"InvalidInput", "UserNotFound", "ProtectedUser", "AccessDenied", "MfaAuthenticationRequired",
-                 "DeleteConflict", "VerificationFailed", "LimitExceeded", "RecordNotWritten"}
+                 "DeleteConflict", "VerificationFailed", "LimitExceeded", "RecordNotWritten", "UntrustedReport"}
 OTHER_SUBSTITUTIONS = {"AuditBucketName": "offboard-audit", "EventBusName": "default",
                        # An org-wide offboarding: its children (this same machine), its
                        # Distributed Map's report, and the function that summarises it.
@@ -355,6 +355,8 @@ SAMPLE = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Regio
           "OffboardStateMachine.Name": "offboard", "OffboardBatchFunction": "iam-offboard-OffboardBatchFunction",
           "TargetRoleName": "iam-offboard-target", "OrganizationId": "o-a1b2c3d4e5",
           "OffboardStateMachineRole.Arn": "arn:aws:iam::123456789012:role/iam-offboard-OffboardStateMachineRole-1A2B3C",
+          "OffboardBatchStateMachineRole.Arn":
+              "arn:aws:iam::123456789012:role/iam-offboard-OffboardBatchStateMachineRole-4D5E6F",
           "RecordWriterRoleArns": ["arn:aws:iam::123456789012:role/operators/offboard-operator"]}
 SAMPLE.update({"ConfigTriggerDeadLetterQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:iam-offboard-ConfigTriggerDLQ-1A2B",
                "OffboardStateMachineNonCompliantIamUser.Arn":
@@ -966,7 +968,8 @@ def record_writers(writers: list[str]) -> tuple[dict, list[str]]:
     return rendered, as_list(rendered["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
 
 
-def denied_by(statement: dict, action: str, key: str, principal_arn: str | None) -> bool:
+def denied_by(statement: dict, action: str, key: str, principal_arn: str | None,
+              bucket: str = "arn:aws:s3:::offboard-audit") -> bool:
     """Whether a Deny with one ArnNotEquals condition on aws:PrincipalArn
     refuses the request (IAM User Guide, "IAM JSON policy elements: Condition
     operators": a negated operator holds when the key matches none of the
@@ -974,7 +977,7 @@ def denied_by(statement: dict, action: str, key: str, principal_arn: str | None)
     ... and the right key is not present, the condition is true")."""
     if action not in as_list(statement["Action"]):
         return False
-    if not any(fnmatch.fnmatchcase(f"arn:aws:s3:::offboard-audit/{key}", r) for r in as_list(statement["Resource"])):
+    if not any(fnmatch.fnmatchcase(f"{bucket}/{key}", r) for r in as_list(statement["Resource"])):
         return False
     [(operator, condition)] = statement["Condition"].items()
     assert operator == "ArnNotEquals" and set(condition) == {"aws:PrincipalArn"}, statement["Condition"]
@@ -1026,6 +1029,67 @@ def test_only_the_state_machine_and_the_record_writer_roles_may_replace_or_remov
                for s in p["Statement"]]
     writes = next(s for s in machine if s.get("Sid") == "WriteRecords")
     assert writes["Resource"] == statement["Resource"]
+
+
+def test_only_the_map_that_writes_a_report_may_replace_or_remove_it():
+    """An org-wide offboarding's report (org-runs/) decides how each account is counted, a
+    batch's (batches/) each user: only the state machine whose ResultWriter writes that prefix
+    may write or delete there, as only the workflow writes records."""
+    from test_least_privilege import sar_privilege
+
+    resources = template()["Resources"]
+    statements = {s["Sid"]: s for s in resources["BatchReportBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    bucket = "arn:aws:s3:::offboard-batch-reports"
+    org_role, batch_role = SAMPLE["OffboardStateMachineRole.Arn"], SAMPLE["OffboardBatchStateMachineRole.Arn"]
+    others = ("arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::123456789012:role/operators/offboard-operator",
+              "arn:aws:iam::123456789012:role/iam-offboard/iam-offboard/OffboardBatch/fn-role", None)
+    machines = {"org-runs": ("OnlyTheOrgWideOffboardingWritesAccountReports", "OffboardStateMachineRole", org_role,
+                             ASL, "OffboardEachAccount", "OffboardStateMachine", "WriteAccountReports"),
+                "batches": ("OnlyTheBatchWritesBatchReports", "OffboardBatchStateMachineRole", batch_role,
+                            BATCH_ASL, "OffboardUsers", "OffboardBatchStateMachine", "WriteBatchReports")}
+    for prefix, (sid, role, role_arn, asl, map_state, machine, grant) in machines.items():
+        raw = statements[sid]
+        # The generated role, by its logical id (AWS SAM developer guide, "CloudFormation
+        # resources generated when AWS::Serverless::StateMachine is specified").
+        assert raw["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": [role, "Arn"]}}}
+        statement = render(raw)
+        assert (statement["Effect"], statement["Principal"]) == ("Deny", "*")
+        assert statement["Resource"] == f"{bucket}/{prefix}/*", "the prefix, nothing else"
+        assert set(as_list(statement["Action"])) == RECORD_MUTATIONS
+        # Each machine's ResultWriter writes that prefix, and its role may write it there.
+        written = json.loads(asl.read_text())["States"][map_state]["ResultWriter"]["Parameters"]["Prefix.$"]
+        assert written == f"States.Format('{prefix}/{{}}', $$.Execution.Name)"
+        writes = next(render(s) for p in resources[machine]["Properties"]["Policies"] if "Statement" in p
+                      for s in p["Statement"] if s.get("Sid") == grant)
+        assert writes["Resource"] == statement["Resource"]
+        key = f"{prefix}/run-1/0f1e2d3c/manifest.json"
+        for action in RECORD_MUTATIONS:
+            assert not denied_by(statement, action, key, role_arn, bucket), (prefix, action)
+            for other in (*others, org_role if role_arn == batch_role else batch_role):
+                assert denied_by(statement, action, key, other, bucket), (prefix, action, other)
+        assert not denied_by(statement, "s3:GetObject", key, others[0], bucket), "reading stays as it is"
+        assert not denied_by(statement, "s3:PutObject", "lists/users.csv", others[1], bucket), "user lists are the operators'"
+    for action in RECORD_MUTATIONS:
+        privilege, _ = sar_privilege(action)
+        assert [r["resource_type"] for r in privilege["resource_types"] if r["resource_type"]] == ["object*"], action
+
+
+def test_reports_expire_with_the_records():
+    """RecordExpirationDays expires the audit bucket's records/ and, alike, the reports that
+    summarise them (org-runs/, batches/); 0 (the default) keeps everything; user lists stay."""
+    doc = template()
+    assert doc["Parameters"]["RecordExpirationDays"]["Default"] == 0
+    assert doc["Conditions"]["HasRecordExpiration"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RecordExpirationDays"}, 0]}]}
+    records = doc["Resources"]["AuditBucket"]["Properties"]["LifecycleConfiguration"]["Fn::If"]
+    reports = doc["Resources"]["BatchReportBucket"]["Properties"]["LifecycleConfiguration"]["Fn::If"]
+    assert records[0] == reports[0] == "HasRecordExpiration" and records[2] == reports[2] == {"Ref": "AWS::NoValue"}
+    [expire_records] = records[1]["Rules"]
+    rules = {rule["Prefix"]: rule for rule in reports[1]["Rules"]}
+    assert set(rules) == {"org-runs/", "batches/"}
+    for prefix, rule in rules.items():
+        assert {k: v for k, v in rule.items() if k not in ("Id", "Prefix")} == \
+            {k: v for k, v in expire_records.items() if k not in ("Id", "Prefix")}, prefix
+    assert expire_records["ExpirationInDays"] == {"Ref": "RecordExpirationDays"}
 
 
 def test_object_lock_is_off_by_default_and_cfn_lint_accepts_it_on(tmp_path):
@@ -1185,8 +1249,9 @@ def test_every_account_is_a_child_of_a_distributed_map_whose_report_is_summarise
     fan_out = rust_struct_fields(FANOUT_RS, "AccountFanOut")
     used = set(re.findall(r"\$\.FanOut\.(\w+)", ASL.read_text()))
     assert used and used <= fan_out, used - fan_out
-    [(name, task)] = each["ItemProcessor"]["States"].items()
-    assert each["ItemProcessor"]["StartAt"] == name == "OffboardInAccount" and task["End"] is True
+    processor = each["ItemProcessor"]["States"]
+    task = processor["OffboardInAccount"]
+    assert each["ItemProcessor"]["StartAt"] == "OffboardInAccount" and task["Next"] == "KeepWhatTheSummaryReads"
     assert task["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
     assert task["Parameters"] == {"StateMachineArn": "${OffboardStateMachineArn}", "Name.$": "$.Placement.ExecutionName",
                                   "Input.$": "States.JsonMerge($.ChildInput, $.Placement, false)"}
@@ -1197,7 +1262,36 @@ def test_every_account_is_a_child_of_a_distributed_map_whose_report_is_summarise
     assert task["ResultSelector"] == {"ExecutionArn.$": "$.ExecutionArn", "Output.$": "$.Output"}
     [retrier] = task["Retry"]
     assert all(error.startswith("StepFunctions.") for error in retrier["ErrorEquals"]), "never the child's own failure"
-    assert "Catch" not in task, "a failed child fails its item, and only its item"
+    assert not [s for s in processor.values() if "Catch" in s], "a failed child fails its item, and only its item"
+    # The item's result (what the report keeps of a child that SUCCEEDED) is the child's ARN
+    # and the few fields the summary tells its ends apart by, each taken only where the
+    # child's output has it; never the audit record, which the child wrote to S3 itself.
+    summary_reads = {"Outcome", "DryRun", "UserDeletion"}
+    child_output = ACCOUNT_SUMMARY_RS.split("struct ChildOutput {", 1)[1].split("\n}", 1)[0]
+    assert summary_reads == {"".join(part.title() for part in name.split("_"))
+                             for name in re.findall(r"^\s+(\w+):", child_output, re.M)}
+    arn = "arn:aws:states:us-east-1:123456789012:execution:iam-offboard-offboard:111122223333-alice-org"
+    record = {"User": {"UserName": "alice"}, "DryRun": False, "Items": {"AccessKeys": [{"AccessKeyId": "AKIA"}]},
+              "UserDeletion": {"Outcome": "Removed", "VerificationAttempts": 1}, "Rounds": 0, "Timings": {}}
+    plan = {"User": {"UserName": "alice"}, "DryRun": True, "Items": {}, "UserDeletion": None}
+    restored = {"Outcome": "Restored", "User": {"UserName": "alice"}, "Quarantine": {}, "Reason": "tag removed"}
+    kept = {}
+    for what, output in [("record", record), ("plan", plan), ("restored", restored), ("other", {"Unexpected": 1})]:
+        result = {"ExecutionArn": arn, "Output": output}
+        path = walk(processor, "KeepWhatTheSummaryReads", result)
+        assert len(path) == 2 and processor[path[-1]]["Type"] == "Pass" and processor[path[-1]]["End"] is True
+        parameters = processor[path[-1]]["Parameters"]
+        assert parameters["ExecutionArn.$"] == "$.ExecutionArn"
+        kept[what] = {key.removesuffix(".$"): path_value(result, value) if key.endswith(".$") else value
+                      for key, value in parameters["Output"].items()}
+    assert kept == {"record": {"DryRun": False, "UserDeletion": {"Outcome": "Removed", "VerificationAttempts": 1}},
+                    "plan": {"DryRun": True, "UserDeletion": None}, "restored": {"Outcome": "Restored"}, "other": {}}
+    # Every field a Pass state takes was found present by the Choice that leads to it.
+    for rule in processor["KeepWhatTheSummaryReads"]["Choices"]:
+        checked = {r["Variable"] for r in rule.get("And", [rule]) if r.get("IsPresent") is True}
+        taken = {v for k, v in processor[rule["Next"]]["Parameters"]["Output"].items() if k.endswith(".$")}
+        assert taken == checked, rule
+    assert not [k for k in processor[processor["KeepWhatTheSummaryReads"]["Default"]]["Parameters"]["Output"]]
     assert each["ResultWriter"] == {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {
         "Bucket": "${BatchReportBucketName}", "Prefix.$": "States.Format('org-runs/{}', $$.Execution.Name)"}}
     assert (each["ResultPath"], each["Next"]) == ("$.Report", "SummarizeAccounts")
@@ -1210,7 +1304,16 @@ def test_every_account_is_a_child_of_a_distributed_map_whose_report_is_summarise
     assert set(summarize["Parameters"]) == {"SummarizeAccounts", "ExecutionId.$"}
     request = rust_struct_fields(ACCOUNT_SUMMARY_RS, "AccountsSummaryRequest")
     assert {k.removesuffix(".$") for k in summarize["Parameters"]["SummarizeAccounts"]} == request
-    assert summarize["Parameters"]["SummarizeAccounts"]["ResultWriterDetails.$"] == "$.Report.ResultWriterDetails"
+    # What the report is checked against: the Map's own output (its location and Map Run),
+    # the deployment's report bucket (the ResultWriter's), and this execution (its name
+    # bounds the report's keys and names each child).
+    asked = summarize["Parameters"]["SummarizeAccounts"]
+    assert asked["ResultWriterDetails.$"] == "$.Report.ResultWriterDetails"
+    assert asked["MapRunArn.$"] == "$.Report.MapRunArn"
+    assert asked["ReportBucket"] == each["ResultWriter"]["Parameters"]["Bucket"] == "${BatchReportBucketName}"
+    assert asked["ExecutionId.$"] == summarize["Parameters"]["ExecutionId.$"] == "$$.Execution.Id"
+    prefix = re.search(r"'([\w-]+)/\{\}'", each["ResultWriter"]["Parameters"]["Prefix.$"])[1]
+    assert re.search(r'pub const REPORT_PREFIX: &str = "([\w-]+)";', ACCOUNT_SUMMARY_RS)[1] == prefix == "org-runs"
     assert summarize["ResultPath"] == "$", "the summary replaces the state: the account list goes no further"
     assert summarize["Catch"][0]["Next"] == "AccountsNotSummarized"
     # Fail only when some account failed, the summary (bounded) as the cause.
@@ -1679,3 +1782,18 @@ def test_the_batch_function_reads_reports_and_user_lists_only():
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${BatchListBucketName}/*"}, {"Ref": "AWS::NoValue"}]}
     assert template()["Parameters"]["BatchListBucketName"]["Default"] == ""
     assert all("*" != r for s in statements.values() for r in as_list(s["Resource"])), "no Resource *"
+
+
+def test_the_batch_function_has_its_measured_peak_memory_with_a_margin():
+    """OffboardBatch's MemorySize is set for it, not inherited: summarising a report of 5,000
+    accounts was measured (docs/DESIGN.md, "What the report holds", peak RSS with
+    crates/core/examples/summarize_report.rs); the function keeps at least four times that,
+    and no more than Lambda's least when that is enough."""
+    design = (ROOT / "docs" / "DESIGN.md").read_text()
+    peak_mib = float(re.search(r"its peak RSS summarising either report is \*\*([\d.]+) MiB\*\*", design)[1])
+    properties = template()["Resources"]["OffboardBatchFunction"]["Properties"]
+    memory = properties["MemorySize"]
+    assert memory >= 4 * peak_mib, (memory, peak_mib)
+    if 4 * peak_mib <= 128:
+        assert memory == 128, "Lambda's least covers it"
+    assert (ROOT / "crates" / "core" / "examples" / "summarize_report.rs").exists()

@@ -28,11 +28,17 @@ What the local stack does here, and where it comes from:
   execution history" (developer guide, "Map workflow state"), but moto keeps none of it (the
   same moto file, ``_eval_body``: their events go to a fresh ``EventManager``); each holds
   one Task here, so the evidence is the children it starts, real executions with histories.
+- The Map's report is rewritten, in two tests, between the Map's end and SummarizeAccounts: the
+  local Lambda host holds the summary's invocation meanwhile (``LambdaHost.hold``, which claims
+  nothing about Lambda but that a function may start some time after it is invoked). A writer
+  of the report bucket could do the same in real AWS: "ResultWriter" (developer guide) writes
+  plain S3 objects, read back by the summary with GetObject.
 The evidence is each account's IAM state, each child's own outcome, the Map's report and the
 call log, not only the parent's status."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import sys
@@ -433,11 +439,91 @@ def test_the_summary_counts_each_outcome_from_the_report_and_fails_naming_the_fa
                                                                E: "FAILED"}
     assert json.loads(by_account[E]["Cause"])["Error"] == "AccessDenied"
     assert json.loads(by_account[C]["Cause"])["Error"] == "UserNotFound"
-    assert json.loads(by_account[B]["Output"])["Output"]["Outcome"] == "Restored"
+    assert json.loads(by_account[B]["Output"])["Output"] == {"Outcome": "Restored"}
+    # The report keeps only what the summary reads of a child's output; the audit record
+    # itself is the child's, in the audit bucket.
+    kept = json.loads(by_account[A]["Output"])
+    assert kept["ExecutionArn"] == child(stack, A, "iris-grace")["executionArn"]
+    assert set(kept["Output"]) == {"DryRun", "UserDeletion"} and kept["Output"]["DryRun"] is False
+    assert kept["Output"]["UserDeletion"] == stack.record(f"records/{A}/iris/{A}-iris-grace/record.json")["UserDeletion"]
     assert outcomes(stack, "iris-grace", (A, B, C, E)) == {A: "Offboarded", B: "Restored", C: "NotPresent",
                                                             E: "Failed"}
     assert leftovers(stack.iam_in(A), "iris") == {}
     assert stack.iam_in(B).get_user(UserName="iris"), "restored: nothing deleted"
+
+
+# --- a report rewritten before the summary reads it ----------------------------------------
+
+FORGED_BUCKET = "forged-reports"
+
+
+def report_objects(stack, parent: str) -> tuple[str, dict]:
+    """The manifest's key and the manifest of execution ``parent``'s report."""
+    listed = stack.s3.list_objects_v2(Bucket=REPORT_BUCKET, Prefix=f"org-runs/{parent}/")["Contents"]
+    [key] = [o["Key"] for o in listed if o["Key"].endswith("/manifest.json")]
+    return key, json.loads(stack.s3.get_object(Bucket=REPORT_BUCKET, Key=key)["Body"].read())
+
+
+def forged_success(entry: dict, account: str, parent: str) -> dict:
+    """``entry`` (a child that SUCCEEDED) made to say that ``account``'s child of ``parent``
+    succeeded too, as a forger who knows the naming would write it."""
+    forged = copy.deepcopy(entry)
+    item = json.loads(forged["Input"])
+    item["Placement"] = {"Account": account, "ExecutionName": f"{account}-{parent}"}
+    forged["Input"] = json.dumps(item)
+    output = json.loads(forged["Output"])
+    output["ExecutionArn"] = output["ExecutionArn"].rsplit(":", 1)[0] + f":{account}-{parent}"
+    forged["Output"] = json.dumps(output)
+    return forged
+
+
+@pytest.mark.parametrize("forgery", ["an entry", "another bucket"])
+def test_a_report_rewritten_before_the_summary_reads_it_never_counts_a_failed_account_offboarded(stack, forgery):
+    """E has no target roles: its child fails (AccessDenied), A's is offboarded. Before the
+    summary reads the report, a forger adds a success for E: to the Map's own result file (E
+    then has two entries that disagree: ConflictingReport), or in a bucket of its own that the
+    rewritten manifest names (the report is not this run's: UntrustedReport). Either way E is
+    never counted offboarded, and the execution fails."""
+    user = {"an entry": "kim", "another bucket": "lou"}[forgery]
+    parent = f"{user}-forged"
+    for account in (A, E):
+        seed_user(stack.iam_in(account), user, **ONE_OF_EACH)
+    held = stack.lambdas.held.get("OffboardBatch", 0)
+    stack.lambdas.hold("OffboardBatch")
+    try:
+        execution_arn = stack.start({"UserName": user, "Accounts": [E, A]}, name=parent)
+        poll("the summary invoked", lambda: True if stack.lambdas.held.get("OffboardBatch", 0) > held else None,
+             stack=stack, execution_arn=execution_arn)
+        key, manifest = report_objects(stack, parent)
+        [succeeded] = manifest["ResultFiles"]["SUCCEEDED"]
+        entries = json.loads(stack.s3.get_object(Bucket=REPORT_BUCKET, Key=succeeded["Key"])["Body"].read())
+        assert accounts_in(entries) == [A]
+        forged = json.dumps(entries + [forged_success(entries[0], E, parent)])
+        if forgery == "an entry":
+            stack.s3.put_object(Bucket=REPORT_BUCKET, Key=succeeded["Key"], Body=forged)
+        else:
+            if FORGED_BUCKET not in {b["Name"] for b in stack.s3.list_buckets()["Buckets"]}:
+                stack.s3.create_bucket(Bucket=FORGED_BUCKET)
+            stack.s3.put_object(Bucket=FORGED_BUCKET, Key=succeeded["Key"], Body=forged)
+            manifest = {**manifest, "DestinationBucket": FORGED_BUCKET,
+                        "ResultFiles": {"FAILED": [], "PENDING": [], "SUCCEEDED": [succeeded]}}
+            stack.s3.put_object(Bucket=REPORT_BUCKET, Key=key, Body=json.dumps(manifest))
+    finally:
+        stack.lambdas.release("OffboardBatch")
+    execution = stack.wait(execution_arn)
+
+    assert execution["status"] == "FAILED", execution
+    if forgery == "an entry":
+        assert execution["error"] == "SomeAccountsFailed", execution
+        cause = json.loads(execution["cause"])
+        assert (cause["Offboarded"], cause["Failed"]) == (1, 1)
+        assert cause["FailedAccounts"] == {"ConflictingReport": [E]}
+    else:
+        assert execution["error"] == "UntrustedReport", execution
+        assert FORGED_BUCKET in execution["cause"] and "no account is counted" in execution["cause"]
+    # The children themselves ended as they did.
+    assert outcomes(stack, parent, (E, A)) == {E: "Failed", A: "Offboarded"}
+    assert stack.iam_in(E).get_user(UserName=user), "nothing was done in E"
 
 
 # --- the CLI: offboard plan|delete --accounts / --organization ------------------------------

@@ -12,7 +12,9 @@ back as 200 with X-Amz-Function-Error, as from Lambda itself.
 ``LambdaHost.inject_errors(stage, ["Lambda.Unknown", ...])`` makes the next
 invocations of one function answer with those function errors, one each, in
 order, without running the binary: the way to exercise the state machine's
-Lambda-service retriers (see ``inject_errors``).
+Lambda-service retriers (see ``inject_errors``). ``LambdaHost.hold(stage)``
+keeps that function's invocations waiting until ``release(stage)``: a test
+acts between a step being invoked and its function running (see ``hold``).
 """
 
 from __future__ import annotations
@@ -272,6 +274,10 @@ class LambdaHost:
         self.pending_errors: dict[str, deque[str]] = {}
         #: (stage, errorType) of every injected error answered, in order.
         self.injected: list[tuple[str, str]] = []
+        #: Held functions: their invocations wait for the event (see ``hold``).
+        self.gates: dict[str, threading.Event] = {}
+        #: Invocations that have waited at a function's gate, by stage.
+        self.held: dict[str, int] = {}
         self.server = Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
@@ -318,6 +324,34 @@ class LambdaHost:
             self.pending_errors.clear()
             self.injected.clear()
 
+    def hold(self, stage: str) -> None:
+        """Invocations of ``stage`` from now on wait before they reach its
+        binary (or an injected error), until ``release(stage)``;
+        ``held[stage]`` counts those that arrived. No claim about Lambda:
+        an invocation's function may start any time after Step Functions
+        invokes it (a cold start, a throttled invoke retried), and a held
+        invocation only makes that time one the test chooses, to act while
+        the step waits (rewrite what the step is about to read, say)."""
+        if stage not in self.functions:
+            raise KeyError(f"no function {stage}; one of {sorted(self.functions)}")
+        with self.injection_lock:
+            self.gates.setdefault(stage, threading.Event())
+
+    def release(self, stage: str) -> None:
+        """Lets the held invocations of ``stage`` go on, and later ones through."""
+        with self.injection_lock:
+            gate = self.gates.pop(stage, None)
+        if gate is not None:
+            gate.set()
+
+    def _wait_at_gate(self, stage: str) -> None:
+        with self.injection_lock:
+            gate = self.gates.get(stage)
+            if gate is not None:
+                self.held[stage] = self.held.get(stage, 0) + 1
+        if gate is not None:
+            gate.wait(timeout=300)
+
     def _take_injected_error(self, stage: str) -> str | None:
         with self.injection_lock:
             queued = self.pending_errors.get(stage)
@@ -353,6 +387,7 @@ class LambdaHost:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                host._wait_at_gate(function.stage)
                 injected = host._take_injected_error(function.stage)
                 if injected is not None:
                     payload = json.dumps({"errorType": injected,

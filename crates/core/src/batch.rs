@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -261,6 +263,29 @@ pub async fn read_user_list(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) ->
     .await
 }
 
+/// Opens `s3://bucket/key`; a missing object is `missing`'s error.
+async fn open_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    what: &str,
+    missing: impl FnOnce(&str) -> OffboardError,
+) -> Result<GetObjectOutput, OffboardError> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => Ok(object),
+        Err(error) if matches!(error.code(), Some("NoSuchKey" | "NoSuchBucket")) => {
+            Err(missing(&format!("s3://{bucket}/{key}")))
+        }
+        Err(error) => Err(classify_sdk_error(error, "s3:GetObject", &format!("{what} s3://{bucket}/{key}"))),
+    }
+}
+
+/// Buffers reserved ahead for an object at most: a larger one grows as it arrives.
+const MAX_RESERVED: usize = 16 * 1024 * 1024;
+
+/// Reads `s3://bucket/key` whole, each chunk appended to one buffer as it
+/// arrives (sized from `Content-Length`): the object is held once, not
+/// collected and then copied.
 async fn read_object(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -268,17 +293,18 @@ async fn read_object(
     what: &str,
     missing: impl FnOnce(&str) -> OffboardError,
 ) -> Result<Vec<u8>, OffboardError> {
-    let location = format!("s3://{bucket}/{key}");
-    match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(object) => Ok(object
-            .body
-            .collect()
-            .await
-            .map_err(|e| OffboardError::ServiceUnavailable(format!("reading {location} failed part-way: {e}")))?
-            .to_vec()),
-        Err(error) if matches!(error.code(), Some("NoSuchKey" | "NoSuchBucket")) => Err(missing(&location)),
-        Err(error) => Err(classify_sdk_error(error, "s3:GetObject", &format!("{what} {location}"))),
+    let object = open_object(s3, bucket, key, what, missing).await?;
+    let length = object.content_length.and_then(|length| usize::try_from(length).ok()).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(length.min(MAX_RESERVED));
+    let mut body = object.body;
+    while let Some(chunk) = body.try_next().await.map_err(|e| part_way(bucket, key, e))? {
+        bytes.extend_from_slice(&chunk);
     }
+    Ok(bytes)
+}
+
+fn part_way(bucket: &str, key: &str, error: impl std::fmt::Display) -> OffboardError {
+    OffboardError::ServiceUnavailable(format!("reading s3://{bucket}/{key} failed part-way: {error}"))
 }
 
 /// Validates a batch execution's input and its whole user list.
@@ -389,33 +415,131 @@ impl ChildResult {
     }
 }
 
-/// An object of a Distributed Map's report (`ResultWriter`): its manifest or
-/// a result file. One that is not there (yet) is `ServiceUnavailable`, retried.
-pub(crate) async fn read_report_object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Vec<u8>, OffboardError> {
-    read_object(s3, bucket, key, "the Map's report", |location| {
-        OffboardError::ServiceUnavailable(format!("the Map's report {location} is not there (yet); retried"))
-    })
-    .await
+/// What a report object that is not there (yet) is: `ServiceUnavailable`, retried.
+fn report_missing(location: &str) -> OffboardError {
+    OffboardError::ServiceUnavailable(format!("the Map's report {location} is not there (yet); retried"))
 }
 
-/// A report object read as `T`; anything else is `ServiceUnavailable`.
-pub(crate) async fn read_report<T: serde::de::DeserializeOwned>(
+/// An object of a Distributed Map's report (`ResultWriter`), its manifest,
+/// read as `T`; anything else is `ServiceUnavailable`.
+pub(crate) async fn read_report<T: DeserializeOwned>(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
 ) -> Result<T, OffboardError> {
-    let bytes = read_report_object(s3, bucket, key).await?;
+    let bytes = read_object(s3, bucket, key, "the Map's report", report_missing).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} is not the JSON the Map writes: {e}"))
     })
 }
 
-async fn read_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Value, OffboardError> {
-    read_report(s3, bucket, key).await
+/// Each entry of a `ResultWriter` result file (a JSON array, `OutputType`
+/// JSON), parsed as `T` while the object arrives: one entry's text is held
+/// at a time, never the file (a report of thousands of children is tens of
+/// megabytes). A file that is not such an array is `ServiceUnavailable`.
+pub(crate) async fn for_each_report_entry<T: DeserializeOwned>(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    mut each: impl FnMut(T),
+) -> Result<(), OffboardError> {
+    let object = open_object(s3, bucket, key, "the Map's report", report_missing).await?;
+    let malformed =
+        |why: String| OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} lists no child results: {why}"));
+    let mut elements = ArrayElements::default();
+    let mut body = object.body;
+    while let Some(chunk) = body.try_next().await.map_err(|e| part_way(bucket, key, e))? {
+        elements
+            .feed(&chunk, |text| {
+                serde_json::from_slice(text).map(&mut each).map_err(|e| format!("an entry is not a child result: {e}"))
+            })
+            .map_err(malformed)?;
+    }
+    elements.finish().map_err(malformed)
+}
+
+/// Where [`ArrayElements`] is in the array.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ArrayPlace {
+    #[default]
+    BeforeArray,
+    /// After `[`: the first element or `]`.
+    FirstElementOrEnd,
+    /// After an element: `,` or `]`.
+    CommaOrEnd,
+    /// After `,`: an element.
+    Element,
+    /// Inside an element (an object or an array), this many levels deep.
+    Inside(usize),
+    AfterArray,
+}
+
+/// Splits a JSON array of objects (or arrays) arriving in pieces into each
+/// element's text, handed on whole. Bytes are scanned, never decoded: no
+/// byte of a multi-byte UTF-8 character is an ASCII quote, backslash,
+/// bracket or brace (RFC 8259 for the grammar). Each element's own text is
+/// checked by whoever parses it.
+#[derive(Debug, Default)]
+struct ArrayElements {
+    place: ArrayPlace,
+    in_string: bool,
+    escaped: bool,
+    element: Vec<u8>,
+}
+
+impl ArrayElements {
+    fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+        for &byte in chunk {
+            let blank = matches!(byte, b' ' | b'\t' | b'\n' | b'\r');
+            self.place = match (self.place, byte) {
+                (ArrayPlace::Inside(depth), _) => {
+                    self.element.push(byte);
+                    match (self.in_string, self.escaped, byte) {
+                        (true, true, _) => {
+                            self.escaped = false;
+                            ArrayPlace::Inside(depth)
+                        }
+                        (true, false, b'\\') => {
+                            self.escaped = true;
+                            ArrayPlace::Inside(depth)
+                        }
+                        (true, false, b'"') | (false, _, b'"') => {
+                            self.in_string = !self.in_string;
+                            ArrayPlace::Inside(depth)
+                        }
+                        (true, false, _) => ArrayPlace::Inside(depth),
+                        (false, _, b'{' | b'[') => ArrayPlace::Inside(depth + 1),
+                        (false, _, b'}' | b']') if depth == 1 => {
+                            each(&self.element)?;
+                            self.element.clear();
+                            ArrayPlace::CommaOrEnd
+                        }
+                        (false, _, b'}' | b']') => ArrayPlace::Inside(depth - 1),
+                        (false, _, _) => ArrayPlace::Inside(depth),
+                    }
+                }
+                (place, _) if blank => place,
+                (ArrayPlace::BeforeArray, b'[') => ArrayPlace::FirstElementOrEnd,
+                (ArrayPlace::FirstElementOrEnd | ArrayPlace::Element, b'{' | b'[') => {
+                    self.element.push(byte);
+                    ArrayPlace::Inside(1)
+                }
+                (ArrayPlace::FirstElementOrEnd | ArrayPlace::CommaOrEnd, b']') => ArrayPlace::AfterArray,
+                (ArrayPlace::CommaOrEnd, b',') => ArrayPlace::Element,
+                (place, byte) => {
+                    return Err(format!("unexpected {:?} ({place:?}): not a JSON array of objects", byte as char))
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        match self.place {
+            ArrayPlace::AfterArray => Ok(()),
+            place => Err(format!("the array ends early ({place:?})")),
+        }
+    }
 }
 
 /// The result files a `ResultWriter` manifest lists, by status (`SUCCEEDED`,
@@ -435,14 +559,11 @@ pub(crate) fn result_files(manifest: &Value, location: &ResultLocation) -> (Stri
 /// Summarises a batch from the `ResultWriter` manifest and its result files.
 pub async fn summarize_batch(s3: &aws_sdk_s3::Client, request: &SummaryRequest) -> Result<BatchSummary, OffboardError> {
     let location = &request.result_writer_details;
-    let manifest = read_json(s3, &location.bucket, &location.key).await?;
+    let manifest: Value = read_report(s3, &location.bucket, &location.key).await?;
     let (bucket, keys) = result_files(&manifest, location);
     let mut children = Vec::new();
     for key in keys {
-        let results: Vec<ChildResult> = serde_json::from_value(read_json(s3, &bucket, &key).await?).map_err(|e| {
-            OffboardError::ServiceUnavailable(format!("s3://{bucket}/{key} lists no child results: {e}"))
-        })?;
-        children.extend(results);
+        for_each_report_entry(s3, &bucket, &key, |child: ChildResult| children.push(child)).await?;
     }
     Ok(summarize(request, &children, format!("s3://{}/{}", location.bucket, location.key)))
 }
@@ -603,6 +724,72 @@ mod tests {
         assert_eq!(summary.failed_count, 3, "dan, eve and fay; not found and protected are reported apart");
         assert_eq!(child("x", "FAILED", Some("States.TaskFailed"), Some("not json")).error_name(), "States.TaskFailed");
         assert_eq!(child("x", "ABORTED", None, None).error_name(), "ABORTED");
+    }
+
+    fn elements(chunks: &[&[u8]]) -> Result<Vec<String>, String> {
+        let mut splitter = ArrayElements::default();
+        let mut found = Vec::new();
+        for chunk in chunks {
+            splitter.feed(chunk, |text| {
+                found.push(String::from_utf8(text.to_vec()).unwrap());
+                Ok(())
+            })?;
+        }
+        splitter.finish().map(|()| found)
+    }
+
+    #[test]
+    fn a_result_file_is_split_into_its_entries_however_it_arrives() {
+        let text = r#" [ {"Input":"{\"a\":[1,{\"b\":\"}]\"}]}","Status":"SUCCEEDED"} ,
+                        {"Cause":"quote \\\" and brace { in a string","Name":"é—ü"},[1,[2]] ]  "#;
+        let whole = elements(&[text.as_bytes()]).unwrap();
+        assert_eq!(whole.len(), 3);
+        for entry in &whole[..2] {
+            serde_json::from_str::<Value>(entry).unwrap();
+        }
+        assert_eq!(whole[2], "[1,[2]]");
+        // Every split point, inside strings, escapes and multi-byte characters too.
+        let bytes = text.as_bytes();
+        for at in 0..=bytes.len() {
+            assert_eq!(elements(&[&bytes[..at], &bytes[at..]]).unwrap(), whole, "split at {at}");
+        }
+        let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(elements(&one_by_one).unwrap(), whole);
+        assert_eq!(elements(&[b"[]"]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_result_file_is_never_held_whole_only_its_largest_entry() {
+        // 20,000 entries of about 600 bytes (12 MB), arriving in 64 KiB chunks as S3 sends
+        // them: what is held between entries is one entry's text, whatever the file's size.
+        let one = json!({"Input": "x".repeat(500), "Status": "SUCCEEDED", "Output": "{}"}).to_string();
+        let text = format!("[{}]", vec![one.as_str(); 20_000].join(","));
+        let mut splitter = ArrayElements::default();
+        let mut seen = 0;
+        for chunk in text.as_bytes().chunks(64 * 1024) {
+            splitter
+                .feed(chunk, |entry| {
+                    seen += 1;
+                    assert_eq!(entry.len(), one.len());
+                    Ok(())
+                })
+                .unwrap();
+        }
+        splitter.finish().unwrap();
+        assert_eq!(seen, 20_000);
+        assert!(splitter.element.capacity() <= 2 * one.len(), "{} bytes held", splitter.element.capacity());
+    }
+
+    #[test]
+    fn anything_but_a_whole_array_of_objects_is_refused() {
+        for bad in
+            [&b""[..], b"{}", b"[1]", b"[{},]", b"[,{}]", b"[{}{}]", b"[{}", b"[{\"a\":\"}]", b"[{}] x", b"[{}][]"]
+        {
+            assert!(elements(&[bad]).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let mut splitter = ArrayElements::default();
+        let error = splitter.feed(b"[{}]", |_| Err("entry refused".into())).unwrap_err();
+        assert_eq!(error, "entry refused", "an entry's own error is handed back");
     }
 
     #[test]

@@ -66,6 +66,11 @@ offboard_errors! {
     /// After the grace period the quarantine tag holds another time than
     /// this quarantine set: someone changed it.
     QuarantineTampered,
+    /// An org-wide offboarding's report is not the one its Map Run wrote
+    /// (another bucket, another Map Run, files outside the execution's own
+    /// report directory): no account is counted from it
+    /// ([`crate::account_summary`]).
+    UntrustedReport,
 }
 
 impl OffboardError {
@@ -247,7 +252,7 @@ mod tests {
 
     #[test]
     fn names_are_the_variants_names_and_notes_keep_the_variant() {
-        assert_eq!(crate::ERROR_NAMES.len(), 15);
+        assert_eq!(crate::ERROR_NAMES.len(), 16);
         assert_eq!(OffboardError::Throttled(String::new()).name(), "Throttled");
         assert_eq!(OffboardError::AlreadyQuarantined(String::new()).name(), "AlreadyQuarantined");
         let noted = OffboardError::DeleteConflict("refused.".into()).with_note("Re-run.");

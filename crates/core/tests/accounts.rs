@@ -12,6 +12,7 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use iam_offboard_core::account_summary::AccountsSummaryRequest;
 use iam_offboard_core::accounts::{accounts_in_scope, AccountScope, MAX_ACCOUNTS};
 use iam_offboard_core::sessions::AccountSessions;
 use iam_offboard_core::stages::{invoke, StageContext};
@@ -248,9 +249,14 @@ async fn five_thousand_accounts_keep_every_state_far_below_the_256_kib_quota() {
     );
     let report = json!({"MapRunArn": format!("arn:aws-us-gov:states:us-gov-west-1:123456789012:mapRun:{}/OffboardEachAccount:{}", "m".repeat(80), "0".repeat(36)),
                         "ResultWriterDetails": {"Bucket": "b".repeat(63), "Key": format!("org-runs/{name}/{}/manifest.json", "0".repeat(36))}});
-    let summarize = json!({"SummarizeAccounts": {"ResultWriterDetails": report["ResultWriterDetails"], "Accounts": fan_out.accounts,
-                                                 "DryRun": fan_out.dry_run, "DeleteAfter": fan_out.delete_after},
+    let summarize = json!({"SummarizeAccounts": {"ResultWriterDetails": report["ResultWriterDetails"], "MapRunArn": report["MapRunArn"],
+                                                 "ReportBucket": "b".repeat(63), "ExecutionId": execution_id,
+                                                 "Accounts": fan_out.accounts, "DryRun": fan_out.dry_run,
+                                                 "DeleteAfter": fan_out.delete_after},
                            "ExecutionId": execution_id});
+    // The payload is the function's request.
+    let parsed: AccountsSummaryRequest = serde_json::from_value(summarize["SummarizeAccounts"].clone()).unwrap();
+    assert_eq!(parsed.accounts.len(), MAX_ACCOUNTS);
     let states = [
         ("the execution's input", input.clone()),
         (
