@@ -7,9 +7,16 @@ BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-po
 	delete-keys-certificates-mfa-and-credentials delete-groups-and-policies delete-iam-user-and-verify \
 	quarantine-user offboard-batch offboard bench-floor
 
-.PHONY: test demo build build-release unit lint e2e bench deploy-artifacts deploy-check asl
+.PHONY: test checks demo build build-release unit lint e2e bench deploy-artifacts deploy-check asl
 
-test: build lint unit deploy-check e2e
+# The end-to-end suite mostly waits on the state machine (about one core busy
+# of two), so the lint, the unit tests and the deploy check run beside it, one
+# after another at the lowest CPU priority: the suite's processes come first.
+test: build $(VENV)/.installed node_modules/.installed
+	$(MAKE) --no-print-directory -j2 --output-sync=target e2e checks
+
+checks: build $(VENV)/.installed
+	nice -n 19 $(MAKE) --no-print-directory -j1 lint unit deploy-check
 
 # The local stack's binaries (target/local) and the unit tests, all in the
 # fast `local` profile: the SDK crates compile once for both.
@@ -36,7 +43,8 @@ lint: build
 # a scenario is waiting on the state machine.
 E2E_WORKERS ?= 2
 e2e: $(VENV)/.installed node_modules/.installed build
-	$(PY) -m pytest tests/e2e -q -p no:cacheprovider -p no:logging -n $(E2E_WORKERS) --dist loadfile
+	$(PY) -m pytest tests/e2e -q -p no:cacheprovider -p no:logging -n $(E2E_WORKERS) --dist loadfile \
+		--ignore=tests/e2e/test_deploy_artifacts.py
 
 # The demo runs the eight functions only: no test targets, no CLI.
 demo: $(VENV)/.installed
@@ -86,6 +94,7 @@ DEPLOY_CHECK_BINS := get-username offboard-batch
 
 deploy-check: $(VENV)/.zig
 	$(ZIGBUILD) $(foreach b,$(DEPLOY_CHECK_BINS),-p $(b))
+	$(PY) -m pytest tests/e2e/test_deploy_artifacts.py -q -p no:cacheprovider -p no:logging
 
 define lambda_build
 build-$(1): $(VENV)/.zig
