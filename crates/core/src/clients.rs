@@ -24,7 +24,7 @@ pub fn lambda_config() -> SdkConfig {
     use aws_config::environment::EnvironmentVariableCredentialsProvider;
     use aws_sdk_iam::config::SharedCredentialsProvider;
 
-    let ignore_configured_endpoints = env_flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").unwrap_or(false);
+    let ignore_configured_endpoints = ignore_configured_endpoints();
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(env_value("AWS_REGION").or_else(|| env_value("AWS_DEFAULT_REGION")).map(aws_config::Region::new))
@@ -34,6 +34,10 @@ pub fn lambda_config() -> SdkConfig {
         .time_source(aws_smithy_async::time::SystemTimeSource::new())
         .service_config(EnvironmentEndpoints { ignored: ignore_configured_endpoints });
     config.set_sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep());
+    // As aws-config's loader marks a retry policy set in code: a client that
+    // adjusts retries not set by its user (DynamoDB's, under a newer retry
+    // spec) then keeps the budget's 20 attempts.
+    config.insert_origin("retry_config", aws_types::origin::Origin::shared_config());
     config.set_endpoint_url(env_value("AWS_ENDPOINT_URL").filter(|_| !ignore_configured_endpoints));
     config.set_use_fips(env_flag("AWS_USE_FIPS_ENDPOINT"));
     config.set_use_dual_stack(env_flag("AWS_USE_DUALSTACK_ENDPOINT"));
@@ -44,8 +48,22 @@ fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
+/// `true` or `false` in any case; anything else is unset, with the warning
+/// the SDK's own loader logs for it (aws-config `environment::parse_bool`).
 fn env_flag(name: &str) -> Option<bool> {
-    env_value(name).map(|value| value.eq_ignore_ascii_case("true"))
+    let value = env_value(name)?;
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => {
+            tracing::warn!(variable = name, value = %value, "not `true` or `false`: ignored");
+            None
+        }
+    }
+}
+
+fn ignore_configured_endpoints() -> bool {
+    env_flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").unwrap_or(false)
 }
 
 /// A client's settings from the environment as the SDK's own loader reads
@@ -103,9 +121,11 @@ pub fn with_budget(
 }
 
 /// The S3 client of the batch stage. Path-style addressing only when an
-/// endpoint is configured (a local emulator has no per-bucket host names).
+/// endpoint is configured and not ignored (a local emulator has no
+/// per-bucket host names).
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let path_style = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"].iter().any(|var| std::env::var_os(var).is_some());
+    let path_style = !ignore_configured_endpoints()
+        && ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"].iter().any(|var| env_value(var).is_some());
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build())
 }
 
@@ -180,5 +200,19 @@ mod tests {
         let loader = EnvironmentEndpoints { ignored: false };
         assert_eq!(endpoint_of(&loader, "Offboard Clients Test").as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(endpoint_of(&EnvironmentEndpoints { ignored: true }, "Offboard Clients Test"), None);
+    }
+
+    #[test]
+    fn a_flag_is_true_or_false_in_any_case_and_anything_else_is_unset() {
+        for (value, flag) in [("TRUE", Some(true)), ("false", Some(false)), ("1", None), ("yes", None), ("", None)] {
+            std::env::set_var("OFFBOARD_CLIENTS_TEST_FLAG", value);
+            assert_eq!(env_flag("OFFBOARD_CLIENTS_TEST_FLAG"), flag, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_retry_policy_is_marked_as_set_in_code() {
+        assert!(lambda_config().get_origin("retry_config").is_client_config());
+        assert_eq!(lambda_config().retry_config().map(|retry| retry.max_attempts()), Some(20));
     }
 }

@@ -50,7 +50,7 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
             if placement.is_some() || admission.child_account().is_some() {
                 if !S::CALLS_IAM {
                     return Err(OffboardError::InvalidInput(format!(
-                        "{} works in its own account only: the payload names another account",
+                        "{} works in its own account only: the payload or its execution names another account",
                         S::NAME
                     )));
                 }

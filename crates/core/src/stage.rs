@@ -33,8 +33,9 @@ pub trait Stage {
     const USES_ORGANIZATIONS: bool = false;
     /// Calls IAM (every stage but the batch helper): its process takes the
     /// deployment's IAM budget (a DynamoDB client) and the sessions into
-    /// member accounts (STS). A stage without IAM calls links neither, and
-    /// refuses a payload placed in another account.
+    /// member accounts. A stage without IAM calls links neither (its
+    /// context's IAM client is the plain one, never called, and its role has
+    /// no IAM rights), and refuses a payload placed in another account.
     const CALLS_IAM: bool = true;
     type Request: DeserializeOwned;
     type Response: Serialize + Timed;
