@@ -12,13 +12,14 @@ BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-po
 # The end-to-end suite mostly waits on the state machine (about one core busy
 # of two), so the lint, the unit tests and the deploy check run beside it, one
 # after another at the lowest CPU priority: the suite's processes come first.
-# Everything is built or installed before the two run (BUILT=1: neither
-# rebuilds under the other).
-test: build $(VENV)/.installed $(VENV)/.zig node_modules/.installed
+# Everything is built (while pip and npm install) before the two run
+# (BUILT=1: neither rebuilds under the other).
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=line build $(VENV)/.zig node_modules/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=line BUILT=1 e2e checks
 
 checks: $(if $(BUILT),,build $(VENV)/.zig)
-	nice -n 19 env -u MAKEFLAGS -u MFLAGS $(MAKE) --no-print-directory BUILT=$(BUILT) lint unit deploy-check
+	nice -n 19 $(MAKE) --no-print-directory -j1 lint unit deploy-check
 
 # The local stack's binaries (target/local) and the unit tests, all in the
 # fast `local` profile: the SDK crates compile once for both.
