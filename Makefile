@@ -100,11 +100,11 @@ deploy-artifacts: $(VENV)/.zig
 	$(ZIGBUILD) $(foreach b,$(LAMBDA_BINS),-p $(b))
 
 # What `make test` checks of the deploy profile (tests/e2e/test_deploy_artifacts.py):
-# the largest IAM function (GetUsername's links every client an IAM stage can:
-# IAM, STS, Step Functions, DynamoDB, Organizations) and the only one linking
-# S3, built exactly as deploy-artifacts builds them: their zip budgets and the
-# runtime's glibc. `make bench` checks every function's zip.
-DEPLOY_CHECK_BINS := get-username offboard-batch
+# the largest IAM function's zip (QuarantineUser's: IAM, STS, Step Functions,
+# DynamoDB and the quarantine and record code; bench/results/tls.json) and the
+# only function linking S3, built exactly as deploy-artifacts builds them:
+# their zip budgets and the runtime's glibc. `make bench` checks every zip.
+DEPLOY_CHECK_BINS := quarantine-user offboard-batch
 # The tests that read what deploy-check built (the suite checks the rest of the file).
 BUILT_ARTIFACT_TESTS := tests/e2e/test_deploy_artifacts.py::test_each_function_needs_at_most_the_runtimes_glibc_and_fits_the_zip_budget
 

@@ -28,7 +28,7 @@ type Invocation<'a, R> = Pin<Box<dyn Future<Output = Result<R, OffboardError>> +
 /// configuration ends the process at init, its reason logged, before any
 /// invocation is taken.
 pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    init_logging();
     let config = clients::lambda_config();
     let (ctx, guard) = StageContext::from_env::<S>(&config)
         .and_then(|ctx| Ok((ctx, WorkflowGuard::from_env(&config)?)))
@@ -67,4 +67,27 @@ pub async fn serve<S: Stage>() -> Result<(), lambda_runtime::Error> {
         })
     }))
     .await
+}
+
+/// Lambda's advanced logging controls, read as lambda_runtime's default
+/// subscriber reads them: JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`;
+/// the level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO; no
+/// timestamp or target (CloudWatch stamps each line). Lambda's `FATAL` is
+/// tracing's ERROR. Not that subscriber itself: it also parses `RUST_LOG`
+/// directives with tracing-subscriber's env-filter, whose regex engine was
+/// about 180 KB of every function's zip (docs/DESIGN.md, "Build and size").
+fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .map(|level| if level.eq_ignore_ascii_case("fatal") { "error".to_string() } else { level })
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let logs = tracing_subscriber::fmt().with_target(false).without_time().with_max_level(level);
+    if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
+        logs.json().init()
+    } else {
+        logs.init()
+    }
 }
