@@ -15,7 +15,7 @@ BINS := get-username get-keys-certificates-mfa-and-credentials get-groups-and-po
 # Everything is built (while pip and npm install) before the two run
 # (BUILT=1: neither rebuilds under the other).
 test:
-	$(MAKE) --no-print-directory -j2 --output-sync=line build $(VENV)/.zig node_modules/.installed
+	$(MAKE) --no-print-directory -j2 build $(VENV)/.zig node_modules/.installed
 	$(MAKE) --no-print-directory -j2 --output-sync=line BUILT=1 e2e checks
 
 checks: $(if $(BUILT),,build $(VENV)/.zig)
@@ -59,7 +59,7 @@ e2e: $(VENV)/.installed node_modules/.installed $(BUILD)
 # The demo runs the eight functions only: no test targets, no CLI. They build
 # while pip installs the local stack.
 demo:
-	$(MAKE) --no-print-directory -j2 --output-sync=line demo-functions $(VENV)/.installed
+	$(MAKE) --no-print-directory -j2 demo-functions $(VENV)/.installed
 	$(PY) tests/demo.py
 
 demo-functions:
