@@ -124,9 +124,13 @@ pub fn with_budget(
 /// endpoint is configured and not ignored (a local emulator has no
 /// per-bucket host names).
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let path_style = !ignore_configured_endpoints()
-        && ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"].iter().any(|var| env_value(var).is_some());
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build())
+    let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(s3_endpoint_configured());
+    aws_sdk_s3::Client::from_conf(s3.build())
+}
+
+fn s3_endpoint_configured() -> bool {
+    !ignore_configured_endpoints()
+        && ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"].iter().any(|var| env_value(var).is_some())
 }
 
 /// The roots IAM and STS certificates chain to (Amazon Trust Services),
@@ -208,6 +212,26 @@ mod tests {
             std::env::set_var("OFFBOARD_CLIENTS_TEST_FLAG", value);
             assert_eq!(env_flag("OFFBOARD_CLIENTS_TEST_FLAG"), flag, "{value:?}");
         }
+    }
+
+    // The one test that sets the SDK's own endpoint variables (the others
+    // running beside it read them, but assert nothing that depends on them).
+    #[test]
+    fn a_configured_endpoint_is_used_and_s3_path_style_unless_configured_endpoints_are_ignored() {
+        std::env::remove_var("AWS_ENDPOINT_URL_S3");
+        std::env::set_var("AWS_ENDPOINT_URL", "http://127.0.0.1:1");
+        std::env::remove_var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+        assert_eq!(lambda_config().endpoint_url(), Some("http://127.0.0.1:1"));
+        assert!(s3_endpoint_configured());
+        std::env::set_var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true");
+        assert_eq!(lambda_config().endpoint_url(), None);
+        assert!(!s3_endpoint_configured());
+        std::env::remove_var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+        std::env::remove_var("AWS_ENDPOINT_URL");
+        assert!(!s3_endpoint_configured(), "no endpoint: S3's virtual-hosted addressing");
+        std::env::set_var("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:2");
+        assert!(s3_endpoint_configured());
+        std::env::remove_var("AWS_ENDPOINT_URL_S3");
     }
 
     #[test]
