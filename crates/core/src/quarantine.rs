@@ -298,12 +298,25 @@ pub async fn quarantine_user(
     if let Some(error) = first_error {
         return Err(error.with_note(&done(&deactivated, true)));
     }
-    Ok(QuarantineRecord {
+    Ok(record(until, execution_arn, credentials, already_inactive, deactivated, (deny_all, !had_deny_all)))
+}
+
+/// A quarantine's record: what it changed (`deactivated`, and whether it
+/// attached `deny_all`) beside what it found and kept, with no error.
+fn record(
+    until: &str,
+    execution_arn: Option<String>,
+    credentials: &CredentialInventory,
+    already_inactive: CredentialIds,
+    deactivated: CredentialIds,
+    (deny_all, deny_all_attached_by_quarantine): (String, bool),
+) -> QuarantineRecord {
+    QuarantineRecord {
         quarantined_until: until.to_string(),
         execution_arn,
         tag_key: QUARANTINE_TAG_KEY.to_string(),
         deny_all_policy_arn: deny_all,
-        deny_all_attached_by_quarantine: !had_deny_all,
+        deny_all_attached_by_quarantine,
         deactivated,
         already_inactive,
         kept: KeptItems {
@@ -313,7 +326,7 @@ pub async fn quarantine_user(
         error: None,
         cause: None,
         duration_ms: None,
-    })
+    }
 }
 
 /// The record of a quarantine that failed part-way (`error`, with its Step
@@ -334,45 +347,21 @@ pub async fn partial_quarantine(
     let deny_all = deny_all_policy_arn(&user.arn);
     let had_deny_all = permissions.attached_policies.iter().any(|policy| policy.policy_arn == deny_all);
     let (active_before, already_inactive) = by_status(credentials);
-    let now = gather_credentials(iam, &user.user_name).await?;
-    let (active_now, _) = by_status(&now);
-    let still_active: Vec<&String> = active_now.items().map(|(_, id)| id).collect();
+    let (_, inactive_now) = by_status(&gather_credentials(iam, &user.user_name).await?);
     let mut deactivated = CredentialIds::default();
     for (kind, id) in active_before.items() {
-        let exists_now = now_holds(&now, kind, id);
-        if exists_now && !still_active.contains(&id) {
+        if inactive_now.items().any(|(kind_now, id_now)| kind_now == kind && id_now == id) {
             deactivated.push(kind, id.clone());
         }
     }
     let attached_now = attached_policy_arns(iam, &user.user_name).await?;
+    let attached_by_quarantine = !had_deny_all && attached_now.contains(&deny_all);
     let tagged = quarantined_until(user) == Some(until);
     Ok(QuarantineRecord {
-        quarantined_until: until.to_string(),
-        execution_arn,
-        tag_key: QUARANTINE_TAG_KEY.to_string(),
-        deny_all_policy_arn: deny_all.clone(),
-        deny_all_attached_by_quarantine: !had_deny_all && attached_now.contains(&deny_all),
-        deactivated,
-        already_inactive,
-        kept: KeptItems {
-            login_profile: credentials.login_profile.is_some(),
-            mfa_devices: credentials.mfa_devices.iter().map(|device| device.serial_number.clone()).collect(),
-        },
         error: Some(error),
         cause: Some(if tagged { cause } else { format!("{cause} (the quarantine tag was not set)") }),
-        duration_ms: None,
+        ..record(until, execution_arn, credentials, already_inactive, deactivated, (deny_all, attached_by_quarantine))
     })
-}
-
-fn now_holds(now: &CredentialInventory, kind: CredentialKind, id: &str) -> bool {
-    match kind {
-        CredentialKind::AccessKey => now.access_keys.iter().any(|k| k.access_key_id == id),
-        CredentialKind::SshPublicKey => now.ssh_public_keys.iter().any(|k| k.ssh_public_key_id == id),
-        CredentialKind::SigningCertificate => now.signing_certificates.iter().any(|c| c.certificate_id == id),
-        CredentialKind::ServiceSpecificCredential => {
-            now.service_specific_credentials.iter().any(|c| c.service_specific_credential_id == id)
-        }
-    }
 }
 
 /// Reactivates what a quarantine deactivated, at most [`CONCURRENCY`] at a
