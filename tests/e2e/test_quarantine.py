@@ -197,6 +197,15 @@ def poll(what: str, probe, *, stack=None, execution_arn: str | None = None, time
         time.sleep(0.05)
 
 
+def start_waiting(stack, name: str, seconds: int) -> tuple[str, str]:
+    """Starts ``<name>-grace`` with DeleteAfter ``seconds`` from now and
+    returns its ARN and that time once it waits with the user tagged so."""
+    delete_after = utc(seconds)
+    execution_arn = stack.start({"UserName": name, "DeleteAfter": delete_after}, name=f"{name}-grace")
+    assert wait_until_waiting(stack, execution_arn, name) == delete_after
+    return execution_arn, delete_after
+
+
 def wait_until_waiting(stack, execution_arn: str, name: str) -> str:
     """Polls until the execution sits in WaitForDeleteAfter with the user
     tagged; returns the tag's value."""
@@ -381,9 +390,7 @@ def test_restore_during_the_wait_stops_the_execution_and_puts_everything_back(st
     _, inactive = seed_with_one_inactive_key(stack, "rhys")
     before = state(stack.iam, "rhys")
     active = ids_with(before, "Active")
-    delete_after = utc(600)
-    execution_arn = stack.start({"UserName": "rhys", "DeleteAfter": delete_after}, name="rhys-grace")
-    assert wait_until_waiting(stack, execution_arn, "rhys") == delete_after
+    execution_arn, delete_after = start_waiting(stack, "rhys", 600)
     assert state(stack.iam, "rhys") == quarantined_view(before, delete_after)
     stack.clear_calls()
 
@@ -427,9 +434,7 @@ def test_restore_during_the_wait_stops_the_execution_and_puts_everything_back(st
 def test_a_user_restored_by_hand_during_the_wait_is_not_deleted(stack):
     seed_user(stack.iam, "hana")
     before = state(stack.iam, "hana")
-    delete_after = utc(10)
-    execution_arn = stack.start({"UserName": "hana", "DeleteAfter": delete_after}, name="hana-grace")
-    assert wait_until_waiting(stack, execution_arn, "hana") == delete_after
+    execution_arn, delete_after = start_waiting(stack, "hana", 10)
     assert "CheckQuarantine" not in entered_states(stack, execution_arn), \
         "the wait ended before the test could act (the machine is too slow for this scenario)"
     # The operator lifts the quarantine by hand: the tag goes (the rest stays as the quarantine left it).
@@ -674,9 +679,7 @@ def test_a_user_at_the_tag_quota_is_refused_before_the_quarantine_changes_anythi
 def test_a_tag_changed_during_the_wait_fails_loudly_and_deletes_nothing(stack):
     seed_user(stack.iam, "tara")
     before = state(stack.iam, "tara")
-    delete_after = utc(10)
-    execution_arn = stack.start({"UserName": "tara", "DeleteAfter": delete_after}, name="tara-grace")
-    assert wait_until_waiting(stack, execution_arn, "tara") == delete_after
+    execution_arn, _ = start_waiting(stack, "tara", 10)
     # Anyone with iam:TagUser could push the deletion out of reach this way.
     stack.iam.tag_user(UserName="tara", Tags=[{"Key": TAG, "Value": "2099-01-01T00:00:00Z"}])
     execution = stack.wait(execution_arn)
