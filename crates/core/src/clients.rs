@@ -142,7 +142,7 @@ pub const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("amazon-trust-service
 pub const ENV_TRUST_NATIVE_ROOTS: &str = "OFFBOARD_TRUST_NATIVE_ROOTS";
 
 fn native_roots_wanted() -> bool {
-    std::env::var(ENV_TRUST_NATIVE_ROOTS).is_ok_and(|value| value.eq_ignore_ascii_case("true"))
+    env_flag(ENV_TRUST_NATIVE_ROOTS).unwrap_or(false)
 }
 
 /// The default HTTPS client reads every file of the system trust store
