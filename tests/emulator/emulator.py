@@ -84,6 +84,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from xml.sax.saxutils import escape
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -478,6 +479,37 @@ def _update_service_specific_credential(self):  # type: ignore[no-untyped-def]
     return EmptyResult()
 
 
+#: moto's copy of the AWS managed policies (moto/iam/aws_managed_policies.py),
+#: parsed once per process: (name, default version, path, document, created,
+#: updated) each.
+_AWS_MANAGED_POLICIES: list[tuple] | None = None
+
+
+def _init_aws_policies_parsed_once(self):  # type: ignore[no-untyped-def]
+    """moto's IAMBackend._init_aws_policies (moto 5.2.5, moto/iam/models.py)
+    with the same policies, but the data parsed once per process: moto
+    json.loads the whole set and json.dumps every document again for each
+    account it first sees and for each account a mock's reset rebuilds,
+    about a tenth of the end-to-end suite's CPU (py-spy). Each account still
+    gets its own AWSManagedPolicy objects (their attachment counts are per
+    account), built as moto's AWSManagedPolicy.from_data builds them."""
+    global _AWS_MANAGED_POLICIES
+    if not iam_models.load_iam_aws_managed_policies():
+        return []
+    if _AWS_MANAGED_POLICIES is None:
+        _AWS_MANAGED_POLICIES = [
+            (name, data.get("DefaultVersionId"), data.get("Path"), json.dumps(data.get("Document")),
+             datetime.fromisoformat(data["CreateDate"]), datetime.fromisoformat(data["UpdateDate"]))
+            for name, data in json.loads(iam_models.aws_managed_policies_data).items()
+        ]
+    return [
+        iam_models.AWSManagedPolicy(name, account_id=self.account_id, region=self.region_name,
+                                    default_version_id=version, path=path, document=document,
+                                    create_date=created, update_date=updated)
+        for name, version, path, document, created, updated in _AWS_MANAGED_POLICIES
+    ]
+
+
 def extend_moto() -> None:
     """Applies the strict-IAM extensions (idempotent)."""
     if getattr(iam_models, "_offboard_extended", False):
@@ -500,6 +532,7 @@ def extend_moto() -> None:
     IamResponse.tag_mfa_device = _tag_mfa_device
     IamResponse.untag_mfa_device = _untag_mfa_device
     IamResponse.list_mfa_device_tags = _list_mfa_device_tags
+    iam_models.IAMBackend._init_aws_policies = _init_aws_policies_parsed_once
     iam_models._offboard_extended = True
 
 

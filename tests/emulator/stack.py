@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from moto import mock_aws
+from moto.iam.models import iam_backends
 
 from emulator import extend_moto
 from lambda_host import REGION, LambdaHost
@@ -194,6 +195,13 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.lambdas.stop()
         self.emulator.stop()
+        # moto's stop resets every backend before it drops them
+        # (BackendDict.reset, moto/core/base_backend.py: each account's
+        # backend is re-initialised, then the dict cleared): for IAM, every AWS
+        # managed policy loaded again per account, only to be discarded (the
+        # org-wide module's teardown took 20-26 s). Its IAM accounts are
+        # dropped first; the data is removed all the same.
+        iam_backends.clear()
         self.mock.stop()
         for key, value in self.saved_env.items():
             if value is None:
