@@ -57,9 +57,9 @@ e2e: $(VENV)/.installed node_modules/.installed $(BUILD)
 		--deselect $(BUILT_ARTIFACT_TESTS)
 
 # The demo runs the eight functions only: no test targets, no CLI. They build
-# while pip installs the local stack.
+# while pip installs the local stack (only the stack: no linters, no pytest).
 demo:
-	$(MAKE) --no-print-directory -j2 demo-functions $(VENV)/.installed
+	$(MAKE) --no-print-directory -j2 demo-functions $(VENV)/.stack
 	$(PY) tests/demo.py
 
 demo-functions:
@@ -74,8 +74,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.stack: tests/stack-requirements.txt
 	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/stack-requirements.txt
+	touch $@
+
+$(VENV)/.installed: tests/requirements.txt $(VENV)/.stack
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 

@@ -27,7 +27,7 @@ from seed import ACCOUNT, leftovers, seed_user  # noqa: E402
 from stack import AUDIT_BUCKET, TARGET_ROLE_NAME, TERMINAL, Stack  # noqa: E402
 
 QUARANTINE_TAG = "offboard:quarantined-until"
-GRACE_SECONDS = 5
+GRACE_SECONDS = 3
 
 
 def show_progress(stack: Stack, execution_arn: str, on_poll=None) -> dict:
