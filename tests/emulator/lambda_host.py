@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -293,11 +294,9 @@ class LambdaHost:
         (socketserver's poll_interval, 0.5 s), which one after another took
         about 4 s of every stack's teardown and of every restart_lambdas."""
         self.server.shutdown()
-        stopping = [threading.Thread(target=function.stop) for function in self.functions.values()]
-        for thread in stopping:
-            thread.start()
-        for thread in stopping:
-            thread.join()
+        with ThreadPoolExecutor(len(self.functions)) as pool:
+            # list(): a function that fails to stop raises here, as before.
+            list(pool.map(Function.stop, self.functions.values()))
 
     def arns(self) -> dict[str, str]:
         return {f"{stage}FunctionArn": function_arn(stage) for stage in FUNCTIONS}

@@ -298,7 +298,7 @@ pub async fn quarantine_user(
     if let Some(error) = first_error {
         return Err(error.with_note(&done(&deactivated, true)));
     }
-    Ok(record(until, execution_arn, credentials, already_inactive, deactivated, (deny_all, !had_deny_all)))
+    Ok(record(until, execution_arn, credentials, already_inactive, deactivated, deny_all, !had_deny_all))
 }
 
 /// A quarantine's record: what it changed (`deactivated`, and whether it
@@ -309,7 +309,8 @@ fn record(
     credentials: &CredentialInventory,
     already_inactive: CredentialIds,
     deactivated: CredentialIds,
-    (deny_all, deny_all_attached_by_quarantine): (String, bool),
+    deny_all: String,
+    deny_all_attached_by_quarantine: bool,
 ) -> QuarantineRecord {
     QuarantineRecord {
         quarantined_until: until.to_string(),
@@ -360,7 +361,7 @@ pub async fn partial_quarantine(
     Ok(QuarantineRecord {
         error: Some(error),
         cause: Some(if tagged { cause } else { format!("{cause} (the quarantine tag was not set)") }),
-        ..record(until, execution_arn, credentials, already_inactive, deactivated, (deny_all, attached_by_quarantine))
+        ..record(until, execution_arn, credentials, already_inactive, deactivated, deny_all, attached_by_quarantine)
     })
 }
 
